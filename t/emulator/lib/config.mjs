@@ -1,0 +1,142 @@
+// Loading and validating the emulator's CONFIG.json (and POST /config bodies).
+import { createPublicKey } from 'node:crypto';
+import { isPlainObject } from './util.mjs';
+
+export const SUPPORTED_ALGS = ['RS256', 'ES256', 'EdDSA'];
+export const DEFAULT_MAX_LIFETIME = 3600;
+export const DEFAULT_SKEW = 60;
+const DEFAULT_MAPPING = { email: 'email', token_id: 'jti' };
+
+export class ConfigError extends Error {}
+
+function str(v, what, optional = false) {
+  if (v === undefined || v === null) {
+    if (optional) return undefined;
+    throw new ConfigError(`${what} is required`);
+  }
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`${what} must be a non-empty string`);
+  return v;
+}
+
+function keyAlgOk(key, alg) {
+  const t = key.asymmetricKeyType;
+  if (alg === 'RS256') return t === 'rsa';
+  if (alg === 'ES256') return t === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+  if (alg === 'EdDSA') return t === 'ed25519';
+  return false;
+}
+
+export function parseProfile(p, i) {
+  const where = `profiles[${i}]`;
+  if (!isPlainObject(p)) throw new ConfigError(`${where} must be an object`);
+  const profile = {
+    profile_id: str(p.profile_id, `${where}.profile_id`),
+    issuer: str(p.issuer, `${where}.issuer`),
+    audience: str(p.audience, `${where}.audience`),
+    jwks_url: str(p.jwks_url, `${where}.jwks_url`, true),
+    jit_provisioning: p.jit_provisioning === true,
+    b2b: p.b2b === true,
+    attribute_mapping: { ...DEFAULT_MAPPING },
+    algorithms: ['RS256'],
+    keys: [],
+  };
+  if (p.attribute_mapping !== undefined) {
+    if (!isPlainObject(p.attribute_mapping)) throw new ConfigError(`${where}.attribute_mapping must be an object`);
+    for (const [k, v] of Object.entries(p.attribute_mapping)) {
+      profile.attribute_mapping[k] = str(v, `${where}.attribute_mapping.${k}`);
+    }
+  }
+  if (p.algorithms !== undefined) {
+    if (!Array.isArray(p.algorithms) || p.algorithms.length === 0) {
+      throw new ConfigError(`${where}.algorithms must be a non-empty array`);
+    }
+    for (const a of p.algorithms) {
+      if (!SUPPORTED_ALGS.includes(a)) throw new ConfigError(`${where}.algorithms: unsupported algorithm ${JSON.stringify(a)} (supported: ${SUPPORTED_ALGS.join(', ')})`);
+    }
+    profile.algorithms = [...p.algorithms];
+  }
+  const pems = p.public_keys;
+  if (profile.jwks_url && pems !== undefined && pems !== null && pems.length) {
+    throw new ConfigError(`${where}: give either jwks_url or public_keys, not both`);
+  }
+  if (profile.jwks_url) {
+    let u;
+    try { u = new URL(profile.jwks_url); } catch { throw new ConfigError(`${where}.jwks_url is not a URL`); }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`${where}.jwks_url must be http or https`);
+  } else {
+    if (!Array.isArray(pems) || pems.length < 1 || pems.length > 5) {
+      throw new ConfigError(`${where}: needs jwks_url or 1 to 5 public_keys`);
+    }
+    pems.forEach((pem, j) => {
+      let key;
+      try { key = createPublicKey(str(pem, `${where}.public_keys[${j}]`)); } catch (e) {
+        if (e instanceof ConfigError) throw e;
+        throw new ConfigError(`${where}.public_keys[${j}] is not a PEM public key: ${e.message}`);
+      }
+      if (!profile.algorithms.some((a) => keyAlgOk(key, a))) {
+        throw new ConfigError(`${where}.public_keys[${j}] (${key.asymmetricKeyType}) fits none of the profile's algorithms ${profile.algorithms.join(',')}`);
+      }
+      const jwk = key.export({ format: 'jwk' });
+      profile.keys.push({ key, jwk, index: j });
+    });
+  }
+  return profile;
+}
+
+export function parseOrganization(o, i) {
+  const where = `organizations[${i}]`;
+  if (!isPlainObject(o)) throw new ConfigError(`${where} must be an object`);
+  const id = str(o.organization_id, `${where}.organization_id`);
+  return {
+    organization_id: id,
+    organization_slug: str(o.organization_slug, `${where}.organization_slug`, true) ?? id,
+    organization_name: str(o.organization_name, `${where}.organization_name`, true) ?? id,
+  };
+}
+
+function num(v, what, dflt) {
+  if (v === undefined || v === null) return dflt;
+  if (!Number.isFinite(v) || v < 0) throw new ConfigError(`${what} must be a non-negative number`);
+  return v;
+}
+
+// Parse the parts that POST /config may replace; returns only the keys given.
+export function parseRuntimeConfig(c) {
+  if (!isPlainObject(c)) throw new ConfigError('config must be a JSON object');
+  const out = {};
+  if (c.profiles !== undefined) {
+    if (!Array.isArray(c.profiles)) throw new ConfigError('profiles must be an array');
+    const profiles = new Map();
+    c.profiles.forEach((p, i) => {
+      const prof = parseProfile(p, i);
+      if (profiles.has(prof.profile_id)) throw new ConfigError(`duplicate profile_id ${prof.profile_id}`);
+      profiles.set(prof.profile_id, prof);
+    });
+    out.profiles = profiles;
+  }
+  if (c.organizations !== undefined) {
+    if (!Array.isArray(c.organizations)) throw new ConfigError('organizations must be an array');
+    const orgs = new Map();
+    c.organizations.forEach((o, i) => {
+      const org = parseOrganization(o, i);
+      orgs.set(org.organization_id, org);
+    });
+    out.organizations = orgs;
+  }
+  if (c.max_token_lifetime_seconds !== undefined) out.max_token_lifetime_seconds = num(c.max_token_lifetime_seconds, 'max_token_lifetime_seconds');
+  if (c.clock_skew_seconds !== undefined) out.clock_skew_seconds = num(c.clock_skew_seconds, 'clock_skew_seconds');
+  return out;
+}
+
+export function parseConfig(c) {
+  if (!isPlainObject(c)) throw new ConfigError('config must be a JSON object');
+  const rt = parseRuntimeConfig(c);
+  return {
+    project_id: str(c.project_id, 'project_id'),
+    secret: str(c.secret, 'secret'),
+    max_token_lifetime_seconds: rt.max_token_lifetime_seconds ?? DEFAULT_MAX_LIFETIME,
+    clock_skew_seconds: rt.clock_skew_seconds ?? DEFAULT_SKEW,
+    profiles: rt.profiles ?? new Map(),
+    organizations: rt.organizations ?? new Map(),
+  };
+}
