@@ -1,0 +1,82 @@
+# ngx_http_stytch_tat_module: build, run and test on Debian 12.
+#
+#   make          build build/ngx_http_stytch_tat_module.so for Debian's nginx
+#   make test     every test: C unit tests, emulator fidelity, t/ with prove
+#   make run      nginx + module, the Stytch emulator and a demo upstream
+#
+# nginx's configure runs once per compiler (build/nginx-CC); later builds
+# only recompile the module's sources.
+
+SHELL       := /bin/bash
+ifeq ($(origin CC),default)
+CC          := gcc
+endif
+NGINX_SRC   ?= /usr/share/nginx/src
+NGINX_BIN   ?= /usr/sbin/nginx
+BUILD       := build
+CC_NAME     := $(notdir $(firstword $(CC)))
+NGX_TREE    := $(BUILD)/nginx-$(CC_NAME)
+MODULE      := $(BUILD)/ngx_http_stytch_tat_module.so
+SRCS        := ngx_http_stytch_tat_module.c $(wildcard src/*.c src/*.h)
+
+# Debian's own hardening flags, plus the warnings we hold ourselves to
+NGX_CC_OPT  := -g -O2 -fstack-protector-strong -Wformat \
+               -Werror=format-security -fPIC -Wdate-time -D_FORTIFY_SOURCE=2 \
+               -Wall -Wextra -Werror $(EXTRA_CC_OPT)
+NGX_LD_OPT  := -Wl,-z,relro -Wl,-z,now -fPIC $(EXTRA_LD_OPT)
+
+DEB_BUILD   := nginx-core nginx-dev libjansson-dev libssl-dev \
+               libpcre2-dev zlib1g-dev
+DEB_TEST    := libcmocka-dev libtest-base-perl nodejs npm openssl curl
+
+.PHONY: all deps deps-test test unit emulator-test prove run clang \
+        bench clean
+
+all: $(MODULE)
+
+deps:
+	@sh scripts/apt-ensure.sh $(DEB_BUILD) $(if $(filter clang,$(CC_NAME)),clang)
+
+deps-test: deps
+	@sh scripts/apt-ensure.sh $(DEB_TEST)
+
+$(NGX_TREE)/objs/Makefile: config | deps
+	rm -rf $(NGX_TREE)
+	mkdir -p $(BUILD)
+	cp -r $(NGINX_SRC) $(NGX_TREE)
+	. $(NGX_TREE)/conf_flags && cd $(NGX_TREE) && \
+	    ./configure --with-cc="$(CC)" "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="$(NGX_CC_OPT)" --with-ld-opt="$(NGX_LD_OPT)" \
+	        --add-dynamic-module=$(CURDIR) > configure.log 2>&1 \
+	    || { tail -20 configure.log; exit 1; }
+
+$(NGX_TREE)/objs/ngx_http_stytch_tat_module.so: $(NGX_TREE)/objs/Makefile $(SRCS)
+	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
+
+$(MODULE): $(NGX_TREE)/objs/ngx_http_stytch_tat_module.so
+	cp $< $@
+
+# the same sources with clang and -Wall -Wextra -Werror, not installed
+clang:
+	$(MAKE) CC=clang MODULE=$(BUILD)/clang/ngx_http_stytch_tat_module.so \
+	    $(BUILD)/clang/ngx_http_stytch_tat_module.so
+
+$(BUILD)/clang/ngx_http_stytch_tat_module.so: $(BUILD)/nginx-clang/objs/ngx_http_stytch_tat_module.so
+	mkdir -p $(BUILD)/clang
+	cp $< $@
+
+unit: deps-test
+	$(MAKE) -C t/unit run
+
+test: all deps-test
+	bash scripts/test.sh
+
+run: all deps-test
+	bash scripts/run.sh
+
+bench: all deps-test
+	bash bench/run.sh
+
+clean:
+	rm -rf $(BUILD)
+	$(MAKE) -C t/unit clean

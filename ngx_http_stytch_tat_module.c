@@ -1,0 +1,422 @@
+/*
+ * ngx_http_stytch_tat_module: turns the identity an edge single-sign-on
+ * layer hands to nginx into a signed Stytch Trusted Auth Token.
+ *
+ * This file holds the directives, the configuration and the variables;
+ * src/ngx_http_stytch_tat.h maps the other concerns to their files.
+ */
+
+
+#include "ngx_http_stytch_tat.h"
+
+
+static ngx_int_t ngx_http_stytch_tat_add_variables(ngx_conf_t *cf);
+static void *ngx_http_stytch_tat_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_stytch_tat_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_stytch_tat_email(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_conf_num_bounds_t  ngx_http_stytch_tat_ttl_bounds = {
+    ngx_conf_check_num_bounds, 1, 86400
+};
+
+
+static ngx_command_t  ngx_http_stytch_tat_commands[] = {
+
+    { ngx_string("stytch_tat_signing_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_stytch_tat_signing_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, issuer),
+      NULL },
+
+    { ngx_string("stytch_tat_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, audience),
+      NULL },
+
+    { ngx_string("stytch_tat_token_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, token_ttl),
+      &ngx_http_stytch_tat_ttl_bounds },
+
+    { ngx_string("stytch_tat_email"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_stytch_tat_email,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, email),
+      NULL },
+
+    { ngx_string("stytch_tat_subject"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, subject),
+      NULL },
+
+    { ngx_string("stytch_tat_token_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, token_id),
+      NULL },
+
+    { ngx_string("stytch_tat_claim"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
+      ngx_http_stytch_tat_claim,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_jwks"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_stytch_tat_jwks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_stytch_tat_module_ctx = {
+    ngx_http_stytch_tat_add_variables,     /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_stytch_tat_create_main_conf,  /* create main configuration */
+    ngx_http_stytch_tat_init_main_conf,    /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_stytch_tat_create_loc_conf,   /* create location configuration */
+    ngx_http_stytch_tat_merge_loc_conf     /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_stytch_tat_module = {
+    NGX_MODULE_V1,
+    &ngx_http_stytch_tat_module_ctx,       /* module context */
+    ngx_http_stytch_tat_commands,          /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
+
+    { ngx_string("stytch_tat_jwt"), NULL,
+      ngx_http_stytch_tat_jwt_variable, 0, 0, 0 },
+
+      ngx_http_null_variable
+};
+
+
+/* the module sets these itself: a client's copy is never believed */
+static const char  *ngx_http_stytch_tat_reserved_claims[] = {
+    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "email", NULL
+};
+
+
+ngx_http_stytch_tat_ctx_t *
+ngx_http_stytch_tat_get_ctx(ngx_http_request_t *r)
+{
+    ngx_http_stytch_tat_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_stytch_tat_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_stytch_tat_module);
+    }
+
+    return ctx;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_stytch_tat_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_stytch_tat_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_stytch_tat_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&mcf->keys, cf->pool, 2,
+                       sizeof(ngx_http_stytch_tat_key_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return mcf;
+}
+
+
+static char *
+ngx_http_stytch_tat_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_stytch_tat_main_conf_t  *mcf = conf;
+
+    if (mcf->keys.nelts && ngx_http_stytch_tat_keys_jwks(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_stytch_tat_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_stytch_tat_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->email_file = { 0, NULL };
+     *     conf->email_line = 0;
+     */
+
+    conf->issuer = NGX_CONF_UNSET_PTR;
+    conf->audience = NGX_CONF_UNSET_PTR;
+    conf->email = NGX_CONF_UNSET_PTR;
+    conf->subject = NGX_CONF_UNSET_PTR;
+    conf->token_id = NGX_CONF_UNSET_PTR;
+    conf->claims = NGX_CONF_UNSET_PTR;
+    conf->token_ttl = NGX_CONF_UNSET;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_stytch_tat_loc_conf_t *prev = parent;
+    ngx_http_stytch_tat_loc_conf_t *conf = child;
+
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    ngx_conf_merge_ptr_value(conf->issuer, prev->issuer, NULL);
+    ngx_conf_merge_ptr_value(conf->audience, prev->audience, NULL);
+    ngx_conf_merge_ptr_value(conf->subject, prev->subject, NULL);
+    ngx_conf_merge_ptr_value(conf->token_id, prev->token_id, NULL);
+    ngx_conf_merge_ptr_value(conf->claims, prev->claims, NULL);
+    ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl, 300);
+
+    if (conf->email == NGX_CONF_UNSET_PTR) {
+        conf->email = prev->email;
+        conf->email_file = prev->email_file;
+        conf->email_line = prev->email_line;
+    }
+
+    if (conf->email == NGX_CONF_UNSET_PTR) {
+        conf->email = NULL;
+    }
+
+    if (conf->email == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    /* minting is configured here: everything it needs must be too */
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_stytch_tat_module);
+
+    if (mcf->keys.nelts == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat_email\" in %V:%ui needs a "
+                      "\"stytch_tat_signing_key\" in the http block",
+                      &conf->email_file, conf->email_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->issuer == NULL || conf->audience == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat_email\" in %V:%ui needs "
+                      "\"stytch_tat_issuer\" and \"stytch_tat_audience\" "
+                      "where it applies",
+                      &conf->email_file, conf->email_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_stytch_tat_email(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    char  *rv;
+
+    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    lcf->email_file = cf->conf_file->file.name;
+    lcf->email_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    u_char                             *p;
+    ngx_str_t                          *value;
+    ngx_uint_t                          i;
+    const char                        **reserved;
+    ngx_http_stytch_tat_claim_conf_t   *claim, *claims;
+    ngx_http_compile_complex_value_t    ccv;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > 64) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "claim name must be 1 to 64 characters");
+        return NGX_CONF_ERROR;
+    }
+
+    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "claim name \"%V\" must be printable ASCII "
+                               "without quotes or backslashes", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    for (reserved = ngx_http_stytch_tat_reserved_claims; *reserved;
+         reserved++)
+    {
+        if (ngx_strcmp(value[1].data, *reserved) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "claim \"%V\" is set by the module itself; "
+                               "use the stytch_tat_issuer, _audience, "
+                               "_subject, _email or _token_id directives",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (lcf->claims == NGX_CONF_UNSET_PTR) {
+        lcf->claims = ngx_array_create(cf->pool, 4,
+                                 sizeof(ngx_http_stytch_tat_claim_conf_t));
+        if (lcf->claims == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    claims = lcf->claims->elts;
+
+    for (i = 0; i < lcf->claims->nelts; i++) {
+        if (ngx_strcmp(claims[i].name.data, value[1].data) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate claim \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (lcf->claims->nelts == NGX_HTTP_STYTCH_TAT_CLAIMS_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many claims, at most %d",
+                           NGX_HTTP_STYTCH_TAT_CLAIMS_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    claim = ngx_array_push(lcf->claims);
+    if (claim == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(claim, sizeof(ngx_http_stytch_tat_claim_conf_t));
+
+    /* configuration arguments are NUL-terminated, as jansson needs */
+    claim->name = value[1];
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = &claim->value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 4) {
+        if (value[3].len != sizeof("list=X") - 1
+            || ngx_strncmp(value[3].data, "list=", 5) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", expected "
+                               "\"list=\" and one separator character",
+                               &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        claim->sep = value[3].data[5];
+    }
+
+    return NGX_CONF_OK;
+}

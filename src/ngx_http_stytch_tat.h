@@ -1,0 +1,96 @@
+/*
+ * ngx_http_stytch_tat_module: types shared by the module's files.
+ *
+ *   ngx_http_stytch_tat_module.c    directives, configuration, variables
+ *   src/ngx_http_stytch_tat_keys.c  signing keys and the JWKS document
+ *   src/ngx_http_stytch_tat_mint.c  minting the JWT for a request
+ *   src/ngx_http_stytch_tat_jwks.c  the JWKS content handler
+ *   src/ngx_http_stytch_tat_jose.c  JOSE primitives (no nginx)
+ *   src/ngx_http_stytch_tat_claims.c  claims JSON (no nginx)
+ */
+
+#ifndef _NGX_HTTP_STYTCH_TAT_H_INCLUDED_
+#define _NGX_HTTP_STYTCH_TAT_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_stytch_tat_jose.h"
+#include "ngx_http_stytch_tat_claims.h"
+
+
+/* a kid is printable ASCII, short enough for any header */
+#define NGX_HTTP_STYTCH_TAT_KID_MAX     128
+#define NGX_HTTP_STYTCH_TAT_CLAIMS_MAX  32
+
+
+typedef struct {
+    EVP_PKEY                   *pkey;
+    ngx_int_t                   alg;
+    ngx_str_t                   kid;
+    ngx_str_t                   header;      /* base64url JOSE header */
+    ngx_str_t                   jwk;         /* public JWK, JSON */
+    size_t                      sig_len;
+    ngx_str_t                   file;        /* for log lines */
+} ngx_http_stytch_tat_key_t;
+
+
+typedef struct {
+    ngx_str_t                   name;        /* NUL-terminated */
+    ngx_http_complex_value_t    value;
+    u_char                      sep;         /* list=SEP, 0 for a string */
+} ngx_http_stytch_tat_claim_conf_t;
+
+
+typedef struct {
+    ngx_array_t                 keys;        /* ngx_http_stytch_tat_key_t */
+    ngx_str_t                   jwks;        /* {"keys":[...]} */
+} ngx_http_stytch_tat_main_conf_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t   *issuer;
+    ngx_http_complex_value_t   *audience;
+    ngx_http_complex_value_t   *email;
+    ngx_http_complex_value_t   *subject;
+    ngx_http_complex_value_t   *token_id;
+    ngx_array_t                *claims;      /* claim_conf_t */
+    time_t                      token_ttl;
+
+    /* where minting was configured, for errors found at merge time */
+    ngx_str_t                   email_file;
+    ngx_uint_t                  email_line;
+} ngx_http_stytch_tat_loc_conf_t;
+
+
+/* per request, never in configuration (see nginx-notes.md, trap 3) */
+typedef struct {
+    ngx_str_t                   jwt;
+    ngx_str_t                   jti;
+    ngx_int_t                   mint_rc;
+    unsigned                    minted:1;
+} ngx_http_stytch_tat_ctx_t;
+
+
+ngx_http_stytch_tat_ctx_t *ngx_http_stytch_tat_get_ctx(ngx_http_request_t *r);
+
+char *ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_stytch_tat_keys_jwks(ngx_conf_t *cf,
+    ngx_http_stytch_tat_main_conf_t *mcf);
+
+ngx_int_t ngx_http_stytch_tat_mint(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx);
+ngx_int_t ngx_http_stytch_tat_jwt_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+char *ngx_http_stytch_tat_jwks(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+extern ngx_module_t  ngx_http_stytch_tat_module;
+
+
+#endif /* _NGX_HTTP_STYTCH_TAT_H_INCLUDED_ */

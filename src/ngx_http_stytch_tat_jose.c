@@ -1,0 +1,500 @@
+/*
+ * JOSE primitives: see ngx_http_stytch_tat_jose.h.  No nginx headers here.
+ */
+
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE              /* memmem() */
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+
+#include <jansson.h>
+
+#include "ngx_http_stytch_tat_jose.h"
+
+
+static int ngx_http_stytch_tat_refuse_password(char *buf, int size,
+    int rwflag, void *data);
+static int ngx_http_stytch_tat_set_b64url(json_t *obj, const char *name,
+    const unsigned char *data, size_t len);
+static int ngx_http_stytch_tat_set_bn(json_t *obj, const char *name,
+    EVP_PKEY *pkey, const char *param, size_t pad);
+static const EVP_MD *ngx_http_stytch_tat_sha256(void);
+
+
+size_t
+ngx_http_stytch_tat_b64url_encode(unsigned char *dst,
+    const unsigned char *src, size_t len)
+{
+    size_t  i, n;
+
+    n = (size_t) EVP_EncodeBlock(dst, src, (int) len);
+
+    while (n > 0 && dst[n - 1] == '=') {
+        n--;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (dst[i] == '+') {
+            dst[i] = '-';
+
+        } else if (dst[i] == '/') {
+            dst[i] = '_';
+        }
+    }
+
+    dst[n] = '\0';
+
+    return n;
+}
+
+
+const char *
+ngx_http_stytch_tat_alg_name(int alg)
+{
+    switch (alg) {
+    case NGX_HTTP_STYTCH_TAT_ALG_RS256:
+        return "RS256";
+    case NGX_HTTP_STYTCH_TAT_ALG_ES256:
+        return "ES256";
+    case NGX_HTTP_STYTCH_TAT_ALG_EDDSA:
+        return "EdDSA";
+    }
+
+    return "none";
+}
+
+
+static int
+ngx_http_stytch_tat_refuse_password(char *buf, int size, int rwflag,
+    void *data)
+{
+    /* an encrypted key would need a passphrase at every start: refuse it */
+    *(int *) data = 1;
+
+    return -1;
+}
+
+
+int
+ngx_http_stytch_tat_key_load(const unsigned char *pem, size_t len,
+    EVP_PKEY **pkey, int *alg, char *err)
+{
+    int        asked, nid, bits;
+    BIO       *bio;
+    char       group[64];
+    size_t     glen;
+    EVP_PKEY  *key;
+
+    *pkey = NULL;
+
+    if (len == 0 || len > 64 * 1024) {
+        snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN, "empty or oversized key");
+        return -1;
+    }
+
+    bio = BIO_new_mem_buf(pem, (int) len);
+    if (bio == NULL) {
+        snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN, "out of memory");
+        return -1;
+    }
+
+    asked = 0;
+    key = PEM_read_bio_PrivateKey(bio, NULL,
+                                  ngx_http_stytch_tat_refuse_password,
+                                  &asked);
+    BIO_free(bio);
+    ERR_clear_error();
+
+    if (key == NULL) {
+        if (asked || memmem(pem, len, "ENCRYPTED", 9) != NULL) {
+            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                     "the key is encrypted; store it decrypted with "
+                     "\"openssl pkey -in KEY -out KEY.pem\" and restrict "
+                     "its permissions");
+
+        } else if (memmem(pem, len, "PUBLIC KEY-----", 15) != NULL
+                   || memmem(pem, len, "CERTIFICATE-----", 16) != NULL)
+        {
+            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                     "a public key or certificate, not a private key");
+
+        } else {
+            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                     "not a PEM private key");
+        }
+
+        return -1;
+    }
+
+    switch (EVP_PKEY_get_base_id(key)) {
+
+    case EVP_PKEY_RSA:
+        bits = EVP_PKEY_get_bits(key);
+        if (bits < 2048 || bits > 8192) {
+            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                     "RSA key of %d bits; RS256 needs 2048 to 8192 bits",
+                     bits);
+            goto failed;
+        }
+
+        *alg = NGX_HTTP_STYTCH_TAT_ALG_RS256;
+        break;
+
+    case EVP_PKEY_EC:
+        if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME,
+                                           group, sizeof(group), &glen)
+            != 1)
+        {
+            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                     "EC key without a named curve");
+            goto failed;
+        }
+
+        nid = OBJ_txt2nid(group);
+        if (nid != NID_X9_62_prime256v1) {
+            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                     "EC key on curve \"%s\"; ES256 needs P-256", group);
+            goto failed;
+        }
+
+        *alg = NGX_HTTP_STYTCH_TAT_ALG_ES256;
+        break;
+
+    case EVP_PKEY_ED25519:
+        *alg = NGX_HTTP_STYTCH_TAT_ALG_EDDSA;
+        break;
+
+    default:
+        snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                 "unsupported key type; use RSA (RS256), P-256 (ES256) "
+                 "or Ed25519 (EdDSA)");
+        goto failed;
+    }
+
+    *pkey = key;
+
+    return 0;
+
+failed:
+
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+
+    return -1;
+}
+
+
+static int
+ngx_http_stytch_tat_set_b64url(json_t *obj, const char *name,
+    const unsigned char *data, size_t len)
+{
+    int            rc;
+    size_t         n;
+    unsigned char *buf;
+
+    buf = malloc(ngx_http_stytch_tat_b64url_len(len));
+    if (buf == NULL) {
+        return -1;
+    }
+
+    n = ngx_http_stytch_tat_b64url_encode(buf, data, len);
+
+    rc = json_object_set_new(obj, name, json_stringn((char *) buf, n));
+
+    free(buf);
+
+    return rc;
+}
+
+
+static int
+ngx_http_stytch_tat_set_bn(json_t *obj, const char *name, EVP_PKEY *pkey,
+    const char *param, size_t pad)
+{
+    int             rc, n;
+    BIGNUM         *bn;
+    unsigned char   buf[1024];
+
+    bn = NULL;
+
+    if (EVP_PKEY_get_bn_param(pkey, param, &bn) != 1) {
+        return -1;
+    }
+
+    /* RFC 7518: RSA members minimal, EC coordinates full field length */
+    n = pad ? BN_bn2binpad(bn, buf, (int) pad) : BN_bn2bin(bn, buf);
+
+    rc = (n < 0 || (size_t) BN_num_bytes(bn) > sizeof(buf))
+         ? -1 : ngx_http_stytch_tat_set_b64url(obj, name, buf, (size_t) n);
+
+    BN_free(bn);
+
+    return rc;
+}
+
+
+void *
+ngx_http_stytch_tat_key_public_members(EVP_PKEY *pkey, int alg)
+{
+    int             rc;
+    size_t          len;
+    json_t         *obj;
+    unsigned char   raw[32];
+
+    obj = json_object();
+    if (obj == NULL) {
+        return NULL;
+    }
+
+    switch (alg) {
+
+    case NGX_HTTP_STYTCH_TAT_ALG_RS256:
+        rc = json_object_set_new(obj, "kty", json_string("RSA"));
+        rc |= ngx_http_stytch_tat_set_bn(obj, "n", pkey,
+                                         OSSL_PKEY_PARAM_RSA_N, 0);
+        rc |= ngx_http_stytch_tat_set_bn(obj, "e", pkey,
+                                         OSSL_PKEY_PARAM_RSA_E, 0);
+        break;
+
+    case NGX_HTTP_STYTCH_TAT_ALG_ES256:
+        rc = json_object_set_new(obj, "kty", json_string("EC"));
+        rc |= json_object_set_new(obj, "crv", json_string("P-256"));
+        rc |= ngx_http_stytch_tat_set_bn(obj, "x", pkey,
+                                         OSSL_PKEY_PARAM_EC_PUB_X, 32);
+        rc |= ngx_http_stytch_tat_set_bn(obj, "y", pkey,
+                                         OSSL_PKEY_PARAM_EC_PUB_Y, 32);
+        break;
+
+    case NGX_HTTP_STYTCH_TAT_ALG_EDDSA:
+        len = sizeof(raw);
+        rc = json_object_set_new(obj, "kty", json_string("OKP"));
+        rc |= json_object_set_new(obj, "crv", json_string("Ed25519"));
+        rc |= (EVP_PKEY_get_raw_public_key(pkey, raw, &len) == 1) ? 0 : -1;
+        rc |= ngx_http_stytch_tat_set_b64url(obj, "x", raw, len);
+        break;
+
+    default:
+        rc = -1;
+    }
+
+    if (rc != 0) {
+        json_decref(obj);
+        return NULL;
+    }
+
+    return obj;
+}
+
+
+int
+ngx_http_stytch_tat_key_thumbprint(EVP_PKEY *pkey, int alg, char *out)
+{
+    int             rc;
+    char           *json;
+    json_t         *obj;
+    unsigned int    len;
+    unsigned char   md[EVP_MAX_MD_SIZE];
+
+    obj = ngx_http_stytch_tat_key_public_members(pkey, alg);
+    if (obj == NULL) {
+        return -1;
+    }
+
+    /* RFC 7638 3.3: required members only, sorted, no white space */
+    json = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(obj);
+
+    if (json == NULL) {
+        return -1;
+    }
+
+    rc = EVP_Digest(json, strlen(json), md, &len,
+                    ngx_http_stytch_tat_sha256(), NULL);
+    free(json);
+
+    if (rc != 1) {
+        return -1;
+    }
+
+    ngx_http_stytch_tat_b64url_encode((unsigned char *) out, md, len);
+
+    return 0;
+}
+
+
+char *
+ngx_http_stytch_tat_key_jwk(EVP_PKEY *pkey, int alg, const char *kid)
+{
+    int      rc;
+    char    *json;
+    json_t  *obj;
+
+    obj = ngx_http_stytch_tat_key_public_members(pkey, alg);
+    if (obj == NULL) {
+        return NULL;
+    }
+
+    rc = json_object_set_new(obj, "kid", json_string(kid));
+    rc |= json_object_set_new(obj, "alg",
+                              json_string(ngx_http_stytch_tat_alg_name(alg)));
+    rc |= json_object_set_new(obj, "use", json_string("sig"));
+
+    json = (rc == 0) ? json_dumps(obj, JSON_COMPACT) : NULL;
+
+    json_decref(obj);
+
+    return json;
+}
+
+
+char *
+ngx_http_stytch_tat_jws_header(int alg, const char *kid)
+{
+    char    *json;
+    size_t   len;
+    json_t  *obj;
+    unsigned char *out;
+
+    obj = json_pack("{s:s, s:s, s:s}",
+                    "alg", ngx_http_stytch_tat_alg_name(alg),
+                    "typ", "JWT",
+                    "kid", kid);
+    if (obj == NULL) {
+        return NULL;
+    }
+
+    json = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+
+    if (json == NULL) {
+        return NULL;
+    }
+
+    len = strlen(json);
+
+    out = malloc(ngx_http_stytch_tat_b64url_len(len));
+    if (out != NULL) {
+        ngx_http_stytch_tat_b64url_encode(out, (unsigned char *) json, len);
+    }
+
+    free(json);
+
+    return (char *) out;
+}
+
+
+static const EVP_MD *
+ngx_http_stytch_tat_sha256(void)
+{
+    static EVP_MD  *md;
+
+    /* fetched once: an implicit fetch on every signature costs a lock */
+
+    if (md == NULL) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    }
+
+    return md;
+}
+
+
+size_t
+ngx_http_stytch_tat_sig_size(EVP_PKEY *pkey, int alg)
+{
+    switch (alg) {
+    case NGX_HTTP_STYTCH_TAT_ALG_ES256:
+        return 64;
+    case NGX_HTTP_STYTCH_TAT_ALG_EDDSA:
+        return 64;
+    }
+
+    return (size_t) EVP_PKEY_get_size(pkey);
+}
+
+
+int
+ngx_http_stytch_tat_sign(EVP_PKEY *pkey, int alg, const unsigned char *in,
+    size_t len, unsigned char *sig, size_t *siglen)
+{
+    int                   rc;
+    size_t                n;
+    EVP_MD_CTX           *ctx;
+    ECDSA_SIG            *ecsig;
+    const BIGNUM         *r, *s;
+    const EVP_MD         *md;
+    const unsigned char  *p;
+    unsigned char         der[160];
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        return -1;
+    }
+
+    md = (alg == NGX_HTTP_STYTCH_TAT_ALG_EDDSA)
+         ? NULL : ngx_http_stytch_tat_sha256();
+
+    rc = -1;
+
+    if (EVP_DigestSignInit(ctx, NULL, md, NULL, pkey) != 1) {
+        goto done;
+    }
+
+    if (alg != NGX_HTTP_STYTCH_TAT_ALG_ES256) {
+        n = NGX_HTTP_STYTCH_TAT_SIG_MAX;
+
+        if (EVP_DigestSign(ctx, sig, &n, in, len) != 1) {
+            goto done;
+        }
+
+        *siglen = n;
+        rc = 0;
+        goto done;
+    }
+
+    /* ECDSA: OpenSSL yields DER, JWS (RFC 7518 3.4) wants raw r || s */
+
+    n = sizeof(der);
+
+    if (EVP_DigestSign(ctx, der, &n, in, len) != 1) {
+        goto done;
+    }
+
+    p = der;
+    ecsig = d2i_ECDSA_SIG(NULL, &p, (long) n);
+    if (ecsig == NULL) {
+        goto done;
+    }
+
+    ECDSA_SIG_get0(ecsig, &r, &s);
+
+    if (BN_bn2binpad(r, sig, 32) == 32 && BN_bn2binpad(s, sig + 32, 32) == 32)
+    {
+        *siglen = 64;
+        rc = 0;
+    }
+
+    ECDSA_SIG_free(ecsig);
+
+done:
+
+    EVP_MD_CTX_free(ctx);
+
+    if (rc != 0) {
+        ERR_clear_error();
+    }
+
+    return rc;
+}

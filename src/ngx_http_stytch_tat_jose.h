@@ -1,0 +1,69 @@
+/*
+ * JOSE primitives of ngx_http_stytch_tat_module: base64url, private key
+ * loading, public JWKs with RFC 7638 thumbprints, JWS signing.
+ *
+ * Deliberately free of nginx headers so that the unit tests in test/unit
+ * link it alone.  All cryptography goes through OpenSSL's EVP API and all
+ * JSON through jansson.
+ */
+
+#ifndef _NGX_HTTP_STYTCH_TAT_JOSE_H_INCLUDED_
+#define _NGX_HTTP_STYTCH_TAT_JOSE_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <openssl/evp.h>
+
+
+#define NGX_HTTP_STYTCH_TAT_ALG_RS256   1
+#define NGX_HTTP_STYTCH_TAT_ALG_ES256   2
+#define NGX_HTTP_STYTCH_TAT_ALG_EDDSA   3
+
+/* RSA keys are accepted up to 8192 bits: 1024 bytes of signature */
+#define NGX_HTTP_STYTCH_TAT_SIG_MAX     1024
+
+#define NGX_HTTP_STYTCH_TAT_ERR_LEN     256
+
+/* enough for base64url of len bytes, plus a terminating NUL */
+#define ngx_http_stytch_tat_b64url_len(len)  ((((len) + 2) / 3) * 4 + 1)
+
+
+size_t ngx_http_stytch_tat_b64url_encode(unsigned char *dst,
+    const unsigned char *src, size_t len);
+
+const char *ngx_http_stytch_tat_alg_name(int alg);
+
+/*
+ * Parses a PEM private key (PKCS#8 or traditional).  Encrypted keys, public
+ * keys, RSA under 2048 bits and curves other than P-256 are refused with a
+ * reason in err.  Returns 0 on success.
+ */
+int ngx_http_stytch_tat_key_load(const unsigned char *pem, size_t len,
+    EVP_PKEY **pkey, int *alg, char *err);
+
+/* the public JWK members RFC 7638 hashes, as a new jansson object */
+void *ngx_http_stytch_tat_key_public_members(EVP_PKEY *pkey, int alg);
+
+/* RFC 7638 thumbprint, base64url, into a buffer of at least 44 bytes */
+int ngx_http_stytch_tat_key_thumbprint(EVP_PKEY *pkey, int alg,
+    char *out);
+
+/* the public JWK with kid, alg and use, as compact JSON (free() it) */
+char *ngx_http_stytch_tat_key_jwk(EVP_PKEY *pkey, int alg, const char *kid);
+
+/* the base64url JOSE header {"alg","typ":"JWT","kid"} (free() it) */
+char *ngx_http_stytch_tat_jws_header(int alg, const char *kid);
+
+/*
+ * JWS signature of in[0..len) in the JOSE form: RSASSA-PKCS1-v1_5 with
+ * SHA-256, ECDSA P-256 as raw r||s (64 bytes), or Ed25519.  sig must hold
+ * NGX_HTTP_STYTCH_TAT_SIG_MAX bytes.  Returns 0 on success.
+ */
+int ngx_http_stytch_tat_sign(EVP_PKEY *pkey, int alg,
+    const unsigned char *in, size_t len, unsigned char *sig,
+    size_t *siglen);
+
+size_t ngx_http_stytch_tat_sig_size(EVP_PKEY *pkey, int alg);
+
+
+#endif /* _NGX_HTTP_STYTCH_TAT_JOSE_H_INCLUDED_ */

@@ -1,0 +1,308 @@
+/*
+ * Minting: the Trusted Auth Token for a request's identity, signed with the
+ * first stytch_tat_signing_key, and the $stytch_tat_jwt variable.
+ */
+
+
+#include "ngx_http_stytch_tat.h"
+
+#include <openssl/rand.h>
+
+
+/* iss aud sub email jti iat nbf exp: claims the module owns */
+#define NGX_HTTP_STYTCH_TAT_FIXED_CLAIMS  8
+
+/* 128 bits of CSPRNG output per jti, 22 characters of base64url */
+#define NGX_HTTP_STYTCH_TAT_JTI_BYTES     16
+
+
+static ngx_int_t ngx_http_stytch_tat_eval(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *value);
+static ngx_int_t ngx_http_stytch_tat_random_jti(ngx_http_request_t *r,
+    ngx_str_t *jti);
+static ngx_int_t ngx_http_stytch_tat_sign_jwt(ngx_http_request_t *r,
+    ngx_http_stytch_tat_key_t *key, u_char *payload, size_t len,
+    ngx_str_t *jwt);
+
+
+ngx_int_t
+ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    int                                rc;
+    time_t                             now;
+    u_char                            *payload;
+    size_t                             n, len, bad;
+    ngx_str_t                          email, value;
+    ngx_uint_t                         i;
+    ngx_http_stytch_tat_key_t         *key;
+    ngx_http_stytch_tat_claim_t       *claims, *c;
+    ngx_http_stytch_tat_claim_conf_t  *cc;
+    ngx_http_stytch_tat_loc_conf_t    *lcf;
+    ngx_http_stytch_tat_main_conf_t   *mcf;
+
+    if (ctx->minted) {
+        return ctx->mint_rc;
+    }
+
+    /* once per request, whatever the outcome */
+
+    ctx->minted = 1;
+    ctx->mint_rc = NGX_ERROR;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
+
+    if (lcf->email == NULL || mcf->keys.nelts == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: no token minted: \"stytch_tat_email\" "
+                      "and \"stytch_tat_signing_key\" are needed here");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_stytch_tat_eval(r, lcf->email, &email) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (email.len == 0) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "stytch_tat: no identity: \"stytch_tat_email\" is "
+                      "empty");
+        ctx->mint_rc = NGX_DECLINED;
+        return NGX_DECLINED;
+    }
+
+    n = NGX_HTTP_STYTCH_TAT_FIXED_CLAIMS + (lcf->claims ? lcf->claims->nelts
+                                                         : 0);
+
+    claims = ngx_pcalloc(r->pool, n * sizeof(ngx_http_stytch_tat_claim_t));
+    if (claims == NULL) {
+        return NGX_ERROR;
+    }
+
+    c = claims;
+
+    c->name = "iss";
+    if (ngx_http_stytch_tat_eval(r, lcf->issuer, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+    c->data = value.data;
+    c->len = value.len;
+    c++;
+
+    c->name = "aud";
+    if (ngx_http_stytch_tat_eval(r, lcf->audience, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+    c->data = value.data;
+    c->len = value.len;
+    c++;
+
+    c->name = "sub";
+    if (ngx_http_stytch_tat_eval(r, lcf->subject, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+    c->data = value.data;
+    c->len = value.len;
+    c++;
+
+    c->name = "email";
+    c->data = email.data;
+    c->len = email.len;
+    c++;
+
+    if (ngx_http_stytch_tat_eval(r, lcf->token_id, &ctx->jti) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->jti.len == 0
+        && ngx_http_stytch_tat_random_jti(r, &ctx->jti) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    c->name = "jti";
+    c->data = ctx->jti.data;
+    c->len = ctx->jti.len;
+    c++;
+
+    now = ngx_time();
+
+    c->name = "iat";
+    c->type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
+    c->number = now;
+    c++;
+
+    c->name = "nbf";
+    c->type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
+    c->number = now;
+    c++;
+
+    c->name = "exp";
+    c->type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
+    c->number = now + lcf->token_ttl;
+    c++;
+
+    if (lcf->claims) {
+        cc = lcf->claims->elts;
+
+        for (i = 0; i < lcf->claims->nelts; i++, c++) {
+            if (ngx_http_complex_value(r, &cc[i].value, &value) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            c->name = (char *) cc[i].name.data;
+            c->data = value.data;
+            c->len = value.len;
+
+            if (cc[i].sep) {
+                c->type = NGX_HTTP_STYTCH_TAT_CLAIM_LIST;
+                c->sep = cc[i].sep;
+            }
+        }
+    }
+
+    payload = ngx_pnalloc(r->pool, NGX_HTTP_STYTCH_TAT_PAYLOAD_MAX);
+    if (payload == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_stytch_tat_claims_json(claims, n, payload,
+                                         NGX_HTTP_STYTCH_TAT_PAYLOAD_MAX,
+                                         &len, &bad);
+
+    if (rc == NGX_HTTP_STYTCH_TAT_CLAIM_NOMEM) {
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_HTTP_STYTCH_TAT_CLAIM_OK) {
+        /* the value itself is the client's: name the claim, not its value */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: no token minted: claim \"%s\": %s",
+                      bad < n ? claims[bad].name : "*",
+                      ngx_http_stytch_tat_claim_strerror(rc));
+        ctx->mint_rc = NGX_HTTP_BAD_REQUEST;
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    key = mcf->keys.elts;
+
+    if (ngx_http_stytch_tat_sign_jwt(r, &key[0], payload, len, &ctx->jwt)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "stytch_tat: minted %s token, jti \"%V\"",
+                   ngx_http_stytch_tat_alg_name(key[0].alg), &ctx->jti);
+
+    ctx->mint_rc = NGX_OK;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_eval(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
+    ngx_str_t *value)
+{
+    if (cv == NULL) {
+        ngx_str_null(value);
+        return NGX_OK;
+    }
+
+    return ngx_http_complex_value(r, cv, value);
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_random_jti(ngx_http_request_t *r, ngx_str_t *jti)
+{
+    u_char  rnd[NGX_HTTP_STYTCH_TAT_JTI_BYTES];
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "stytch_tat: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    jti->data = ngx_pnalloc(r->pool,
+                            ngx_http_stytch_tat_b64url_len(sizeof(rnd)));
+    if (jti->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    jti->len = ngx_http_stytch_tat_b64url_encode(jti->data, rnd, sizeof(rnd));
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_sign_jwt(ngx_http_request_t *r,
+    ngx_http_stytch_tat_key_t *key, u_char *payload, size_t len,
+    ngx_str_t *jwt)
+{
+    u_char  *p;
+    size_t   siglen;
+    u_char   sig[NGX_HTTP_STYTCH_TAT_SIG_MAX];
+
+    /* header "." payload "." signature, all base64url, one allocation */
+
+    p = ngx_pnalloc(r->pool, key->header.len + 1
+                             + ngx_http_stytch_tat_b64url_len(len) + 1
+                             + ngx_http_stytch_tat_b64url_len(key->sig_len));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    jwt->data = p;
+
+    p = ngx_cpymem(p, key->header.data, key->header.len);
+    *p++ = '.';
+    p += ngx_http_stytch_tat_b64url_encode(p, payload, len);
+
+    if (ngx_http_stytch_tat_sign(key->pkey, key->alg, jwt->data,
+                                 p - jwt->data, sig, &siglen)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "stytch_tat: signing with key \"%V\" failed",
+                      &key->kid);
+        return NGX_ERROR;
+    }
+
+    *p++ = '.';
+    p += ngx_http_stytch_tat_b64url_encode(p, sig, siglen);
+
+    jwt->len = p - jwt->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_stytch_tat_jwt_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_stytch_tat_ctx_t  *ctx;
+
+    ctx = ngx_http_stytch_tat_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_stytch_tat_mint(r, ctx) != NGX_OK) {
+        /* no identity or bad input: an empty value, never a broken token */
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = ctx->jwt.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = ctx->jwt.data;
+
+    return NGX_OK;
+}
