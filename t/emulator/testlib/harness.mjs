@@ -1,10 +1,9 @@
 // Test helpers: start/stop the emulator, talk to its control API, make
 // plain HTTPS requests that trust its CA, and mint Trusted Auth Tokens.
 import { spawn } from 'node:child_process';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeFileSync } from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
 import { SignJWT } from 'jose';
@@ -76,9 +75,9 @@ export function httpsRequest({ ca, port, method, path, body, auth, timeoutMs = 5
     const out = { status: null, headers: null, text: '', bytes: 0, error: null };
     let settled = false;
     const finish = () => { if (!settled) { settled = true; resolve(out); } };
-    const req = https.request({
-      host: '127.0.0.1', port, method, path, ca, servername, headers, agent: false,
-    }, (res) => {
+    const tlsOpts = { host: '127.0.0.1', port, method, path, ca, headers, agent: false };
+    if (servername) tlsOpts.servername = servername; // else the IP address SAN is checked
+    const req = https.request(tlsOpts, (res) => {
       out.status = res.statusCode;
       out.headers = res.headers;
       const chunks = [];

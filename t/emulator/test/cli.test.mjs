@@ -1,0 +1,122 @@
+// The emulator's command-line contract: ready line and file, certificates,
+// reuse across restarts, clean SIGTERM, and refusal of bad arguments/config.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateKeyPair, exportSPKI } from 'jose';
+import { startEmulator, httpsRequest, SERVER } from '../testlib/harness.mjs';
+
+const PROJECT_ID = 'project-test-00000000-0000-0000-0000-000000000000';
+const dirs = [];
+const tmp = () => { const d = mkdtempSync(join(tmpdir(), 'stytch-emulator-cli-')); dirs.push(d); return d; };
+after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+async function baseConfig() {
+  const { publicKey } = await generateKeyPair('RS256', { extractable: true });
+  return {
+    project_id: PROJECT_ID,
+    secret: 'secret-test-cli',
+    profiles: [{ profile_id: 'trusted-auth-token-profile-test-cli', issuer: 'https://i', audience: 'https://a', public_keys: [await exportSPKI(publicKey)] }],
+    organizations: [],
+  };
+}
+
+function runSync(args, dir) {
+  return spawnSync(process.execPath, [SERVER, ...args], { cwd: dir, encoding: 'utf8', timeout: 20000 });
+}
+
+describe('command line', () => {
+  it('starts, prints one ready line, writes DIR/ready, serves TLS for all SANs and stops on SIGTERM', async () => {
+    const dir = tmp();
+    const emu = await startEmulator(dir, await baseConfig());
+    try {
+      assert.equal(emu.stdout, 'emulator ready\n');
+      assert.match(emu.stderr, /generated CA/);
+      assert.ok(emu.ready.listen_port > 0 && emu.ready.control_port > 0);
+      const cert = new X509Certificate(readFileSync(join(dir, 'server.pem')));
+      const ca = new X509Certificate(readFileSync(join(dir, 'ca.pem')));
+      assert.ok(cert.checkIssued(ca));
+      for (const san of ['DNS:localhost', 'DNS:stytch.test', 'IP Address:127.0.0.1']) assert.ok(cert.subjectAltName.includes(san), san);
+      const path = `/v1/sessions/jwks/${PROJECT_ID}`;
+      for (const servername of ['localhost', 'stytch.test', null]) {
+        const r = await httpsRequest({ ca: emu.ca, port: emu.ready.listen_port, method: 'GET', path, servername });
+        assert.equal(r.status, 200, `${servername}: ${r.error}`);
+      }
+      const untrusted = await httpsRequest({ port: emu.ready.listen_port, method: 'GET', path });
+      assert.ok(untrusted.error && untrusted.status === null, 'a client without the CA refuses the certificate');
+      const health = await emu.control('GET', '/health');
+      assert.deepEqual(health.body, { ok: true });
+      const jwks = JSON.parse((await emu.request('GET', path)).text);
+      assert.equal(jwks.keys.length, 1);
+      const k = jwks.keys[0];
+      assert.deepEqual(Object.keys(k).sort(), ['alg', 'e', 'key_ops', 'kid', 'kty', 'n', 'use', 'x5c']);
+      assert.deepEqual([k.kty, k.alg, k.use], ['RSA', 'RS256', 'sig']);
+      assert.deepEqual(k.key_ops, ['verify']);
+      assert.match(k.kid, /^jwk-test-[0-9a-f-]{36}$/);
+      const caBefore = readFileSync(join(dir, 'ca.pem'));
+      const { code } = await emu.stop();
+      assert.equal(code, 0);
+      assert.equal(existsSync(join(dir, 'ready')), false, 'ready file removed on exit');
+
+      const emu2 = await startEmulator(dir, await baseConfig());
+      try {
+        assert.match(emu2.stderr, /reusing CA/);
+        assert.ok(readFileSync(join(dir, 'ca.pem')).equals(caBefore), 'CA kept');
+        const jwks2 = JSON.parse((await emu2.request('GET', path)).text);
+        assert.equal(jwks2.keys[0].kid, k.kid, 'project key kept');
+      } finally {
+        assert.equal((await emu2.stop()).code, 0);
+      }
+      writeFileSync(join(dir, 'server.pem'), 'garbage');
+      const emu3 = await startEmulator(dir, await baseConfig());
+      try {
+        assert.match(emu3.stderr, /generated CA/, 'invalid files are regenerated');
+      } finally {
+        await emu3.stop();
+      }
+    } finally {
+      await emu.stop();
+    }
+  });
+
+  it('refuses missing arguments and invalid configs with exit status 2', async () => {
+    const dir = tmp();
+    let r = runSync(['--listen', '127.0.0.1:0'], dir);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--control is required/);
+    const bad = async (mutate, msg) => {
+      const c = await baseConfig();
+      mutate(c);
+      writeFileSync(join(dir, 'c.json'), JSON.stringify(c));
+      r = runSync(['--listen', '127.0.0.1:0', '--control', '127.0.0.1:0', '--dir', dir, '--config', join(dir, 'c.json')], dir);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, msg);
+      assert.equal(r.stdout, '');
+    };
+    await bad((c) => { delete c.secret; }, /secret is required/);
+    await bad((c) => { c.profiles[0].public_keys = ['not a key']; }, /not a PEM public key/);
+    await bad((c) => { c.profiles[0].algorithms = ['HS256']; }, /unsupported algorithm/);
+    await bad((c) => { c.profiles[0].algorithms = ['ES256']; }, /fits none of the profile's algorithms/);
+    await bad((c) => { c.profiles[0].public_keys = Array(6).fill(c.profiles[0].public_keys[0]); }, /1 to 5 public_keys/);
+    await bad((c) => { c.profiles[0].jwks_url = 'ftp://x'; delete c.profiles[0].public_keys; }, /http or https/);
+  });
+
+  it('exits 1 when a port is taken', async () => {
+    const dir = tmp();
+    const blocker = net.createServer();
+    await new Promise((res) => blocker.listen(0, '127.0.0.1', res));
+    try {
+      writeFileSync(join(dir, 'c.json'), JSON.stringify(await baseConfig()));
+      const r = runSync(['--listen', `127.0.0.1:${blocker.address().port}`, '--control', '127.0.0.1:0', '--dir', dir, '--config', join(dir, 'c.json')], dir);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /cannot listen on --listen/);
+    } finally {
+      blocker.close();
+    }
+  });
+});
