@@ -44,6 +44,7 @@ async function defineTests(dir) {
   const P_JWKS = 'trusted-auth-token-profile-test-jwks';
   const P_ES = 'trusted-auth-token-profile-test-es256';
   const P_B2B = 'trusted-auth-token-profile-test-b2b';
+  const P_ED = 'trusted-auth-token-profile-test-eddsa';
   const ORG = 'organization-test-11111111-1111-1111-1111-111111111111';
   const MAPPING = { email: 'email', token_id: 'jti', external_user_id: 'sub', role_ids: 'assignments' };
   const ISS = 'https://auth.example.com';
@@ -74,6 +75,7 @@ async function defineTests(dir) {
     keys.rsa = await jose.generateKeyPair('RS256', { extractable: true });
     keys.other = await jose.generateKeyPair('RS256', { extractable: true });
     keys.ec = await jose.generateKeyPair('ES256', { extractable: true });
+    keys.ed = await jose.generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
     keys.jwksA = await jose.generateKeyPair('RS256', { extractable: true });
     keys.jwksB = await jose.generateKeyPair('RS256', { extractable: true });
     jwksSrv = await startJwksServer();
@@ -90,6 +92,7 @@ async function defineTests(dir) {
         { ...base, profile_id: P_NOJIT, public_keys: [rsaPem], jit_provisioning: false },
         { ...base, profile_id: P_JWKS, jwks_url: jwksSrv.url },
         { ...base, profile_id: P_ES, public_keys: [await jose.exportSPKI(keys.ec.publicKey)], algorithms: ['ES256'] },
+        { ...base, profile_id: P_ED, public_keys: [await jose.exportSPKI(keys.ed.publicKey), rsaPem], algorithms: ['EdDSA', 'RS256'] },
         {
           ...base, profile_id: P_B2B, public_keys: [rsaPem], b2b: true,
           attribute_mapping: { ...MAPPING, organization_id: 'org', external_member_id: 'sub' },
@@ -254,6 +257,14 @@ async function defineTests(dir) {
       assert.equal(ok.status_code, 200);
       await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ key: keys.ec.privateKey, alg: 'ES256' }) }),
         400, 'invalid_trusted_auth_token', /algorithm "ES256" is not allowed/);
+    });
+
+    it('accepts EdDSA on a profile that lists it, trying each PEM key', async () => {
+      const ed = await tat({ key: keys.ed.privateKey, alg: 'EdDSA', email: email() });
+      assert.equal((await client.sessions.attest({ profile_id: P_ED, token: ed })).status_code, 200);
+      assert.equal((await client.sessions.attest({ profile_id: P_ED, token: await tat({ email: email() }) })).status_code, 200);
+      await expectStytchError(client.sessions.attest({ profile_id: P_ES, token: await tat({ key: keys.ed.privateKey, alg: 'EdDSA' }) }),
+        400, 'invalid_trusted_auth_token', /algorithm "EdDSA" is not allowed/);
     });
 
     it('accepts aud as an array containing the audience', async () => {
