@@ -11,6 +11,11 @@
 
 
 static ngx_int_t ngx_http_stytch_tat_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_stytch_tat_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_stytch_tat_ctx_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_stytch_tat_authorization_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static void *ngx_http_stytch_tat_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_stytch_tat_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf);
@@ -20,6 +25,8 @@ static char *ngx_http_stytch_tat_email(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_conf_num_bounds_t  ngx_http_stytch_tat_ttl_bounds = {
@@ -27,7 +34,96 @@ static ngx_conf_num_bounds_t  ngx_http_stytch_tat_ttl_bounds = {
 };
 
 
+static ngx_conf_num_bounds_t  ngx_http_stytch_tat_status_bounds = {
+    ngx_conf_check_num_bounds, 400, 599
+};
+
+
+static ngx_conf_enum_t  ngx_http_stytch_tat_fail_modes[] = {
+    { ngx_string("closed"), 0 },
+    { ngx_string("open"), 1 },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_stytch_tat_commands[] = {
+
+    { ngx_string("stytch_tat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_stytch_tat,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_stytch_tat_credentials,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_profile_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, profile_id),
+      NULL },
+
+    { ngx_string("stytch_tat_organization_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, organization_id),
+      NULL },
+
+    { ngx_string("stytch_tat_session_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, session_token),
+      NULL },
+
+    { ngx_string("stytch_tat_session_jwt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, session_jwt),
+      NULL },
+
+    { ngx_string("stytch_tat_session_duration"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, session_duration),
+      NULL },
+
+    { ngx_string("stytch_tat_refused_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, refused_status),
+      &ngx_http_stytch_tat_status_bounds },
+
+    { ngx_string("stytch_tat_fail"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, fail_open),
+      &ngx_http_stytch_tat_fail_modes },
+
+    { ngx_string("stytch_tat_cookie"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, cookie),
+      NULL },
+
+    { ngx_string("stytch_tat_pass_session_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, pass_session_token),
+      NULL },
 
     { ngx_string("stytch_tat_signing_key"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
@@ -98,7 +194,7 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
 
 static ngx_http_module_t  ngx_http_stytch_tat_module_ctx = {
     ngx_http_stytch_tat_add_variables,     /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_stytch_tat_init,              /* postconfiguration */
 
     ngx_http_stytch_tat_create_main_conf,  /* create main configuration */
     ngx_http_stytch_tat_init_main_conf,    /* init main configuration */
@@ -131,6 +227,34 @@ static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
 
     { ngx_string("stytch_tat_jwt"), NULL,
       ngx_http_stytch_tat_jwt_variable, 0, 0, 0 },
+
+    { ngx_string("stytch_session_token"), NULL,
+      ngx_http_stytch_tat_ctx_variable,
+      offsetof(ngx_http_stytch_tat_ctx_t, session_token),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("stytch_session_jwt"), NULL,
+      ngx_http_stytch_tat_ctx_variable,
+      offsetof(ngx_http_stytch_tat_ctx_t, session_jwt),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("stytch_user_id"), NULL,
+      ngx_http_stytch_tat_ctx_variable,
+      offsetof(ngx_http_stytch_tat_ctx_t, user_id),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("stytch_session_id"), NULL,
+      ngx_http_stytch_tat_ctx_variable,
+      offsetof(ngx_http_stytch_tat_ctx_t, session_id),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("stytch_tat_error"), NULL,
+      ngx_http_stytch_tat_ctx_variable,
+      offsetof(ngx_http_stytch_tat_ctx_t, error),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("stytch_tat_authorization"), NULL,
+      ngx_http_stytch_tat_authorization_variable, 0, 0, 0 },
 
       ngx_http_null_variable
 };
@@ -176,6 +300,84 @@ ngx_http_stytch_tat_add_variables(ngx_conf_t *cf)
         var->get_handler = v->get_handler;
         var->data = v->data;
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_ctx_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                  *s;
+    ngx_http_stytch_tat_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((char *) ctx + data);
+
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = s->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_authorization_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
+
+    if (mcf->authorization.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = mcf->authorization.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = mcf->authorization.data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /*
+     * The precontent phase follows the whole access phase, so identity
+     * from auth_request_set is there, whatever the module load order.
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_stytch_tat_exchange_handler;
 
     return NGX_OK;
 }
@@ -228,6 +430,7 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
+     *     conf->uri = { 0, NULL };
      *     conf->email_file = { 0, NULL };
      *     conf->email_line = 0;
      */
@@ -239,6 +442,15 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     conf->token_id = NGX_CONF_UNSET_PTR;
     conf->claims = NGX_CONF_UNSET_PTR;
     conf->token_ttl = NGX_CONF_UNSET;
+    conf->profile_id = NGX_CONF_UNSET_PTR;
+    conf->organization_id = NGX_CONF_UNSET_PTR;
+    conf->session_token = NGX_CONF_UNSET_PTR;
+    conf->session_jwt = NGX_CONF_UNSET_PTR;
+    conf->session_duration = NGX_CONF_UNSET;
+    conf->refused_status = NGX_CONF_UNSET_UINT;
+    conf->fail_open = NGX_CONF_UNSET;
+    conf->cookie = NGX_CONF_UNSET;
+    conf->pass_session_token = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -259,6 +471,35 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->claims, prev->claims, NULL);
     ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl, 300);
 
+    if (conf->uri.data == NULL) {
+        conf->uri = prev->uri;
+    }
+
+    ngx_conf_merge_ptr_value(conf->profile_id, prev->profile_id, NULL);
+    ngx_conf_merge_ptr_value(conf->organization_id, prev->organization_id,
+                             NULL);
+    ngx_conf_merge_ptr_value(conf->session_token, prev->session_token, NULL);
+    ngx_conf_merge_ptr_value(conf->session_jwt, prev->session_jwt, NULL);
+    ngx_conf_merge_sec_value(conf->session_duration, prev->session_duration,
+                             3600);
+    ngx_conf_merge_uint_value(conf->refused_status, prev->refused_status,
+                              NGX_HTTP_FORBIDDEN);
+    ngx_conf_merge_value(conf->fail_open, prev->fail_open, 0);
+    ngx_conf_merge_value(conf->cookie, prev->cookie, 0);
+    ngx_conf_merge_value(conf->pass_session_token, prev->pass_session_token,
+                         0);
+
+    /* Stytch accepts 5 minutes to a year */
+
+    if (conf->session_duration < 5 * 60
+        || conf->session_duration > 527040 * 60)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat_session_duration\" must be between 5m "
+                      "and 366d");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->email == NGX_CONF_UNSET_PTR) {
         conf->email = prev->email;
         conf->email_file = prev->email_file;
@@ -270,7 +511,21 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (conf->email == NULL) {
+        if (conf->uri.len) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"stytch_tat %V\" needs \"stytch_tat_email\" "
+                          "where it applies", &conf->uri);
+            return NGX_CONF_ERROR;
+        }
+
         return NGX_CONF_OK;
+    }
+
+    if (conf->uri.len && conf->profile_id == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat %V\" needs \"stytch_tat_profile_id\" "
+                      "where it applies", &conf->uri);
+        return NGX_CONF_ERROR;
     }
 
     /* minting is configured here: everything it needs must be too */
@@ -417,6 +672,37 @@ ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         claim->sep = value[3].data[5];
     }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->uri.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_str_set(&lcf->uri, "");
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be the URI of a location, such as "
+                           "\"/_stytch_attest\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->uri = value[1];
 
     return NGX_CONF_OK;
 }

@@ -5,6 +5,9 @@
  *   src/ngx_http_stytch_tat_keys.c  signing keys and the JWKS document
  *   src/ngx_http_stytch_tat_mint.c  minting the JWT for a request
  *   src/ngx_http_stytch_tat_jwks.c  the JWKS content handler
+ *   src/ngx_http_stytch_tat_exchange.c  the attest subrequest, hand-off
+ *   src/ngx_http_stytch_tat_credentials.c  stytch_tat_credentials
+ *   src/ngx_http_stytch_tat_response.c  Stytch's answers (no nginx)
  *   src/ngx_http_stytch_tat_jose.c  JOSE primitives (no nginx)
  *   src/ngx_http_stytch_tat_claims.c  claims JSON (no nginx)
  */
@@ -47,6 +50,7 @@ typedef struct {
 typedef struct {
     ngx_array_t                 keys;        /* ngx_http_stytch_tat_key_t */
     ngx_str_t                   jwks;        /* {"keys":[...]} */
+    ngx_str_t                   authorization;  /* "Basic ..." */
 } ngx_http_stytch_tat_main_conf_t;
 
 
@@ -59,10 +63,27 @@ typedef struct {
     ngx_array_t                *claims;      /* claim_conf_t */
     time_t                      token_ttl;
 
+    ngx_str_t                   uri;         /* stytch_tat URI */
+    ngx_http_complex_value_t   *profile_id;
+    ngx_http_complex_value_t   *organization_id;
+    ngx_http_complex_value_t   *session_token;
+    ngx_http_complex_value_t   *session_jwt;
+    time_t                      session_duration;
+    ngx_uint_t                  refused_status;
+    ngx_flag_t                  fail_open;
+    ngx_flag_t                  cookie;
+    ngx_flag_t                  pass_session_token;
+
     /* where minting was configured, for errors found at merge time */
     ngx_str_t                   email_file;
     ngx_uint_t                  email_line;
 } ngx_http_stytch_tat_loc_conf_t;
+
+
+#define NGX_HTTP_STYTCH_TAT_STATE_NEW       0
+#define NGX_HTTP_STYTCH_TAT_STATE_WAIT      1   /* subrequest in flight */
+#define NGX_HTTP_STYTCH_TAT_STATE_ANSWERED  2   /* its answer is in */
+#define NGX_HTTP_STYTCH_TAT_STATE_DONE      3
 
 
 /* per request, never in configuration (see nginx-notes.md, trap 3) */
@@ -70,7 +91,25 @@ typedef struct {
     ngx_str_t                   jwt;
     ngx_str_t                   jti;
     ngx_int_t                   mint_rc;
+
+    ngx_uint_t                  state;
+    ngx_int_t                   status;      /* the phase handler's answer */
+    ngx_str_t                   error;       /* $stytch_tat_error */
+
+    ngx_http_request_t         *subrequest;
+    ngx_msec_t                  started;
+    ngx_uint_t                  sr_status;
+    ngx_str_t                   sr_body;
+
+    ngx_str_t                   session_token;
+    ngx_str_t                   session_jwt;
+    ngx_str_t                   user_id;
+    ngx_str_t                   session_id;
+    time_t                      expires_at;
+
     unsigned                    minted:1;
+    unsigned                    sr_failed:1;
+    unsigned                    attached:1;  /* adds a factor to a session */
 } ngx_http_stytch_tat_ctx_t;
 
 
@@ -88,6 +127,11 @@ ngx_int_t ngx_http_stytch_tat_jwt_variable(ngx_http_request_t *r,
 
 char *ngx_http_stytch_tat_jwks(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+char *ngx_http_stytch_tat_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
 
 
 extern ngx_module_t  ngx_http_stytch_tat_module;

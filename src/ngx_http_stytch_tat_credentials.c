@@ -1,0 +1,122 @@
+/*
+ * stytch_tat_credentials FILE: Stytch's project id and secret, kept out of
+ * nginx.conf, turned once into the "Basic ..." value of
+ * $stytch_tat_authorization.  Neither part is ever logged.
+ */
+
+
+#include "ngx_http_stytch_tat.h"
+
+
+char *
+ngx_http_stytch_tat_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_stytch_tat_main_conf_t *mcf = conf;
+
+    u_char           *p, *last, *colon;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, name, raw, b64;
+    ngx_file_info_t   fi;
+
+    if (mcf->authorization.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%V\" failed", &name);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    if (fi.st_mode & (S_IRWXG | S_IRWXO)) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "credentials file \"%V\" is accessible by group "
+                           "or others; chmod 600 it", &name);
+    }
+
+    raw.data = ngx_pnalloc(cf->temp_pool, 1024);
+    if (raw.data == NULL) {
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, raw.data, 1024);
+    ngx_close_file(fd);
+
+    if (n <= 0 || n == 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "credentials file \"%V\" is empty, unreadable "
+                           "or over 1k", &name);
+        goto failed;
+    }
+
+    /* one line, "project_id:secret", surrounding white space ignored */
+
+    p = raw.data;
+    last = raw.data + n;
+
+    while (p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+        p++;
+    }
+
+    while (last > p
+           && (last[-1] == ' ' || last[-1] == '\t' || last[-1] == '\r'
+               || last[-1] == '\n'))
+    {
+        last--;
+    }
+
+    colon = ngx_strlchr(p, last, ':');
+
+    if (colon == NULL || colon == p || colon + 1 == last
+        || ngx_strlchr(p, last, '\n') != NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "credentials file \"%V\" must hold one line "
+                           "\"project_id:secret\"", &name);
+        goto failed;
+    }
+
+    raw.len = last - p;
+
+    b64.len = ngx_base64_encoded_length(raw.len);
+    mcf->authorization.data = ngx_pnalloc(cf->pool,
+                                          sizeof("Basic ") - 1 + b64.len);
+    if (mcf->authorization.data == NULL) {
+        goto failed;
+    }
+
+    b64.data = ngx_cpymem(mcf->authorization.data, "Basic ",
+                          sizeof("Basic ") - 1);
+
+    ngx_encode_base64(&b64, &(ngx_str_t) { raw.len, p });
+
+    mcf->authorization.len = sizeof("Basic ") - 1 + b64.len;
+
+    ngx_explicit_memzero(raw.data, 1024);
+
+    return NGX_CONF_OK;
+
+failed:
+
+    ngx_explicit_memzero(raw.data, 1024);
+
+    return NGX_CONF_ERROR;
+}

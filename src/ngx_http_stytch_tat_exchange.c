@@ -1,0 +1,808 @@
+/*
+ * The exchange: on a location with "stytch_tat URI", mint a token for the
+ * request's identity, POST it to Stytch through a non-blocking in-memory
+ * subrequest to URI, and hand the session to the upstream.
+ *
+ * It runs in the precontent phase, after the access phase, so identity set
+ * by auth_request_set is there (nginx-notes.md, trap 1).
+ */
+
+
+#include "ngx_http_stytch_tat.h"
+#include "ngx_http_stytch_tat_response.h"
+
+#include <jansson.h>
+
+
+#define NGX_HTTP_STYTCH_TAT_USER_AGENT  "ngx_http_stytch_tat_module/0.1"
+#define NGX_HTTP_STYTCH_TAT_NO_PROFILE  "trusted_token_profile_not_found"
+
+
+static ngx_int_t ngx_http_stytch_tat_start(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_attest_body(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_stytch_tat_subrequest(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_stytch_tat_done(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_stytch_tat_finish(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_fail(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_int_t status, const char *error);
+static ngx_int_t ngx_http_stytch_tat_strip_headers(ngx_http_request_t *r);
+static ngx_int_t ngx_http_stytch_tat_add_header(ngx_http_request_t *r,
+    ngx_list_t *list, char *key, ngx_str_t *value);
+static ngx_int_t ngx_http_stytch_tat_hand_off(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_set_cookie(ngx_http_request_t *r,
+    char *name, ngx_str_t *value, time_t max_age);
+static ngx_int_t ngx_http_stytch_tat_copy(ngx_http_request_t *r,
+    ngx_str_t *dst, ngx_http_stytch_tat_field_t *src);
+
+
+ngx_int_t
+ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                        rc;
+    ngx_http_stytch_tat_ctx_t       *ctx;
+    ngx_http_stytch_tat_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
+
+    if (lcf->uri.len == 0 || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_stytch_tat_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (ctx->state) {
+
+    case NGX_HTTP_STYTCH_TAT_STATE_NEW:
+        rc = ngx_http_stytch_tat_start(r, lcf, ctx);
+        break;
+
+    case NGX_HTTP_STYTCH_TAT_STATE_WAIT:
+        return NGX_AGAIN;
+
+    case NGX_HTTP_STYTCH_TAT_STATE_ANSWERED:
+        rc = ngx_http_stytch_tat_finish(r, lcf, ctx);
+        break;
+
+    default: /* NGX_HTTP_STYTCH_TAT_STATE_DONE */
+        return ctx->status;
+    }
+
+    if (rc != NGX_AGAIN) {
+        ctx->state = NGX_HTTP_STYTCH_TAT_STATE_DONE;
+        ctx->status = rc;
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_start(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+    ngx_str_t  body;
+
+    /* an upstream never sees a client's forgery of what the module sets */
+
+    if (ngx_http_stytch_tat_strip_headers(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_stytch_tat_mint(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        ngx_str_set(&ctx->error, "identity_missing");
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    if (rc == NGX_HTTP_BAD_REQUEST) {
+        ngx_str_set(&ctx->error, "identity_invalid");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_stytch_tat_attest_body(r, lcf, ctx, &body);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_stytch_tat_subrequest(r, lcf, ctx, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->state = NGX_HTTP_STYTCH_TAT_STATE_WAIT;
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_attest_body(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_str_t *body)
+{
+    size_t                      i, len;
+    json_t                     *obj;
+    ngx_str_t                   value[4];
+    ngx_http_complex_value_t   *cv[4];
+    static const char          *names[4] = {
+        "profile_id", "organization_id", "session_token", "session_jwt"
+    };
+
+    cv[0] = lcf->profile_id;
+    cv[1] = lcf->organization_id;
+    cv[2] = lcf->session_token;
+    cv[3] = lcf->session_jwt;
+
+    for (i = 0; i < 4; i++) {
+        ngx_str_null(&value[i]);
+
+        if (cv[i] && ngx_http_complex_value(r, cv[i], &value[i]) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (value[i].len
+            && ngx_http_stytch_tat_value_check(value[i].data, value[i].len)
+               != NGX_HTTP_STYTCH_TAT_CLAIM_OK)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "stytch_tat: \"%s\" value rejected: too long, "
+                          "control characters or invalid UTF-8", names[i]);
+            ngx_str_set(&ctx->error, "identity_invalid");
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
+    if (value[0].len == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: \"stytch_tat_profile_id\" is empty");
+        ngx_str_set(&ctx->error, "profile_id_missing");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* Stytch takes at most one of session_token and session_jwt */
+
+    if (value[2].len) {
+        ngx_str_null(&value[3]);
+    }
+
+    obj = json_object();
+    if (obj == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < 4; i++) {
+        if (value[i].len
+            && json_object_set_new(obj, names[i],
+                                   json_stringn((char *) value[i].data,
+                                                value[i].len))
+               != 0)
+        {
+            goto failed;
+        }
+    }
+
+    if (json_object_set_new(obj, "token",
+                            json_stringn((char *) ctx->jwt.data, ctx->jwt.len))
+        != 0
+        || json_object_set_new(obj, "session_duration_minutes",
+                               json_integer(lcf->session_duration / 60))
+           != 0)
+    {
+        goto failed;
+    }
+
+    len = json_dumpb(obj, NULL, 0, JSON_COMPACT);
+
+    body->data = ngx_pnalloc(r->pool, len);
+    if (body->data == NULL || len == 0) {
+        goto failed;
+    }
+
+    body->len = json_dumpb(obj, (char *) body->data, len, JSON_COMPACT);
+
+    json_decref(obj);
+
+    ctx->attached = (value[2].len || value[3].len) ? 1 : 0;
+
+    return NGX_OK;
+
+failed:
+
+    json_decref(obj);
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_subrequest(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_str_t *body)
+{
+    ngx_buf_t                        *b;
+    ngx_str_t                         value;
+    ngx_chain_t                      *cl;
+    ngx_http_request_t               *sr;
+    ngx_http_post_subrequest_t       *ps;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    static ngx_str_t  post = ngx_string("POST");
+
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = ngx_http_stytch_tat_done;
+    ps->data = ctx;
+
+    if (ngx_http_subrequest(r, &lcf->uri, NULL, &sr, ps,
+                            NGX_HTTP_SUBREQUEST_IN_MEMORY
+                            |NGX_HTTP_SUBREQUEST_WAITED)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /*
+     * The subrequest got a shallow copy of the client's headers_in and its
+     * body: replace both, so that Stytch gets the JSON body, Content-Type,
+     * the credentials and nothing of the client's.
+     */
+
+    ngx_memzero(&sr->headers_in, sizeof(ngx_http_headers_in_t));
+
+    if (ngx_list_init(&sr->headers_in.headers, r->pool, 4,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sr->headers_in.content_length_n = body->len;
+    sr->headers_in.keep_alive_n = -1;
+
+    ngx_str_set(&value, "application/json");
+    if (ngx_http_stytch_tat_add_header(r, &sr->headers_in.headers,
+                                       "Content-Type", &value)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&value, NGX_HTTP_STYTCH_TAT_USER_AGENT);
+    if (ngx_http_stytch_tat_add_header(r, &sr->headers_in.headers,
+                                       "User-Agent", &value)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
+
+    if (mcf->authorization.len
+        && ngx_http_stytch_tat_add_header(r, &sr->headers_in.headers,
+                                          "Authorization",
+                                          &mcf->authorization)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sr->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    if (sr->request_body == NULL) {
+        return NGX_ERROR;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->start = b->pos;
+    b->end = b->last;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    sr->request_body->bufs = cl;
+    sr->method = NGX_HTTP_POST;
+    sr->method_name = post;
+
+    ctx->subrequest = sr;
+    ctx->started = ngx_current_msec;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
+{
+    ngx_http_stytch_tat_ctx_t  *ctx = data;
+
+    if (ctx->state != NGX_HTTP_STYTCH_TAT_STATE_WAIT) {
+        return rc;
+    }
+
+    ctx->state = NGX_HTTP_STYTCH_TAT_STATE_ANSWERED;
+
+    /* a timeout or a failure of the upstream arrives as rc, not status */
+
+    if (rc == NGX_ERROR || rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        ctx->sr_status = (rc == NGX_ERROR) ? 0 : (ngx_uint_t) rc;
+        ctx->sr_failed = 1;
+
+    } else {
+        ctx->sr_status = sr->headers_out.status;
+    }
+
+    if (sr->out && sr->out->buf) {
+        ctx->sr_body.data = sr->out->buf->pos;
+        ctx->sr_body.len = sr->out->buf->last - sr->out->buf->pos;
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_finish(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_stytch_tat_outcome(r, lcf, ctx);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_stytch_tat_hand_off(r, lcf, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    int                              kind;
+    ngx_int_t                        rc;
+    ngx_uint_t                       i, status;
+    ngx_list_part_t                 *part;
+    ngx_table_elt_t                 *h, *ho;
+    ngx_http_stytch_tat_response_t   resp;
+
+    status = ctx->sr_status;
+
+    if (ctx->sr_failed || status == 0) {
+        if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "stytch_tat: Stytch timed out (\"%V\")",
+                          &lcf->uri);
+            return ngx_http_stytch_tat_fail(r, lcf, ctx,
+                                            NGX_HTTP_GATEWAY_TIME_OUT,
+                                            "stytch_timeout");
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch unreachable or its answer unreadable "
+                      "(\"%V\" status %ui); see the lines above",
+                      &lcf->uri, status);
+        return ngx_http_stytch_tat_fail(r, lcf, ctx, NGX_HTTP_BAD_GATEWAY,
+                                        "stytch_unavailable");
+    }
+
+    kind = ngx_http_stytch_tat_response_parse(ctx->sr_body.data,
+                                              ctx->sr_body.len,
+                                              (int) status, &resp);
+
+    if (kind == NGX_HTTP_STYTCH_TAT_RESPONSE_SESSION) {
+        rc = NGX_OK;
+
+        if (ngx_http_stytch_tat_copy(r, &ctx->session_token,
+                                     &resp.session_token) != NGX_OK
+            || ngx_http_stytch_tat_copy(r, &ctx->session_jwt,
+                                        &resp.session_jwt) != NGX_OK
+            || ngx_http_stytch_tat_copy(r, &ctx->user_id,
+                                        &resp.user_id) != NGX_OK
+            || ngx_http_stytch_tat_copy(r, &ctx->session_id,
+                                        &resp.session_id) != NGX_OK)
+        {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->expires_at = (time_t) resp.expires_at;
+        ngx_http_stytch_tat_response_free(&resp);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "stytch_tat: session \"%V\" for user \"%V\"",
+                       &ctx->session_id, &ctx->user_id);
+
+        return rc;
+    }
+
+    if (kind == NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: unusable answer from Stytch: status %ui, "
+                      "%s", status, resp.reason);
+        ngx_http_stytch_tat_response_free(&resp);
+        return ngx_http_stytch_tat_fail(r, lcf, ctx, NGX_HTTP_BAD_GATEWAY,
+                                        "stytch_bad_response");
+    }
+
+    /* a Stytch error: keep its error_type for the variable and the log */
+
+    if (ngx_http_stytch_tat_copy(r, &ctx->error, &resp.error_type)
+        != NGX_OK)
+    {
+        ngx_http_stytch_tat_response_free(&resp);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_stytch_tat_response_free(&resp);
+
+    if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+        || status < NGX_HTTP_BAD_REQUEST)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch failed: status %ui, error_type "
+                      "\"%V\"", status, &ctx->error);
+        return ngx_http_stytch_tat_fail(r, lcf, ctx, NGX_HTTP_BAD_GATEWAY,
+                                        NULL);
+    }
+
+    if (status == NGX_HTTP_UNAUTHORIZED
+        || (ctx->error.len == sizeof(NGX_HTTP_STYTCH_TAT_NO_PROFILE) - 1
+            && ngx_strncmp(ctx->error.data, NGX_HTTP_STYTCH_TAT_NO_PROFILE,
+                           ctx->error.len) == 0))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch refused the module's own "
+                      "configuration: \"%V\"; check %s", &ctx->error,
+                      status == NGX_HTTP_UNAUTHORIZED
+                      ? "\"stytch_tat_credentials\""
+                      : "\"stytch_tat_profile_id\"");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch rate-limited the exchange: \"%V\"",
+                      &ctx->error);
+
+        part = &ctx->subrequest->headers_out.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (h[i].hash == 0
+                || h[i].key.len != sizeof("Retry-After") - 1
+                || ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
+                                   h[i].key.len) != 0)
+            {
+                continue;
+            }
+
+            ho = ngx_list_push(&r->headers_out.headers);
+            if (ho == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            *ho = h[i];
+            break;
+        }
+
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "stytch_tat: Stytch refused the identity: status %ui, "
+                  "error_type \"%V\"", status, &ctx->error);
+
+    return lcf->refused_status;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_fail(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_int_t status, const char *error)
+{
+    /* NULL keeps the error_type Stytch gave */
+
+    if (error) {
+        ctx->error.data = (u_char *) error;
+        ctx->error.len = ngx_strlen(error);
+    }
+
+    if (!lcf->fail_open) {
+        return status;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "stytch_tat: failing open: request passed without a "
+                  "session (%V)", &ctx->error);
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    ngx_http_stytch_tat_field_t *src)
+{
+    dst->len = src->len;
+
+    if (src->len == 0) {
+        dst->data = NULL;
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(r->pool, src->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_strip_headers(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, n;
+    ngx_list_t        headers;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    static u_char     prefix[] = "x-stytch-";
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+    n = 0;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len >= sizeof(prefix) - 1
+            && ngx_strncasecmp(h[i].key.data, prefix, sizeof(prefix) - 1)
+               == 0)
+        {
+            n++;
+        }
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    /*
+     * The list cannot lose elements in place: build it anew.  The known
+     * header pointers (host, cookies ...) keep pointing at the old,
+     * identical elements, which live as long as the request.
+     */
+
+    if (ngx_list_init(&headers, r->pool, 20, sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len >= sizeof(prefix) - 1
+            && ngx_strncasecmp(h[i].key.data, prefix, sizeof(prefix) - 1)
+               == 0)
+        {
+            continue;
+        }
+
+        nh = ngx_list_push(&headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = h[i];
+    }
+
+    r->headers_in.headers = headers;
+
+    /* a one-part list points at its own part: not at our copy on the stack */
+
+    if (headers.last == &headers.part) {
+        r->headers_in.headers.last = &r->headers_in.headers.part;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "stytch_tat: dropped %ui client header(s) named X-Stytch-*",
+                  n);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_add_header(ngx_http_request_t *r, ngx_list_t *list,
+    char *key, ngx_str_t *value)
+{
+    size_t            len;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(key);
+
+    h = ngx_list_push(list);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->key.len = len;
+    h->key.data = (u_char *) key;
+    h->value = *value;
+
+    h->lowcase_key = ngx_pnalloc(r->pool, len);
+    if (h->lowcase_key == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_hand_off(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    time_t      max_age;
+    ngx_list_t *in;
+
+    if (ctx->session_jwt.len == 0) {
+        return NGX_OK;
+    }
+
+    /* request headers reach any content handler: proxy, fastcgi, grpc */
+
+    in = &r->headers_in.headers;
+
+    if (ngx_http_stytch_tat_add_header(r, in, "X-Stytch-Session-Jwt",
+                                       &ctx->session_jwt) != NGX_OK
+        || ngx_http_stytch_tat_add_header(r, in, "X-Stytch-User-Id",
+                                          &ctx->user_id) != NGX_OK
+        || ngx_http_stytch_tat_add_header(r, in, "X-Stytch-Session-Id",
+                                          &ctx->session_id) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (lcf->pass_session_token
+        && ngx_http_stytch_tat_add_header(r, in, "X-Stytch-Session-Token",
+                                          &ctx->session_token) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!lcf->cookie) {
+        return NGX_OK;
+    }
+
+    max_age = ctx->expires_at - ngx_time();
+    if (max_age < 0) {
+        max_age = 0;
+    }
+
+    if (ngx_http_stytch_tat_set_cookie(r, "stytch_session",
+                                       &ctx->session_token, max_age)
+        != NGX_OK
+        || ngx_http_stytch_tat_set_cookie(r, "stytch_session_jwt",
+                                          &ctx->session_jwt, max_age)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_set_cookie(ngx_http_request_t *r, char *name,
+    ngx_str_t *value, time_t max_age)
+{
+    u_char           *p;
+    size_t            len;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name) + 1 + value->len
+          + sizeof("; Path=/; Max-Age=; Secure; HttpOnly; SameSite=Lax") - 1
+          + NGX_TIME_T_LEN;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Set-Cookie");
+    h->value.data = p;
+
+    p = ngx_sprintf(p, "%s=%V; Path=/; Max-Age=%T; Secure; HttpOnly; "
+                    "SameSite=Lax", name, value, max_age);
+
+    h->value.len = p - h->value.data;
+
+    return NGX_OK;
+}

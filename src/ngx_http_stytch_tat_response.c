@@ -1,0 +1,198 @@
+/*
+ * Stytch's answers: see ngx_http_stytch_tat_response.h.
+ */
+
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE              /* timegm() */
+#endif
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "ngx_http_stytch_tat_response.h"
+
+
+static int ngx_http_stytch_tat_field(json_t *obj, const char *name,
+    ngx_http_stytch_tat_field_t *field);
+
+
+static int
+ngx_http_stytch_tat_field(json_t *obj, const char *name,
+    ngx_http_stytch_tat_field_t *field)
+{
+    json_t  *v;
+
+    v = json_object_get(obj, name);
+
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        field->data = NULL;
+        field->len = 0;
+        return -1;
+    }
+
+    field->data = json_string_value(v);
+    field->len = json_string_length(v);
+
+    return 0;
+}
+
+
+int
+ngx_http_stytch_tat_response_parse(const unsigned char *body, size_t len,
+    int status, ngx_http_stytch_tat_response_t *resp)
+{
+    json_t        *root, *session;
+    const char    *sid;
+    json_error_t   err;
+
+    memset(resp, 0, sizeof(ngx_http_stytch_tat_response_t));
+
+    if (body == NULL || len == 0) {
+        resp->reason = "empty body";
+        return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+    }
+
+    root = json_loadb((const char *) body, len, JSON_REJECT_DUPLICATES, &err);
+
+    if (!json_is_object(root)) {
+        json_decref(root);
+        resp->reason = "not a JSON object";
+        return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+    }
+
+    resp->root = root;
+
+    (void) ngx_http_stytch_tat_field(root, "request_id", &resp->request_id);
+
+    if (status < 200 || status > 299) {
+        if (ngx_http_stytch_tat_field(root, "error_type", &resp->error_type)
+            != 0)
+        {
+            resp->reason = "error answer without \"error_type\"";
+            return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+        }
+
+        return NGX_HTTP_STYTCH_TAT_RESPONSE_ERROR;
+    }
+
+    /* consumer: user_id and session; B2B: member_id and member_session */
+
+    session = json_object_get(root, "member_session");
+
+    if (json_is_object(session)) {
+        sid = "member_session_id";
+
+        if (ngx_http_stytch_tat_field(root, "member_id", &resp->user_id)
+            != 0)
+        {
+            resp->reason = "no \"member_id\"";
+            return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+        }
+
+    } else {
+        session = json_object_get(root, "session");
+        sid = "session_id";
+
+        if (ngx_http_stytch_tat_field(root, "user_id", &resp->user_id) != 0)
+        {
+            resp->reason = "no \"user_id\"";
+            return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+        }
+    }
+
+    if (!json_is_object(session)) {
+        resp->reason = "no session object";
+        return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+    }
+
+    if (ngx_http_stytch_tat_field(session, sid, &resp->session_id) != 0) {
+        resp->reason = "no session id";
+        return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+    }
+
+    if (ngx_http_stytch_tat_field(root, "session_token", &resp->session_token)
+        != 0)
+    {
+        resp->reason = "no \"session_token\"";
+        return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+    }
+
+    if (ngx_http_stytch_tat_field(root, "session_jwt", &resp->session_jwt)
+        != 0)
+    {
+        resp->reason = "no \"session_jwt\"";
+        return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+    }
+
+    resp->expires_at = ngx_http_stytch_tat_parse_rfc3339(
+                   json_string_value(json_object_get(session, "expires_at")));
+
+    if (resp->expires_at < 0) {
+        resp->reason = "no valid session \"expires_at\"";
+        return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+    }
+
+    return NGX_HTTP_STYTCH_TAT_RESPONSE_SESSION;
+}
+
+
+void
+ngx_http_stytch_tat_response_free(ngx_http_stytch_tat_response_t *resp)
+{
+    json_decref((json_t *) resp->root);
+    resp->root = NULL;
+}
+
+
+long long
+ngx_http_stytch_tat_parse_rfc3339(const char *s)
+{
+    int        n;
+    char       z;
+    time_t     t;
+    struct tm  tm;
+
+    if (s == NULL) {
+        return -1;
+    }
+
+    memset(&tm, 0, sizeof(struct tm));
+    n = 0;
+
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
+               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n)
+        != 6 || n != 19)
+    {
+        return -1;
+    }
+
+    s += n;
+
+    if (*s == '.') {
+        s++;
+        while (*s >= '0' && *s <= '9') {
+            s++;
+        }
+    }
+
+    z = *s++;
+
+    if ((z != 'Z' && z != 'z') || *s != '\0'
+        || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1
+        || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59
+        || tm.tm_sec > 60 || tm.tm_year < 1970)
+    {
+        return -1;
+    }
+
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+
+    t = timegm(&tm);
+
+    return (t == (time_t) -1) ? -1 : (long long) t;
+}
