@@ -118,6 +118,13 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
       offsetof(ngx_http_stytch_tat_loc_conf_t, cookie),
       NULL },
 
+    { ngx_string("stytch_tat_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, buffer_size),
+      NULL },
+
     { ngx_string("stytch_tat_pass_session_token"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -379,7 +386,7 @@ ngx_http_stytch_tat_init(ngx_conf_t *cf)
 
     *h = ngx_http_stytch_tat_exchange_handler;
 
-    return NGX_OK;
+    return ngx_http_stytch_tat_exchange_init(cf);
 }
 
 
@@ -451,6 +458,7 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     conf->fail_open = NGX_CONF_UNSET;
     conf->cookie = NGX_CONF_UNSET;
     conf->pass_session_token = NGX_CONF_UNSET;
+    conf->buffer_size = NGX_CONF_UNSET_SIZE;
 
     return conf;
 }
@@ -488,6 +496,8 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->cookie, prev->cookie, 0);
     ngx_conf_merge_value(conf->pass_session_token, prev->pass_session_token,
                          0);
+    ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size,
+                              32 * 1024);
 
     /* Stytch accepts 5 minutes to a year */
 

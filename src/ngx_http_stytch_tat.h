@@ -73,6 +73,7 @@ typedef struct {
     ngx_flag_t                  fail_open;
     ngx_flag_t                  cookie;
     ngx_flag_t                  pass_session_token;
+    size_t                      buffer_size;
 
     /* where minting was configured, for errors found at merge time */
     ngx_str_t                   email_file;
@@ -99,7 +100,8 @@ typedef struct {
     ngx_http_request_t         *subrequest;
     ngx_msec_t                  started;
     ngx_uint_t                  sr_status;
-    ngx_str_t                   sr_body;
+    ngx_str_t                   sr_body;     /* Stytch's answer */
+    size_t                      sr_size;     /* room in sr_body */
 
     ngx_str_t                   session_token;
     ngx_str_t                   session_jwt;
@@ -109,6 +111,7 @@ typedef struct {
 
     unsigned                    minted:1;
     unsigned                    sr_failed:1;
+    unsigned                    sr_too_big:1;
     unsigned                    attached:1;  /* adds a factor to a session */
 } ngx_http_stytch_tat_ctx_t;
 
@@ -132,6 +135,7 @@ char *ngx_http_stytch_tat_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_stytch_tat_exchange_init(ngx_conf_t *cf);
 
 
 extern ngx_module_t  ngx_http_stytch_tat_module;

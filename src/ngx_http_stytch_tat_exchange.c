@@ -44,6 +44,26 @@ static ngx_int_t ngx_http_stytch_tat_set_cookie(ngx_http_request_t *r,
     char *name, ngx_str_t *value, time_t max_age);
 static ngx_int_t ngx_http_stytch_tat_copy(ngx_http_request_t *r,
     ngx_str_t *dst, ngx_http_stytch_tat_field_t *src);
+static ngx_int_t ngx_http_stytch_tat_capture_header(ngx_http_request_t *r);
+static ngx_int_t ngx_http_stytch_tat_capture_body(ngx_http_request_t *r,
+    ngx_chain_t *in);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+ngx_int_t
+ngx_http_stytch_tat_exchange_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_stytch_tat_capture_header;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_stytch_tat_capture_body;
+
+    return NGX_OK;
+}
 
 
 ngx_int_t
@@ -255,13 +275,21 @@ ngx_http_stytch_tat_subrequest(ngx_http_request_t *r,
     ps->handler = ngx_http_stytch_tat_done;
     ps->data = ctx;
 
+    /*
+     * Not NGX_HTTP_SUBREQUEST_IN_MEMORY: an answer over its buffer fails
+     * the client's connection.  The capture filters below read the answer
+     * instead, and an oversized one is only an error of the exchange.
+     */
+
     if (ngx_http_subrequest(r, &lcf->uri, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_IN_MEMORY
-                            |NGX_HTTP_SUBREQUEST_WAITED)
+                            NGX_HTTP_SUBREQUEST_WAITED)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
+
+    ngx_http_set_ctx(sr, ctx, ngx_http_stytch_tat_module);
+    sr->filter_need_in_memory = 1;
 
     /*
      * The subrequest got a shallow copy of the client's headers_in and its
@@ -350,6 +378,10 @@ ngx_http_stytch_tat_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_http_stytch_tat_ctx_t  *ctx = data;
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "stytch_tat: subrequest done, rc:%i status:%ui error:%d",
+                   rc, sr->headers_out.status, sr->connection->error);
+
     if (ctx->state != NGX_HTTP_STYTCH_TAT_STATE_WAIT) {
         return rc;
     }
@@ -366,9 +398,15 @@ ngx_http_stytch_tat_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         ctx->sr_status = sr->headers_out.status;
     }
 
-    if (sr->out && sr->out->buf) {
-        ctx->sr_body.data = sr->out->buf->pos;
-        ctx->sr_body.len = sr->out->buf->last - sr->out->buf->pos;
+    /*
+     * NGX_ERROR would terminate the client's request with the subrequest
+     * (an answer over subrequest_output_buffer_size, say): the outcome is
+     * recorded, so let the parent go on and answer with a status.  A
+     * client that went away still terminates it: nginx checks c->error.
+     */
+
+    if (rc == NGX_ERROR) {
+        return NGX_OK;
     }
 
     return rc;
@@ -381,7 +419,11 @@ ngx_http_stytch_tat_finish(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
+    r->connection->log->action = "exchanging the identity with Stytch";
+
     rc = ngx_http_stytch_tat_outcome(r, lcf, ctx);
+
+    r->connection->log->action = NULL;
 
     if (rc != NGX_OK) {
         return rc;
@@ -407,6 +449,15 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
     ngx_http_stytch_tat_response_t   resp;
 
     status = ctx->sr_status;
+
+    if (ctx->sr_too_big) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch's answer (status %ui) exceeds "
+                      "\"stytch_tat_buffer_size\" %uz", status,
+                      lcf->buffer_size);
+        return ngx_http_stytch_tat_fail(r, lcf, ctx, NGX_HTTP_BAD_GATEWAY,
+                                        "stytch_bad_response");
+    }
 
     if (ctx->sr_failed || status == 0) {
         if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
@@ -803,6 +854,77 @@ ngx_http_stytch_tat_set_cookie(ngx_http_request_t *r, char *name,
                     "SameSite=Lax", name, value, max_age);
 
     h->value.len = p - h->value.data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_capture_header(ngx_http_request_t *r)
+{
+    ngx_http_stytch_tat_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
+
+    if (ctx == NULL || ctx->subrequest != r) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    /* Stytch's answer is for the module: nothing of it reaches the client */
+
+    r->header_sent = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_capture_body(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    size_t                           len;
+    ngx_chain_t                     *cl;
+    ngx_http_stytch_tat_ctx_t       *ctx;
+    ngx_http_stytch_tat_loc_conf_t  *lcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
+
+    if (ctx == NULL || ctx->subrequest != r) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+
+        len = cl->buf->last - cl->buf->pos;
+
+        if (len == 0 || ctx->sr_too_big) {
+            cl->buf->pos = cl->buf->last;
+            continue;
+        }
+
+        if (ctx->sr_body.data == NULL) {
+            /* the parent's configuration: the subrequest is elsewhere */
+            lcf = ngx_http_get_module_loc_conf(r->parent,
+                                               ngx_http_stytch_tat_module);
+
+            ctx->sr_body.data = ngx_pnalloc(r->pool, lcf->buffer_size);
+            if (ctx->sr_body.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ctx->sr_size = lcf->buffer_size;
+        }
+
+        if (len > ctx->sr_size - ctx->sr_body.len) {
+            /* keep reading, so the upstream connection ends cleanly */
+            ctx->sr_too_big = 1;
+            cl->buf->pos = cl->buf->last;
+            continue;
+        }
+
+        ngx_memcpy(ctx->sr_body.data + ctx->sr_body.len, cl->buf->pos, len);
+        ctx->sr_body.len += len;
+        cl->buf->pos = cl->buf->last;
+    }
 
     return NGX_OK;
 }
