@@ -29,13 +29,18 @@ static char *ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
+static char *ngx_http_stytch_tat_check_bounds(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+/* nginx's own bounds check names no directive: this one does */
 static ngx_conf_num_bounds_t  ngx_http_stytch_tat_ttl_bounds = {
-    ngx_conf_check_num_bounds, 1, 86400
+    ngx_http_stytch_tat_check_bounds, 1, 86400
 };
 
 
 static ngx_conf_num_bounds_t  ngx_http_stytch_tat_status_bounds = {
-    ngx_conf_check_num_bounds, 400, 599
+    ngx_http_stytch_tat_check_bounds, 400, 599
 };
 
 
@@ -715,4 +720,22 @@ ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     lcf->uri = value[1];
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_stytch_tat_check_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_conf_num_bounds_t  *bounds = post;
+    ngx_int_t              *np = data;
+
+    if (*np >= bounds->low && *np <= bounds->high) {
+        return NGX_CONF_OK;
+    }
+
+    /* nginx prints it as "\"DIRECTIVE\" directive must be ... in FILE:LINE" */
+
+    return (bounds == &ngx_http_stytch_tat_ttl_bounds)
+           ? "must be between 1s and 1d"
+           : "must be a status between 400 and 599";
 }

@@ -1,0 +1,210 @@
+# nginx -t refuses bad configuration, naming the directive, file and reason.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::StytchTat;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: unreadable key file
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/no-such-key.pem;
+--- must_die
+--- error_log eval
+qr/open\(\) ".*no-such-key\.pem" failed .* in .*nginx\.conf:\d+/
+
+
+
+=== TEST 2: encrypted key
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/enc.pem;
+--- must_die
+--- error_log eval
+qr/invalid key ".*enc\.pem": the key is encrypted.* in .*nginx\.conf:\d+/
+
+
+
+=== TEST 3: a public key
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa-pub.pem;
+--- must_die
+--- error_log eval
+qr/invalid key ".*rsa-pub\.pem": a public key or certificate, not a private key in .*nginx\.conf:\d+/
+
+
+
+=== TEST 4: RSA under 2048 bits
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa1024.pem;
+--- must_die
+--- error_log eval
+qr/RSA key of 1024 bits; RS256 needs 2048 to 8192 bits in .*nginx\.conf:\d+/
+
+
+
+=== TEST 5: another curve
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/p384.pem;
+--- must_die
+--- error_log eval
+qr/EC key on curve "secp384r1"; ES256 needs P-256 in .*nginx\.conf:\d+/
+
+
+
+=== TEST 6: another key type
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/ed448.pem;
+--- must_die
+--- error_log eval
+qr/unsupported key type.* in .*nginx\.conf:\d+/
+
+
+
+=== TEST 7: not a key at all
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/garbage.pem;
+--- must_die
+--- error_log eval
+qr/invalid key ".*garbage\.pem": not a PEM private key in .*nginx\.conf:\d+/
+
+
+
+=== TEST 8: duplicate kid
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem kid=k1;
+stytch_tat_signing_key $TEST_NGINX_KEYS/ed.pem kid=k1;
+--- must_die
+--- error_log eval
+qr/duplicate kid "k1" .* in .*nginx\.conf:\d+/
+
+
+
+=== TEST 9: the same key twice has the same thumbprint: a duplicate too
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem;
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa-trad.pem;
+--- must_die
+--- error_log eval
+qr/duplicate kid/
+
+
+
+=== TEST 10: a claim that collides with a registered claim
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem;
+stytch_tat_claim exp 0;
+--- must_die
+--- error_log eval
+qr/claim "exp" is set by the module itself.* in .*nginx\.conf:\d+/
+
+
+
+=== TEST 11: email is a registered claim here too
+--- http_config
+stytch_tat_claim email x@example.com;
+--- must_die
+--- error_log eval
+qr/claim "email" is set by the module itself/
+
+
+
+=== TEST 12: issuer missing where minting is used
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem;
+stytch_tat_audience https://api.example.com;
+--- config
+location = /t { stytch_tat_email $http_x_email; return 200; }
+--- must_die
+--- error_log eval
+qr/"stytch_tat_email" in .*nginx\.conf:\d+ needs "stytch_tat_issuer" and "stytch_tat_audience"/
+
+
+
+=== TEST 13: audience missing where minting is used
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem;
+stytch_tat_issuer https://auth.example.com;
+stytch_tat_email $http_x_email;
+--- must_die
+--- error_log eval
+qr/"stytch_tat_email" in .*nginx\.conf:\d+ needs "stytch_tat_issuer" and "stytch_tat_audience"/
+
+
+
+=== TEST 14: minting without any signing key
+--- http_config
+stytch_tat_issuer https://auth.example.com;
+stytch_tat_audience https://api.example.com;
+stytch_tat_email $http_x_email;
+--- must_die
+--- error_log eval
+qr/"stytch_tat_email" in .*nginx\.conf:\d+ needs a "stytch_tat_signing_key"/
+
+
+
+=== TEST 15: list= takes one separator character
+--- http_config
+stytch_tat_claim roles $http_x_roles list=;
+--- must_die
+--- error_log eval
+qr/invalid parameter "list=", expected "list=" and one separator character in .*nginx\.conf:\d+/
+
+
+
+=== TEST 16: a bad kid
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem kid=a"b;
+--- must_die
+--- error_log eval
+qr/kid "a"b" must be printable ASCII/
+
+
+
+=== TEST 17: env: names an unset variable
+--- http_config
+stytch_tat_signing_key env:STYTCH_TAT_NO_SUCH_VARIABLE;
+--- must_die
+--- error_log eval
+qr/environment variable "STYTCH_TAT_NO_SUCH_VARIABLE" is not set in .*nginx\.conf:\d+/
+
+
+
+=== TEST 18: signing key outside the http block
+--- config
+location / { stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem; }
+--- must_die
+--- error_log eval
+qr/"stytch_tat_signing_key" directive is not allowed here in .*nginx\.conf:\d+/
+
+
+
+=== TEST 19: a readable key file works, with a warning naming it
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa-readable.pem;
+--- config
+location = /jwks { stytch_tat_jwks; }
+--- request
+GET /jwks
+--- error_code: 200
+--- error_log eval
+qr/\[warn\] .*private key file ".*rsa-readable\.pem" is accessible by group or others/
+
+
+
+=== TEST 20: token ttl bounds
+--- http_config
+stytch_tat_token_ttl 0s;
+--- must_die
+--- error_log eval
+qr/"stytch_tat_token_ttl" directive must be between 1s and 1d in .*nginx\.conf:\d+/
+
+
+
+=== TEST 21: refused status bounds
+--- http_config
+stytch_tat_refused_status 200;
+--- must_die
+--- error_log eval
+qr/"stytch_tat_refused_status" directive must be a status between 400 and 599 in .*nginx\.conf:\d+/

@@ -1,0 +1,84 @@
+package Test::StytchTat::Util;
+
+# Helpers shared by the module's tests: JWT decoding, the emulator's control
+# API, and verification with npm's jose (t/tools/verify-jwt.mjs).
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use JSON::PP ();
+use MIME::Base64 qw(decode_base64url);
+use IO::Socket::INET;
+
+use Test::StytchTat qw(run_node repo_root);
+
+our @EXPORT = qw(jwt_parts emu emu_calls verify_jwt json_decode json_encode
+                 keys_dir);
+
+my $Json = JSON::PP->new->utf8->canonical->allow_nonref;
+
+sub json_decode { $Json->decode($_[0]) }
+sub json_encode { $Json->encode($_[0]) }
+
+sub keys_dir { $ENV{TEST_NGINX_KEYS} }
+
+# (header, payload, signature bytes) of a compact JWS, or () if malformed
+sub jwt_parts {
+    my ($jwt) = @_;
+    my @p = split /\./, $jwt // '', -1;
+    return () unless @p == 3;
+    my ($h, $c) = eval {
+        ($Json->decode(decode_base64url($p[0])),
+         $Json->decode(decode_base64url($p[1])))
+    };
+    return () unless $h;
+    return ($h, $c, decode_base64url($p[2]));
+}
+
+# a call to the emulator's control API: returns the decoded JSON answer
+sub emu {
+    my ($method, $path, $body) = @_;
+    my $port = $ENV{TEST_NGINX_STYTCH_CONTROL}
+        or die "TEST_NGINX_STYTCH_CONTROL is not set: run the tests with "
+             . "scripts/test.sh (make test)\n";
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Timeout => 5)
+        or die "emulator control port $port: $!\n";
+    my $data = defined $body ? $Json->encode($body) : '';
+    print $s "$method $path HTTP/1.1\r\nHost: localhost\r\n"
+           . "Connection: close\r\nContent-Type: application/json\r\n"
+           . "Content-Length: " . length($data) . "\r\n\r\n$data";
+    local $/;
+    my $resp = <$s>;
+    my ($head, $payload) = split /\r\n\r\n/, $resp // '', 2;
+    die "emulator control: no answer to $method $path\n" unless defined $head;
+    my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};
+    die "emulator control: $method $path: $status $payload\n"
+        unless $status && $status < 300;
+    return length($payload // '') ? $Json->decode($payload) : {};
+}
+
+# the emulator's call log for a path (default: the consumer attest)
+sub emu_calls {
+    my ($path) = @_;
+    $path //= '/v1/sessions/attest';
+    return @{ emu(GET => "/calls?path=$path")->{calls} };
+}
+
+# verifies a JWT with jose; returns the decoded {header, payload}, dies with
+# jose's reason otherwise
+sub verify_jwt {
+    my ($jwt, %o) = @_;
+    my @args = ('--jwks', $o{jwks});
+    push @args, '--iss', $o{iss} if $o{iss};
+    push @args, '--aud', $o{aud} if $o{aud};
+    push @args, '--alg', $o{alg} if $o{alg};
+    push @args, '--sub', $o{sub} if $o{sub};
+    my ($rc, $out, $err) = run_node(repo_root() . '/t/tools/verify-jwt.mjs',
+                                    @args, $jwt);
+    die "jose rejected the token: $err$out\n" if $rc != 0;
+    return $Json->decode($out);
+}
+
+1;
