@@ -1,0 +1,140 @@
+/*
+ * Shared declarations of the unit tests: cmocka, the module's pure C
+ * headers, and the helpers in test_util.c.
+ */
+
+#ifndef _UNIT_H_INCLUDED_
+#define _UNIT_H_INCLUDED_
+
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+
+#include "ngx_http_stytch_tat_jose.h"
+#include "ngx_http_stytch_tat_claims.h"
+
+
+/* a heap buffer followed by a guard region that must stay untouched */
+#define GUARD_LEN   64
+#define GUARD_BYTE  0xa5
+
+unsigned char *guarded_alloc(size_t size);
+void guarded_check(const unsigned char *buf, size_t size);
+
+/* strict base64url decoding (no padding, url alphabet); -1 on bad input */
+long b64url_decode(unsigned char *dst, size_t size, const char *src);
+
+/* asserts that s is made of the base64url alphabet only */
+void assert_b64url_alphabet(const char *s, size_t len);
+
+/* keys generated once for the whole run */
+typedef struct {
+    EVP_PKEY  *rsa2048;
+    EVP_PKEY  *p256;
+    EVP_PKEY  *ed25519;
+} test_keys_t;
+
+extern test_keys_t  keys;
+
+EVP_PKEY *gen_key(const char *type, const char *param, size_t bits);
+
+/* PEM of a key in the given form: see test_util.c; free() it */
+typedef enum {
+    PEM_PKCS8,
+    PEM_TRADITIONAL,
+    PEM_PKCS8_ENCRYPTED,
+    PEM_TRADITIONAL_ENCRYPTED,
+    PEM_PUBLIC,
+    PEM_CERTIFICATE
+} pem_form_t;
+
+char *pem_of(EVP_PKEY *pkey, pem_form_t form, size_t *len);
+
+EVP_PKEY *rsa_public_from_b64url(const char *n, const char *e);
+
+/* JOSE r||s to DER ECDSA-Sig-Value; returns the DER length */
+size_t jose_to_der(const unsigned char *rs, unsigned char *der, size_t size);
+
+/* EVP_DigestVerify of sig over in, md NULL for Ed25519; 1 when valid */
+int verify(EVP_PKEY *pkey, const EVP_MD *md, const unsigned char *in,
+    size_t len, const unsigned char *sig, size_t siglen);
+
+/*
+ * Runs fn(data) in a child process, for code whose failure mode is memory
+ * corruption or a sanitizer abort: -1 with the reason in why when the
+ * child dies or fn returns non-zero (the number of the check that failed).
+ */
+int in_child(int (*fn)(void *data), void *data, char *why, size_t size);
+
+int setup_keys(void **state);
+int teardown_keys(void **state);
+
+
+/* the tests, by file */
+
+void test_b64url_rfc4648(void **state);
+void test_b64url_url_alphabet(void **state);
+void test_b64url_empty(void **state);
+void test_b64url_len_macro(void **state);
+void test_b64url_roundtrip(void **state);
+
+void test_alg_name(void **state);
+void test_rfc7638_rsa_thumbprint(void **state);
+void test_rfc7638_rsa_public_members(void **state);
+void test_rfc8037_ed25519_thumbprint(void **state);
+void test_rfc8037_ed25519_signature(void **state);
+void test_thumbprint_fits_44_bytes(void **state);
+void test_thumbprint_ec_independent(void **state);
+void test_jwk_rsa(void **state);
+void test_jwk_ec(void **state);
+void test_jwk_ec_coordinates_padded(void **state);
+void test_jwk_okp(void **state);
+void test_jwk_bad_alg(void **state);
+void test_jwk_rsa_over_8192_bits(void **state);
+void test_jws_header(void **state);
+void test_jws_header_escapes_kid(void **state);
+
+void test_sig_size(void **state);
+void test_sign_es256(void **state);
+void test_sign_es256_leading_zeros(void **state);
+void test_sign_rs256(void **state);
+void test_sign_eddsa(void **state);
+void test_sign_wrong_key(void **state);
+void test_sign_full_jwt(void **state);
+
+void test_keyload_rsa_pkcs8(void **state);
+void test_keyload_rsa_traditional(void **state);
+void test_keyload_rsa_small(void **state);
+void test_keyload_p256_pkcs8(void **state);
+void test_keyload_p256_traditional(void **state);
+void test_keyload_p256_with_params(void **state);
+void test_keyload_other_curves(void **state);
+void test_keyload_ed25519(void **state);
+void test_keyload_unsupported_types(void **state);
+void test_keyload_encrypted(void **state);
+void test_keyload_public(void **state);
+void test_keyload_certificate(void **state);
+void test_keyload_garbage(void **state);
+void test_keyload_empty(void **state);
+
+void test_claims_seed_example(void **state);
+void test_claims_escaping(void **state);
+void test_claims_lists(void **state);
+void test_claims_empty_omitted(void **state);
+void test_claims_list_null_data(void **state);
+void test_claims_numbers(void **state);
+void test_claims_control(void **state);
+void test_claims_utf8(void **state);
+void test_claims_value_length(void **state);
+void test_claims_payload_max(void **state);
+void test_claims_small_buffer(void **state);
+void test_value_check(void **state);
+void test_claim_strerror(void **state);
+
+
+#endif /* _UNIT_H_INCLUDED_ */
