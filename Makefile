@@ -27,7 +27,7 @@ NGX_LD_OPT  := -Wl,-z,relro -Wl,-z,now -fPIC $(EXTRA_LD_OPT)
 
 DEB_BUILD   := nginx-core nginx-dev libjansson-dev libssl-dev \
                libpcre2-dev zlib1g-dev
-DEB_TEST    := libcmocka-dev libtest-base-perl nodejs npm openssl curl
+DEB_TEST    := libcmocka-dev libtest-base-perl openssl curl
 
 .PHONY: all deps deps-test test unit emulator-test prove run clang \
         bench clean
@@ -37,8 +37,11 @@ all: $(MODULE)
 deps:
 	@sh scripts/apt-ensure.sh $(DEB_BUILD) $(if $(filter clang,$(CC_NAME)),clang)
 
+# Node.js may come from elsewhere than Debian (with its own npm): keep it
 deps-test: deps
 	@sh scripts/apt-ensure.sh $(DEB_TEST)
+	@command -v node >/dev/null && command -v npm >/dev/null \
+	    || sh scripts/apt-ensure.sh nodejs npm
 
 $(NGX_TREE)/objs/Makefile: config | deps
 	rm -rf $(NGX_TREE)

@@ -23,4 +23,7 @@ openssl pkey -in ed.pem -pubout -out ed-pub.pem
 printf 'not a key\n' > garbage.pem
 base64 -w0 rsa.pem > rsa.b64
 cp rsa.pem rsa-readable.pem && chmod 644 rsa-readable.pem
+# the emulator's credentials (t/emulator/config.example.json) and wrong ones
+printf 'project-test-00000000-0000-0000-0000-000000000000:secret-test-emulator-not-a-real-secret-000000\n' > creds
+printf 'project-test-00000000-0000-0000-0000-000000000000:wrong-secret\n' > bad-creds
 touch done

@@ -75,8 +75,11 @@ sub verify_jwt {
     push @args, '--aud', $o{aud} if $o{aud};
     push @args, '--alg', $o{alg} if $o{alg};
     push @args, '--sub', $o{sub} if $o{sub};
+    # the emulator's JWKS is served over TLS by a CA of its own
+    my %env = $ENV{TEST_NGINX_STYTCH_CA}
+              ? (NODE_EXTRA_CA_CERTS => $ENV{TEST_NGINX_STYTCH_CA}) : ();
     my ($rc, $out, $err) = run_node(repo_root() . '/t/tools/verify-jwt.mjs',
-                                    @args, $jwt);
+                                    @args, $jwt, { env => \%env });
     die "jose rejected the token: $err$out\n" if $rc != 0;
     return $Json->decode($out);
 }

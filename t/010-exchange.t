@@ -1,0 +1,326 @@
+# The exchange against the emulator over verified TLS: consumer and B2B
+# sessions handed to the upstream, what Stytch sees, identity from
+# auth_request, cookies, custom factors.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::StytchTat;
+use Test::StytchTat::Util;
+use Test::StytchTat::Exchange;
+
+$ENV{TEST_NGINX_B2B_PROFILE} = $B2bProfileId;
+$ENV{TEST_NGINX_ORG} = $OrgId;
+emu_setup();
+
+# the backend's echo, as a hash
+sub echo { my %h = $_[0] =~ /^(\w+)=(.*)$/mg; \%h }
+
+# the session JWT the upstream got verifies with jose against Stytch's JWKS
+sub session_ok {
+    my ($b2b) = @_;
+    return sub {
+        my $e = echo($_[0]);
+        my $v = verify_jwt($e->{jwt}, jwks => session_jwks_url($b2b),
+                           alg => 'RS256', iss => "stytch.com/$ProjectId",
+                           aud => $ProjectId);
+        $v->{payload}{sub} eq $e->{user}
+            or die "sub $v->{payload}{sub} is not the user $e->{user}\n";
+        my $claim = $v->{payload}{'https://stytch.com/session'}
+            or die "no session claim\n";
+        $claim->{id} eq $e->{session} or die "session id differs\n";
+        $e->{forged} eq '' or die "a forged header reached the upstream\n";
+        $e->{token} eq '' or die "the session token went upstream unasked\n";
+        1;
+    };
+}
+
+run_tests();
+
+# what Stytch saw of all these requests
+my @calls = (emu_calls('/v1/sessions/attest'),
+             emu_calls('/v1/b2b/sessions/attest'));
+ok(@calls >= 5, 'the attest calls are in the emulator\'s log');
+my %allowed = map { $_ => 1 }
+    qw(host connection content-length content-type user-agent authorization);
+my @extra = grep { !$allowed{$_} } map { keys %{ $_->{headers} } } @calls;
+is("@extra", '', 'no client header or cookie reached Stytch');
+my @bodies = grep { ref $_->{body} ne 'HASH' || !$_->{body}{token} } @calls;
+is(scalar @bodies, 0, 'every attest body is the module\'s JSON');
+my %seen;
+my @replayed = grep { defined $_ && $seen{$_}++ } map { $_->{token_id} } @calls;
+my @explicit = grep { /^validation-/ } @replayed;
+is(scalar(@replayed) - scalar(@explicit), 0,
+   'no token id was sent twice unless set explicitly');
+is(scalar(grep { $_->{auth} ne 'ok' } @calls), 0,
+   'every call carried the credentials');
+
+__DATA__
+
+=== TEST 1: consumer: the upstream gets a session Stytch signed
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    stytch_tat_subject $http_x_user;
+    stytch_tat_claim assignments $http_x_groups list=,;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app/page
+--- more_headers
+X-Email: ada.lovelace@example.com
+X-User: user_123456
+X-Groups: editor,reader
+X-Stytch-Forged: evil
+X-Stytch-Session-Jwt: forged.jwt.value
+Cookie: stytch_session=client-cookie
+--- error_code: 200
+--- response_body_check eval
+main::session_ok(0)
+--- error_log
+dropped 2 client header(s) named X-Stytch-*
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: the variables carry the session
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    add_header X-User $stytch_user_id;
+    add_header X-Session $stytch_session_id;
+    add_header X-Token $stytch_session_token;
+    add_header X-Jwt $stytch_session_jwt;
+    add_header X-Error "[$stytch_tat_error]";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app
+--- more_headers
+X-Email: grace.hopper@example.com
+--- error_code: 200
+--- response_body_check eval
+sub {
+    my $h = $_[1];
+    my $e = { map { $_ => $h->{"x-$_"} } qw(user session token jwt error) };
+    $e->{error} =~ s/^\[(.*)\]$/$1/;
+    $e->{user} =~ /^user-test-/ or die "user $e->{user}\n";
+    $e->{session} =~ /^session-test-/ or die "session\n";
+    length($e->{token}) == 44 or die "session token length\n";
+    $e->{jwt} =~ /^ey[\w-]+\.[\w-]+\.[\w-]+$/ or die "jwt\n";
+    $e->{error} eq '' or die "error $e->{error}\n";
+    1;
+}
+
+
+
+=== TEST 3: identity from auth_request_set (an oauth2-proxy style source)
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location = /oauth2/auth {
+    internal;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/idp;
+    proxy_pass_request_body off;
+    proxy_set_header Content-Length "";
+}
+location = /idp {
+    add_header X-Auth-Request-Email "linus@example.com" always;
+    add_header X-Auth-Request-User "u-linus" always;
+    return 202;
+}
+location /app {
+    auth_request /oauth2/auth;
+    auth_request_set $email $upstream_http_x_auth_request_email;
+    auth_request_set $user $upstream_http_x_auth_request_user;
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $email;
+    stytch_tat_subject $user;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app
+--- error_code: 200
+--- response_body_check eval
+sub {
+    main::session_ok(0)->($_[0]);
+    my ($call) = reverse emu_calls();
+    my (undef, $c) = jwt_parts($call->{body}{token});
+    $c->{email} eq 'linus@example.com' or die "email $c->{email}\n";
+    $c->{sub} eq 'u-linus' or die "sub $c->{sub}\n";
+    1;
+}
+
+
+
+=== TEST 4: no identity: 401, nothing sent to Stytch
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app
+--- error_code: 401
+--- response_headers
+X-Error: identity_missing
+--- no_error_log
+subrequest
+
+
+
+=== TEST 5: bad identity: 400 and a log line, nothing sent to Stytch
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app
+--- more_headers eval
+"X-Email: \xc3\x28\@example.com"
+--- error_code: 400
+--- response_headers
+X-Error: identity_invalid
+--- error_log
+claim "email": value is not valid UTF-8
+--- no_error_log
+http subrequest
+
+
+
+=== TEST 6: cookies for Stytch's frontend SDKs
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    stytch_tat_cookie on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app
+--- more_headers
+X-Email: ada.lovelace@example.com
+--- error_code: 200
+--- response_headers_like
+Set-Cookie: ^stytch_session=[\w-]{44}; Path=/; Max-Age=3[56]\d\d; Secure; HttpOnly; SameSite=Lax, stytch_session_jwt=ey[\w.-]+; Path=/; Max-Age=3[56]\d\d; Secure; HttpOnly; SameSite=Lax$
+
+
+
+=== TEST 7: the session token goes upstream only when asked
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    stytch_tat_pass_session_token on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app
+--- more_headers
+X-Email: ada.lovelace@example.com
+--- error_code: 200
+--- response_body_like: (?m)^token=[\w-]{44}$
+
+
+
+=== TEST 8: a custom factor: the attest adds it to the client's session
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /login {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    stytch_tat_pass_session_token on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+location /step-up {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    stytch_tat_session_token $cookie_stytch_session;
+    stytch_tat_token_id $http_x_validation_id;
+    stytch_tat_pass_session_token on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+_EOC_
+--- request
+GET /login
+--- more_headers
+X-Email: mfa.user@example.com
+--- error_code: 200
+--- response_body_check eval
+sub {
+    my $first = main::echo($_[0]);
+    my ($token, $sid) = @$first{qw(token session)};
+    my ($st, undef, $body) = http_request('GET', '/step-up', {
+        'X-Email' => 'mfa.user@example.com',
+        'X-Validation-Id' => 'validation-pin-8812',
+        'Cookie' => "stytch_session=$token",
+    });
+    $st == 200 or die "step-up status $st\n";
+    my $sid2 = main::echo($body)->{session};
+    $sid2 eq $sid or die "a new session $sid2, not $sid\n";
+    my ($call) = reverse emu_calls();
+    $call->{body}{session_token} eq $token or die "no session_token sent\n";
+    $call->{token_id} eq 'validation-pin-8812' or die "token id\n";
+    1;
+}
+
+
+
+=== TEST 9: B2B: organization id switches to member sessions
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest_b2b;
+    stytch_tat_profile_id $TEST_NGINX_B2B_PROFILE;
+    stytch_tat_organization_id $TEST_NGINX_ORG;
+    stytch_tat_email $http_x_email;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app
+--- more_headers
+X-Email: member@example.com
+--- error_code: 200
+--- response_body_check eval
+sub {
+    my $e = main::echo($_[0]);
+    $e->{user} =~ /^member-test-/ or die "member id $e->{user}\n";
+    $e->{session} =~ /^member-session-test-|^session-test-/
+        or die "member session $e->{session}\n";
+    my $v = verify_jwt($e->{jwt}, jwks => session_jwks_url(1),
+                       alg => 'RS256', aud => $ProjectId);
+    $v->{payload}{'https://stytch.com/organization'}{organization_id}
+        eq $OrgId or die "organization claim\n";
+    my ($call) = reverse emu_calls('/v1/b2b/sessions/attest');
+    $call->{body}{organization_id} eq $OrgId or die "no organization_id\n";
+    1;
+}
