@@ -96,6 +96,7 @@ typedef struct {
     ngx_uint_t                  state;
     ngx_int_t                   status;      /* the phase handler's answer */
     ngx_str_t                   error;       /* $stytch_tat_error */
+    ngx_str_t                   error_message;   /* Stytch's, for the log */
 
     ngx_http_request_t         *subrequest;
     ngx_msec_t                  started;

@@ -518,13 +518,27 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
     /* a Stytch error: keep its error_type for the variable and the log */
 
     if (ngx_http_stytch_tat_copy(r, &ctx->error, &resp.error_type)
-        != NGX_OK)
+        != NGX_OK
+        || ngx_http_stytch_tat_copy(r, &ctx->error_message,
+                                    &resp.error_message) != NGX_OK)
     {
         ngx_http_stytch_tat_response_free(&resp);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_http_stytch_tat_response_free(&resp);
+
+    /* Stytch's message goes to the log: one line, bounded */
+
+    if (ctx->error_message.len > 256) {
+        ctx->error_message.len = 256;
+    }
+
+    for (i = 0; i < ctx->error_message.len; i++) {
+        if (ctx->error_message.data[i] < 0x20) {
+            ctx->error_message.data[i] = ' ';
+        }
+    }
 
     if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR
         || status < NGX_HTTP_BAD_REQUEST)
@@ -592,7 +606,8 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "stytch_tat: Stytch refused the identity: status %ui, "
-                  "error_type \"%V\"", status, &ctx->error);
+                  "error_type \"%V\", \"%V\"", status, &ctx->error,
+                  &ctx->error_message);
 
     return lcf->refused_status;
 }

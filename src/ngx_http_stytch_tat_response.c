@@ -8,10 +8,12 @@
 #endif
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "ngx_http_stytch_tat_response.h"
 
@@ -76,6 +78,9 @@ ngx_http_stytch_tat_response_parse(const unsigned char *body, size_t len,
             return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
         }
 
+        (void) ngx_http_stytch_tat_field(root, "error_message",
+                                         &resp->error_message);
+
         return NGX_HTTP_STYTCH_TAT_RESPONSE_ERROR;
     }
 
@@ -86,8 +91,9 @@ ngx_http_stytch_tat_response_parse(const unsigned char *body, size_t len,
     if (json_is_object(session)) {
         sid = "member_session_id";
 
-        if (ngx_http_stytch_tat_field(root, "member_id", &resp->user_id)
-            != 0)
+        if (ngx_http_stytch_tat_field(root, "member_id", &resp->user_id) != 0
+            && ngx_http_stytch_tat_field(session, "member_id", &resp->user_id)
+               != 0)
         {
             resp->reason = "no \"member_id\"";
             return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
@@ -97,7 +103,10 @@ ngx_http_stytch_tat_response_parse(const unsigned char *body, size_t len,
         session = json_object_get(root, "session");
         sid = "session_id";
 
-        if (ngx_http_stytch_tat_field(root, "user_id", &resp->user_id) != 0)
+        if (ngx_http_stytch_tat_field(root, "user_id", &resp->user_id) != 0
+            && (!json_is_object(session)
+                || ngx_http_stytch_tat_field(session, "user_id",
+                                             &resp->user_id) != 0))
         {
             resp->reason = "no \"user_id\"";
             return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
@@ -136,6 +145,14 @@ ngx_http_stytch_tat_response_parse(const unsigned char *body, size_t len,
         return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
     }
 
+    resp->jwt_exp = ngx_http_stytch_tat_jwt_exp(resp->session_jwt.data,
+                                                resp->session_jwt.len);
+
+    if (resp->jwt_exp < 0) {
+        resp->reason = "a \"session_jwt\" without a readable \"exp\"";
+        return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
+    }
+
     return NGX_HTTP_STYTCH_TAT_RESPONSE_SESSION;
 }
 
@@ -145,6 +162,81 @@ ngx_http_stytch_tat_response_free(ngx_http_stytch_tat_response_t *resp)
 {
     json_decref((json_t *) resp->root);
     resp->root = NULL;
+}
+
+
+long long
+ngx_http_stytch_tat_jwt_exp(const char *jwt, size_t len)
+{
+    int             n;
+    char           *b64;
+    size_t          i, plen, blen;
+    json_t         *claims, *exp;
+    long long       rc;
+    const char     *p, *dot;
+    unsigned char  *raw;
+
+    p = memchr(jwt, '.', len);
+    if (p == NULL) {
+        return -1;
+    }
+
+    p++;
+    dot = memchr(p, '.', len - (p - jwt));
+    if (dot == NULL) {
+        return -1;
+    }
+
+    plen = dot - p;
+
+    if (plen == 0 || plen > 16384) {
+        return -1;
+    }
+
+    /* base64url to base64 with padding, for EVP_DecodeBlock() */
+
+    blen = (plen + 3) & ~(size_t) 3;
+    b64 = malloc(blen + 1);
+    raw = malloc(blen);
+
+    if (b64 == NULL || raw == NULL) {
+        free(b64);
+        free(raw);
+        return -1;
+    }
+
+    for (i = 0; i < plen; i++) {
+        b64[i] = (p[i] == '-') ? '+' : (p[i] == '_') ? '/' : p[i];
+    }
+
+    for ( /* void */ ; i < blen; i++) {
+        b64[i] = '=';
+    }
+
+    b64[blen] = '\0';
+
+    n = EVP_DecodeBlock(raw, (unsigned char *) b64, (int) blen);
+    free(b64);
+
+    rc = -1;
+
+    if (n > 0) {
+        /* EVP_DecodeBlock() counts the padding as zero bytes */
+        n -= (int) (blen - plen);
+
+        claims = json_loadb((char *) raw, (size_t) n, 0, NULL);
+        exp = json_object_get(claims, "exp");
+
+        if (json_is_integer(exp) && json_integer_value(exp) > 0) {
+            rc = json_integer_value(exp);
+        }
+
+        json_decref(claims);
+    }
+
+    free(raw);
+
+    return rc;
 }
 
 

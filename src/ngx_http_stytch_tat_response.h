@@ -27,8 +27,10 @@ typedef struct {
     ngx_http_stytch_tat_field_t   user_id;      /* member_id for B2B */
     ngx_http_stytch_tat_field_t   session_id;   /* member_session_id */
     ngx_http_stytch_tat_field_t   error_type;
+    ngx_http_stytch_tat_field_t   error_message;
     ngx_http_stytch_tat_field_t   request_id;
     long long                     expires_at;   /* session expiry, epoch */
+    long long                     jwt_exp;      /* session JWT "exp", or 0 */
     const char                   *reason;       /* why MALFORMED */
     void                         *root;         /* owns the fields */
 } ngx_http_stytch_tat_response_t;
@@ -44,6 +46,13 @@ int ngx_http_stytch_tat_response_parse(const unsigned char *body, size_t len,
     int status, ngx_http_stytch_tat_response_t *resp);
 
 void ngx_http_stytch_tat_response_free(ngx_http_stytch_tat_response_t *resp);
+
+/*
+ * The "exp" of a JWT, read without verifying it: Stytch's session JWT comes
+ * over verified TLS, and its expiry only bounds how long it is cached.
+ * Returns -1 when the token has no readable exp.
+ */
+long long ngx_http_stytch_tat_jwt_exp(const char *jwt, size_t len);
 
 /* RFC 3339 UTC ("2026-11-28T20:31:40Z", fraction optional); -1 if not */
 long long ngx_http_stytch_tat_parse_rfc3339(const char *s);
