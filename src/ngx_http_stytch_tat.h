@@ -87,11 +87,29 @@ typedef struct {
 #define NGX_HTTP_STYTCH_TAT_STATE_DONE      3
 
 
+/* the claims the module owns, first in every token, in this order */
+#define NGX_HTTP_STYTCH_TAT_ISS           0
+#define NGX_HTTP_STYTCH_TAT_AUD           1
+#define NGX_HTTP_STYTCH_TAT_SUB           2
+#define NGX_HTTP_STYTCH_TAT_EMAIL         3
+#define NGX_HTTP_STYTCH_TAT_JTI           4
+#define NGX_HTTP_STYTCH_TAT_IAT           5
+#define NGX_HTTP_STYTCH_TAT_NBF           6
+#define NGX_HTTP_STYTCH_TAT_EXP           7
+#define NGX_HTTP_STYTCH_TAT_FIXED_CLAIMS  8
+
+
 /* per request, never in configuration (see nginx-notes.md, trap 3) */
 typedef struct {
+    ngx_http_stytch_tat_claim_t *claims;     /* the identity, evaluated */
+    size_t                      nclaims;
+    ngx_int_t                   identity_rc;
+
     ngx_str_t                   jwt;
     ngx_str_t                   jti;
+    time_t                      jwt_exp;
     ngx_int_t                   mint_rc;
+    ngx_int_t                   mint_alg;
 
     ngx_uint_t                  state;
     ngx_int_t                   status;      /* the phase handler's answer */
@@ -110,6 +128,8 @@ typedef struct {
     ngx_str_t                   session_id;
     time_t                      expires_at;
 
+    unsigned                    identified:1;
+    unsigned                    explicit_jti:1;
     unsigned                    minted:1;
     unsigned                    sr_failed:1;
     unsigned                    sr_too_big:1;
@@ -124,6 +144,8 @@ char *ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_stytch_tat_keys_jwks(ngx_conf_t *cf,
     ngx_http_stytch_tat_main_conf_t *mcf);
 
+ngx_int_t ngx_http_stytch_tat_identity(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_mint(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_jwt_variable(ngx_http_request_t *r,

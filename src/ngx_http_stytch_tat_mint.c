@@ -9,9 +9,6 @@
 #include <openssl/rand.h>
 
 
-/* iss aud sub email jti iat nbf exp: claims the module owns */
-#define NGX_HTTP_STYTCH_TAT_FIXED_CLAIMS  8
-
 /* 128 bits of CSPRNG output per jti, 22 characters of base64url */
 #define NGX_HTTP_STYTCH_TAT_JTI_BYTES     16
 
@@ -26,28 +23,25 @@ static ngx_int_t ngx_http_stytch_tat_sign_jwt(ngx_http_request_t *r,
 
 
 ngx_int_t
-ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
+ngx_http_stytch_tat_identity(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx)
 {
-    int                                rc;
-    time_t                             now;
-    u_char                            *payload;
-    size_t                             n, len, bad;
-    ngx_str_t                          email, value;
+    size_t                             n;
+    ngx_str_t                          value;
     ngx_uint_t                         i;
-    ngx_http_stytch_tat_key_t         *key;
-    ngx_http_stytch_tat_claim_t       *claims, *c;
+    ngx_http_stytch_tat_claim_t       *c;
     ngx_http_stytch_tat_claim_conf_t  *cc;
     ngx_http_stytch_tat_loc_conf_t    *lcf;
     ngx_http_stytch_tat_main_conf_t   *mcf;
 
-    if (ctx->minted) {
-        return ctx->mint_rc;
+    if (ctx->identified) {
+        return ctx->identity_rc;
     }
 
-    /* once per request, whatever the outcome */
+    /* the variables are evaluated once per request, whatever the outcome */
 
-    ctx->minted = 1;
-    ctx->mint_rc = NGX_ERROR;
+    ctx->identified = 1;
+    ctx->identity_rc = NGX_ERROR;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
     mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
@@ -59,91 +53,77 @@ ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    if (ngx_http_stytch_tat_eval(r, lcf->email, &email) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (email.len == 0) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "stytch_tat: no identity: \"stytch_tat_email\" is "
-                      "empty");
-        ctx->mint_rc = NGX_DECLINED;
-        return NGX_DECLINED;
-    }
-
     n = NGX_HTTP_STYTCH_TAT_FIXED_CLAIMS + (lcf->claims ? lcf->claims->nelts
                                                          : 0);
 
-    claims = ngx_pcalloc(r->pool, n * sizeof(ngx_http_stytch_tat_claim_t));
-    if (claims == NULL) {
+    ctx->claims = ngx_pcalloc(r->pool, n * sizeof(ngx_http_stytch_tat_claim_t));
+    if (ctx->claims == NULL) {
         return NGX_ERROR;
     }
 
-    c = claims;
+    ctx->nclaims = n;
+    c = ctx->claims;
 
-    c->name = "iss";
+    c[NGX_HTTP_STYTCH_TAT_ISS].name = "iss";
+    c[NGX_HTTP_STYTCH_TAT_AUD].name = "aud";
+    c[NGX_HTTP_STYTCH_TAT_SUB].name = "sub";
+    c[NGX_HTTP_STYTCH_TAT_EMAIL].name = "email";
+    c[NGX_HTTP_STYTCH_TAT_JTI].name = "jti";
+    c[NGX_HTTP_STYTCH_TAT_IAT].name = "iat";
+    c[NGX_HTTP_STYTCH_TAT_NBF].name = "nbf";
+    c[NGX_HTTP_STYTCH_TAT_EXP].name = "exp";
+
+    c[NGX_HTTP_STYTCH_TAT_IAT].type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
+    c[NGX_HTTP_STYTCH_TAT_NBF].type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
+    c[NGX_HTTP_STYTCH_TAT_EXP].type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
+
+    if (ngx_http_stytch_tat_eval(r, lcf->email, &value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (value.len == 0) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "stytch_tat: no identity: \"stytch_tat_email\" is "
+                      "empty");
+        ctx->identity_rc = NGX_DECLINED;
+        return NGX_DECLINED;
+    }
+
+    c[NGX_HTTP_STYTCH_TAT_EMAIL].data = value.data;
+    c[NGX_HTTP_STYTCH_TAT_EMAIL].len = value.len;
+
     if (ngx_http_stytch_tat_eval(r, lcf->issuer, &value) != NGX_OK) {
         return NGX_ERROR;
     }
-    c->data = value.data;
-    c->len = value.len;
-    c++;
 
-    c->name = "aud";
+    c[NGX_HTTP_STYTCH_TAT_ISS].data = value.data;
+    c[NGX_HTTP_STYTCH_TAT_ISS].len = value.len;
+
     if (ngx_http_stytch_tat_eval(r, lcf->audience, &value) != NGX_OK) {
         return NGX_ERROR;
     }
-    c->data = value.data;
-    c->len = value.len;
-    c++;
 
-    c->name = "sub";
+    c[NGX_HTTP_STYTCH_TAT_AUD].data = value.data;
+    c[NGX_HTTP_STYTCH_TAT_AUD].len = value.len;
+
     if (ngx_http_stytch_tat_eval(r, lcf->subject, &value) != NGX_OK) {
         return NGX_ERROR;
     }
-    c->data = value.data;
-    c->len = value.len;
-    c++;
 
-    c->name = "email";
-    c->data = email.data;
-    c->len = email.len;
-    c++;
+    c[NGX_HTTP_STYTCH_TAT_SUB].data = value.data;
+    c[NGX_HTTP_STYTCH_TAT_SUB].len = value.len;
+
+    /* an explicit token id names a validation event: never cached */
 
     if (ngx_http_stytch_tat_eval(r, lcf->token_id, &ctx->jti) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ctx->jti.len == 0
-        && ngx_http_stytch_tat_random_jti(r, &ctx->jti) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    c->name = "jti";
-    c->data = ctx->jti.data;
-    c->len = ctx->jti.len;
-    c++;
-
-    now = ngx_time();
-
-    c->name = "iat";
-    c->type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
-    c->number = now;
-    c++;
-
-    c->name = "nbf";
-    c->type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
-    c->number = now;
-    c++;
-
-    c->name = "exp";
-    c->type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
-    c->number = now + lcf->token_ttl;
-    c++;
+    ctx->explicit_jti = ctx->jti.len ? 1 : 0;
 
     if (lcf->claims) {
         cc = lcf->claims->elts;
+        c += NGX_HTTP_STYTCH_TAT_FIXED_CLAIMS;
 
         for (i = 0; i < lcf->claims->nelts; i++, c++) {
             if (ngx_http_complex_value(r, &cc[i].value, &value) != NGX_OK) {
@@ -161,12 +141,65 @@ ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
         }
     }
 
+    ctx->identity_rc = NGX_OK;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    int                               rc;
+    time_t                            now;
+    u_char                           *payload;
+    size_t                            len, bad;
+    ngx_int_t                         irc;
+    ngx_http_stytch_tat_key_t        *key;
+    ngx_http_stytch_tat_claim_t      *c;
+    ngx_http_stytch_tat_loc_conf_t   *lcf;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    if (ctx->minted) {
+        return ctx->mint_rc;
+    }
+
+    irc = ngx_http_stytch_tat_identity(r, ctx);
+    if (irc != NGX_OK) {
+        return irc;
+    }
+
+    /* once per request, whatever the outcome */
+
+    ctx->minted = 1;
+    ctx->mint_rc = NGX_ERROR;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
+
+    if (ctx->jti.len == 0
+        && ngx_http_stytch_tat_random_jti(r, &ctx->jti) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    c = ctx->claims;
+    now = ngx_time();
+
+    c[NGX_HTTP_STYTCH_TAT_JTI].data = ctx->jti.data;
+    c[NGX_HTTP_STYTCH_TAT_JTI].len = ctx->jti.len;
+    c[NGX_HTTP_STYTCH_TAT_IAT].number = now;
+    c[NGX_HTTP_STYTCH_TAT_NBF].number = now;
+    c[NGX_HTTP_STYTCH_TAT_EXP].number = now + lcf->token_ttl;
+
+    ctx->jwt_exp = now + lcf->token_ttl;
+
     payload = ngx_pnalloc(r->pool, NGX_HTTP_STYTCH_TAT_PAYLOAD_MAX);
     if (payload == NULL) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_stytch_tat_claims_json(claims, n, payload,
+    rc = ngx_http_stytch_tat_claims_json(c, ctx->nclaims, payload,
                                          NGX_HTTP_STYTCH_TAT_PAYLOAD_MAX,
                                          &len, &bad);
 
@@ -178,7 +211,7 @@ ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
         /* the value itself is the client's: name the claim, not its value */
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "stytch_tat: no token minted: claim \"%s\": %s",
-                      bad < n ? claims[bad].name : "*",
+                      bad < ctx->nclaims ? c[bad].name : "*",
                       ngx_http_stytch_tat_claim_strerror(rc));
         ctx->mint_rc = NGX_HTTP_BAD_REQUEST;
         return NGX_HTTP_BAD_REQUEST;
@@ -191,6 +224,8 @@ ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
     {
         return NGX_ERROR;
     }
+
+    ctx->mint_alg = key[0].alg;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "stytch_tat: minted %s token, jti \"%V\"",
