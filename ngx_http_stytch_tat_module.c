@@ -27,6 +27,10 @@ static char *ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_stytch_tat_cache_status_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static char *ngx_http_stytch_tat_check_bounds(ngx_conf_t *cf, void *post,
@@ -56,6 +60,48 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
     { ngx_string("stytch_tat"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_stytch_tat,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_stytch_tat_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_stytch_tat_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_refresh"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_stytch_tat_refresh,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_cache_lock_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, lock_timeout),
+      NULL },
+
+    { ngx_string("stytch_tat_cache_refusals"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, cache_refusals),
+      NULL },
+
+    { ngx_string("stytch_tat_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_stytch_tat_status,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -268,6 +314,10 @@ static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
     { ngx_string("stytch_tat_authorization"), NULL,
       ngx_http_stytch_tat_authorization_variable, 0, 0, 0 },
 
+    { ngx_string("stytch_tat_cache_status"), NULL,
+      ngx_http_stytch_tat_cache_status_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
@@ -349,6 +399,38 @@ ngx_http_stytch_tat_ctx_variable(ngx_http_request_t *r,
 
 
 static ngx_int_t
+ngx_http_stytch_tat_cache_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_stytch_tat_ctx_t  *ctx;
+
+    static ngx_str_t  names[] = {
+        ngx_null_string,
+        ngx_string("HIT"),
+        ngx_string("MISS"),
+        ngx_string("EXPIRED"),
+        ngx_string("STALE"),
+        ngx_string("BYPASS")
+    };
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
+
+    if (ctx == NULL || ctx->cache_status == NGX_HTTP_STYTCH_TAT_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = names[ctx->cache_status].len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = names[ctx->cache_status].data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
 ngx_http_stytch_tat_authorization_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
@@ -407,7 +489,10 @@ ngx_http_stytch_tat_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&mcf->keys, cf->pool, 2,
                        sizeof(ngx_http_stytch_tat_key_t))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&mcf->zones, cf->pool, 2,
+                          sizeof(ngx_http_stytch_tat_zone_t *))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -443,6 +528,7 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     conf->uri = { 0, NULL };
+     *     conf->refresh_uri = { 0, NULL };
      *     conf->email_file = { 0, NULL };
      *     conf->email_line = 0;
      */
@@ -464,6 +550,10 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     conf->cookie = NGX_CONF_UNSET;
     conf->pass_session_token = NGX_CONF_UNSET;
     conf->buffer_size = NGX_CONF_UNSET_SIZE;
+    conf->cache = NGX_CONF_UNSET_PTR;
+    conf->lock_timeout = NGX_CONF_UNSET_MSEC;
+    conf->cache_refusals = NGX_CONF_UNSET;
+    conf->status_format = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -503,6 +593,14 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                          0);
     ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size,
                               32 * 1024);
+
+    if (conf->refresh_uri.data == NULL) {
+        conf->refresh_uri = prev->refresh_uri;
+    }
+
+    ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
+    ngx_conf_merge_msec_value(conf->lock_timeout, prev->lock_timeout, 5000);
+    ngx_conf_merge_sec_value(conf->cache_refusals, prev->cache_refusals, 0);
 
     /* Stytch accepts 5 minutes to a year */
 
@@ -738,4 +836,35 @@ ngx_http_stytch_tat_check_bounds(ngx_conf_t *cf, void *post, void *data)
     return (bounds == &ngx_http_stytch_tat_ttl_bounds)
            ? "must be between 1s and 1d"
            : "must be a status between 400 and 599";
+}
+
+
+static char *
+ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->refresh_uri.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_str_set(&lcf->refresh_uri, "");
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be the URI of a location, such as "
+                           "\"/_stytch_authenticate\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->refresh_uri = value[1];
+
+    return NGX_CONF_OK;
 }

@@ -8,6 +8,8 @@
  *   src/ngx_http_stytch_tat_exchange.c  the attest subrequest, hand-off
  *   src/ngx_http_stytch_tat_credentials.c  stytch_tat_credentials
  *   src/ngx_http_stytch_tat_response.c  Stytch's answers (no nginx)
+ *   src/ngx_http_stytch_tat_cache.c  the shared-memory zone, single-flight
+ *   src/ngx_http_stytch_tat_status.c  stytch_tat_status
  *   src/ngx_http_stytch_tat_jose.c  JOSE primitives (no nginx)
  *   src/ngx_http_stytch_tat_claims.c  claims JSON (no nginx)
  */
@@ -47,7 +49,62 @@ typedef struct {
 } ngx_http_stytch_tat_claim_conf_t;
 
 
+#define NGX_HTTP_STYTCH_TAT_DIGEST_LEN  32
+
+/* how often a request waiting on another's exchange looks again, ms */
+#define NGX_HTTP_STYTCH_TAT_WAIT_STEP   10
+
+/* attest latency buckets, milliseconds; the last is +Inf */
+#define NGX_HTTP_STYTCH_TAT_BUCKETS  \
+    { 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 0 }
+#define NGX_HTTP_STYTCH_TAT_NBUCKETS    10
+
+/* calls to Stytch by outcome: the index in stats.calls */
+#define NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_OK       0
+#define NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_REFUSED  1
+#define NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_FAILED   2
+#define NGX_HTTP_STYTCH_TAT_COUNT_REFRESH_OK      3
+#define NGX_HTTP_STYTCH_TAT_COUNT_REFRESH_FAILED  4
+#define NGX_HTTP_STYTCH_TAT_NCALLS                5
+#define NGX_HTTP_STYTCH_TAT_COUNT_MINT_RS256      100
+#define NGX_HTTP_STYTCH_TAT_COUNT_MINT_ES256      101
+#define NGX_HTTP_STYTCH_TAT_COUNT_MINT_EDDSA      102
+
+
 typedef struct {
+    ngx_atomic_t                hits;
+    ngx_atomic_t                misses;
+    ngx_atomic_t                expired;
+    ngx_atomic_t                stale;
+    ngx_atomic_t                bypass;
+    ngx_atomic_t                waits;
+    ngx_atomic_t                evictions;
+    ngx_atomic_t                uncached;
+    ngx_atomic_t                mints[3];    /* RS256, ES256, EdDSA */
+    ngx_atomic_t                calls[NGX_HTTP_STYTCH_TAT_NCALLS];
+    ngx_atomic_t                latency[NGX_HTTP_STYTCH_TAT_NBUCKETS];
+    ngx_atomic_t                latency_sum; /* ms */
+} ngx_http_stytch_tat_stats_t;
+
+
+typedef struct {
+    ngx_rbtree_t                rbtree;
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 queue;       /* LRU: most recent first */
+    ngx_uint_t                  entries;
+    ngx_http_stytch_tat_stats_t stats;
+} ngx_http_stytch_tat_shctx_t;
+
+
+typedef struct {
+    ngx_http_stytch_tat_shctx_t *sh;
+    ngx_slab_pool_t            *shpool;
+    ngx_shm_zone_t             *shm_zone;
+} ngx_http_stytch_tat_zone_t;
+
+
+typedef struct {
+    ngx_array_t                 zones;       /* ngx_http_stytch_tat_zone_t * */
     ngx_array_t                 keys;        /* ngx_http_stytch_tat_key_t */
     ngx_str_t                   jwks;        /* {"keys":[...]} */
     ngx_str_t                   authorization;  /* "Basic ..." */
@@ -75,6 +132,12 @@ typedef struct {
     ngx_flag_t                  pass_session_token;
     size_t                      buffer_size;
 
+    ngx_str_t                   refresh_uri; /* stytch_tat_refresh URI */
+    ngx_http_stytch_tat_zone_t *cache;
+    ngx_msec_t                  lock_timeout;
+    time_t                      cache_refusals;
+    ngx_uint_t                  status_format;   /* stytch_tat_status */
+
     /* where minting was configured, for errors found at merge time */
     ngx_str_t                   email_file;
     ngx_uint_t                  email_line;
@@ -85,6 +148,22 @@ typedef struct {
 #define NGX_HTTP_STYTCH_TAT_STATE_WAIT      1   /* subrequest in flight */
 #define NGX_HTTP_STYTCH_TAT_STATE_ANSWERED  2   /* its answer is in */
 #define NGX_HTTP_STYTCH_TAT_STATE_DONE      3
+
+/* $stytch_tat_cache_status */
+#define NGX_HTTP_STYTCH_TAT_NONE     0
+#define NGX_HTTP_STYTCH_TAT_HIT      1
+#define NGX_HTTP_STYTCH_TAT_MISS     2
+#define NGX_HTTP_STYTCH_TAT_EXPIRED  3
+#define NGX_HTTP_STYTCH_TAT_STALE    4
+#define NGX_HTTP_STYTCH_TAT_BYPASS   5
+
+/* what a cache lookup tells the exchange to do */
+#define NGX_HTTP_STYTCH_TAT_CACHE_HIT      1   /* session in ctx */
+#define NGX_HTTP_STYTCH_TAT_CACHE_ATTEST   2   /* lead: attest */
+#define NGX_HTTP_STYTCH_TAT_CACHE_REFRESH  3   /* lead: refresh the JWT */
+#define NGX_HTTP_STYTCH_TAT_CACHE_WAIT     4   /* another request leads */
+#define NGX_HTTP_STYTCH_TAT_CACHE_FAILED   5   /* its outcome in ctx */
+#define NGX_HTTP_STYTCH_TAT_CACHE_BYPASS   6
 
 
 /* the claims the module owns, first in every token, in this order */
@@ -127,6 +206,13 @@ typedef struct {
     ngx_str_t                   user_id;
     ngx_str_t                   session_id;
     time_t                      expires_at;
+    time_t                      session_jwt_exp;
+
+    u_char                      digest[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
+    ngx_uint_t                  cache_status;
+    ngx_int_t                   cache_role;  /* ATTEST, REFRESH or 0 */
+    uint64_t                    wait_started;    /* ms, 0: never waited */
+    ngx_str_t                   body_values[4];  /* profile, org, sessions */
 
     unsigned                    identified:1;
     unsigned                    explicit_jti:1;
@@ -134,6 +220,9 @@ typedef struct {
     unsigned                    sr_failed:1;
     unsigned                    sr_too_big:1;
     unsigned                    attached:1;  /* adds a factor to a session */
+    unsigned                    keyed:1;
+    unsigned                    refused:1;
+    unsigned                    evaluated:1;
 } ngx_http_stytch_tat_ctx_t;
 
 
@@ -158,6 +247,32 @@ char *ngx_http_stytch_tat_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
+
+char *ngx_http_stytch_tat_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *extra, ngx_uint_t nextra);
+ngx_int_t ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_msec_t lease);
+void ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
+void ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_uint_t status, time_t negative);
+void ngx_http_stytch_tat_cache_drop(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_ctx_t *ctx);
+ngx_int_t ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
+void ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
+void ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
+    ngx_uint_t counter, ngx_msec_t latency);
+
+char *ngx_http_stytch_tat_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_stytch_tat_exchange_init(ngx_conf_t *cf);
 
 

@@ -20,20 +20,31 @@
 
 static ngx_int_t ngx_http_stytch_tat_start(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_attest_body(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_str_t *body);
+static ngx_int_t ngx_http_stytch_tat_evaluate(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_wait(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static void ngx_http_stytch_tat_wake(ngx_http_request_t *r);
+static ngx_int_t ngx_http_stytch_tat_attest(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_refresh(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_json(ngx_http_request_t *r,
+    json_t *obj, ngx_str_t *body);
 static ngx_int_t ngx_http_stytch_tat_subrequest(ngx_http_request_t *r,
+    ngx_str_t *uri, ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *body);
+static ngx_int_t ngx_http_stytch_tat_failure(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_str_t *body);
+    ngx_int_t status);
+static void ngx_http_stytch_tat_count(ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t rc);
 static ngx_int_t ngx_http_stytch_tat_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static ngx_int_t ngx_http_stytch_tat_finish(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_fail(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+static ngx_int_t ngx_http_stytch_tat_fail(ngx_http_stytch_tat_ctx_t *ctx,
     ngx_int_t status, const char *error);
 static ngx_int_t ngx_http_stytch_tat_strip_headers(ngx_http_request_t *r);
 static ngx_int_t ngx_http_stytch_tat_add_header(ngx_http_request_t *r,
@@ -115,62 +126,105 @@ ngx_http_stytch_tat_start(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
     ngx_int_t  rc;
-    ngx_str_t  body;
 
-    /* an upstream never sees a client's forgery of what the module sets */
+    if (!ctx->evaluated) {
+        /* an upstream never sees a client's forgery of what the module sets */
 
-    if (ngx_http_stytch_tat_strip_headers(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (ngx_http_stytch_tat_strip_headers(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = ngx_http_stytch_tat_evaluate(r, lcf, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
     }
 
-    rc = ngx_http_stytch_tat_mint(r, ctx);
+    /* a custom factor (a session or a token id passed in) is one event */
+
+    if (lcf->cache == NULL || ctx->attached || ctx->explicit_jti) {
+        ctx->cache_status = lcf->cache ? NGX_HTTP_STYTCH_TAT_BYPASS
+                                       : NGX_HTTP_STYTCH_TAT_NONE;
+        if (lcf->cache) {
+            ngx_atomic_fetch_add(&lcf->cache->sh->stats.bypass, 1);
+        }
+
+        return ngx_http_stytch_tat_attest(r, lcf, ctx);
+    }
+
+    rc = ngx_http_stytch_tat_cache_lookup(r, lcf->cache, ctx,
+                                          lcf->lock_timeout);
+
+    switch (rc) {
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_HIT:
+        return (ngx_http_stytch_tat_hand_off(r, lcf, ctx) == NGX_OK)
+               ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_FAILED:
+        return ngx_http_stytch_tat_failure(r, lcf, ctx, ctx->status);
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_WAIT:
+        return ngx_http_stytch_tat_wait(r, lcf, ctx);
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_ATTEST:
+        ctx->cache_role = NGX_HTTP_STYTCH_TAT_CACHE_ATTEST;
+        return ngx_http_stytch_tat_attest(r, lcf, ctx);
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_REFRESH:
+        ctx->cache_role = NGX_HTTP_STYTCH_TAT_CACHE_REFRESH;
+
+        if (lcf->refresh_uri.len) {
+            return ngx_http_stytch_tat_refresh(r, lcf, ctx);
+        }
+
+        /* without stytch_tat_refresh, a new attest gets a new JWT */
+        ngx_str_null(&ctx->session_token);
+        return ngx_http_stytch_tat_attest(r, lcf, ctx);
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_BYPASS:
+        ngx_atomic_fetch_add(&lcf->cache->sh->stats.bypass, 1);
+        return ngx_http_stytch_tat_attest(r, lcf, ctx);
+    }
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/*
+ * Everything the request contributes, evaluated once: the identity, the
+ * values of the attest body, and with a cache the key they make.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_evaluate(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    size_t                      i;
+    ngx_int_t                   rc;
+    ngx_str_t                  *value, extra[3];
+    ngx_http_complex_value_t   *cv[4];
+    static const char          *names[4] = {
+        "profile_id", "organization_id", "session_token", "session_jwt"
+    };
+
+    rc = ngx_http_stytch_tat_identity(r, ctx);
 
     if (rc == NGX_DECLINED) {
         ngx_str_set(&ctx->error, "identity_missing");
         return NGX_HTTP_UNAUTHORIZED;
     }
 
-    if (rc == NGX_HTTP_BAD_REQUEST) {
-        ngx_str_set(&ctx->error, "identity_invalid");
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    rc = ngx_http_stytch_tat_attest_body(r, lcf, ctx, &body);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (ngx_http_stytch_tat_subrequest(r, lcf, ctx, &body) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->state = NGX_HTTP_STYTCH_TAT_STATE_WAIT;
-
-    return NGX_AGAIN;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_attest_body(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_str_t *body)
-{
-    size_t                      i, len;
-    json_t                     *obj;
-    ngx_str_t                   value[4];
-    ngx_http_complex_value_t   *cv[4];
-    static const char          *names[4] = {
-        "profile_id", "organization_id", "session_token", "session_jwt"
-    };
 
     cv[0] = lcf->profile_id;
     cv[1] = lcf->organization_id;
     cv[2] = lcf->session_token;
     cv[3] = lcf->session_jwt;
+
+    value = ctx->body_values;
 
     for (i = 0; i < 4; i++) {
         ngx_str_null(&value[i]);
@@ -204,10 +258,139 @@ ngx_http_stytch_tat_attest_body(ngx_http_request_t *r,
         ngx_str_null(&value[3]);
     }
 
+    ctx->attached = (value[2].len || value[3].len) ? 1 : 0;
+    ctx->evaluated = 1;
+
+    if (lcf->cache == NULL || ctx->attached || ctx->explicit_jti) {
+        return NGX_OK;
+    }
+
+    extra[0] = lcf->uri;
+    extra[1] = value[0];
+    extra[2] = value[1];
+
+    if (ngx_http_stytch_tat_cache_key(r, ctx, extra, 3) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_wait(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    uint64_t     now;
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    if (ctx->wait_started == 0) {
+        ctx->wait_started = now;
+
+    } else if (now - ctx->wait_started >= lcf->lock_timeout) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "stytch_tat: waited %uL ms for another request's "
+                      "exchange in stytch_tat_zone \"%V\", going on alone",
+                      now - ctx->wait_started,
+                      &lcf->cache->shm_zone->shm.name);
+        ctx->cache_status = NGX_HTTP_STYTCH_TAT_BYPASS;
+        return ngx_http_stytch_tat_attest(r, lcf, ctx);
+    }
+
+    /* like limit_req's delay: the worker goes on, a timer wakes us */
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_stytch_tat_wake;
+
+    r->connection->write->delayed = 1;
+    ngx_add_timer(r->connection->write, NGX_HTTP_STYTCH_TAT_WAIT_STEP);
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_stytch_tat_wake(ngx_http_request_t *r)
+{
+    ngx_event_t  *wev;
+
+    wev = r->connection->write;
+
+    if (wev->delayed) {
+        if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        }
+
+        return;
+    }
+
+    if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_attest(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    size_t      i;
+    json_t     *obj;
+    ngx_int_t   rc;
+    ngx_str_t   body, *value;
+
+    static const char  *names[4] = {
+        "profile_id", "organization_id", "session_token", "session_jwt"
+    };
+
+    /* a token of its own: one JWT is never sent to Stytch twice */
+
+    ctx->minted = 0;
+    ngx_str_null(&ctx->jwt);
+
+    if (!ctx->explicit_jti) {
+        ngx_str_null(&ctx->jti);
+    }
+
+    rc = ngx_http_stytch_tat_mint(r, ctx);
+
+    if (rc != NGX_OK) {
+        if (rc == NGX_HTTP_BAD_REQUEST) {
+            ngx_str_set(&ctx->error, "identity_invalid");
+
+        } else {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ctx->cache_role) {
+            /* the same identity fails alike for those waiting on it */
+            ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc, 0);
+        }
+
+        return rc;
+    }
+
+    if (lcf->cache) {
+        ngx_http_stytch_tat_cache_count(lcf->cache,
+                                        NGX_HTTP_STYTCH_TAT_COUNT_MINT_RS256
+                                        + ctx->mint_alg - 1, 0);
+    }
+
     obj = json_object();
     if (obj == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    value = ctx->body_values;
 
     for (i = 0; i < 4; i++) {
         if (value[i].len
@@ -216,7 +399,8 @@ ngx_http_stytch_tat_attest_body(ngx_http_request_t *r,
                                                 value[i].len))
                != 0)
         {
-            goto failed;
+            json_decref(obj);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
@@ -227,36 +411,79 @@ ngx_http_stytch_tat_attest_body(ngx_http_request_t *r,
                                json_integer(lcf->session_duration / 60))
            != 0)
     {
-        goto failed;
+        json_decref(obj);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    if (ngx_http_stytch_tat_json(r, obj, &body) != NGX_OK
+        || ngx_http_stytch_tat_subrequest(r, &lcf->uri, ctx, &body) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_refresh(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    json_t     *obj;
+    ngx_str_t   body;
+
+    obj = json_object();
+    if (obj == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (json_object_set_new(obj, "session_token",
+                            json_stringn((char *) ctx->session_token.data,
+                                         ctx->session_token.len))
+        != 0)
+    {
+        json_decref(obj);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_stytch_tat_json(r, obj, &body) != NGX_OK
+        || ngx_http_stytch_tat_subrequest(r, &lcf->refresh_uri, ctx, &body)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* serializes and releases obj */
+
+static ngx_int_t
+ngx_http_stytch_tat_json(ngx_http_request_t *r, json_t *obj, ngx_str_t *body)
+{
+    size_t  len;
 
     len = json_dumpb(obj, NULL, 0, JSON_COMPACT);
 
-    body->data = ngx_pnalloc(r->pool, len);
-    if (body->data == NULL || len == 0) {
-        goto failed;
+    body->data = (len == 0) ? NULL : ngx_pnalloc(r->pool, len);
+
+    if (body->data == NULL) {
+        json_decref(obj);
+        return NGX_ERROR;
     }
 
     body->len = json_dumpb(obj, (char *) body->data, len, JSON_COMPACT);
 
     json_decref(obj);
 
-    ctx->attached = (value[2].len || value[3].len) ? 1 : 0;
-
     return NGX_OK;
-
-failed:
-
-    json_decref(obj);
-
-    return NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
 
 static ngx_int_t
-ngx_http_stytch_tat_subrequest(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_str_t *body)
+ngx_http_stytch_tat_subrequest(ngx_http_request_t *r, ngx_str_t *uri,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *body)
 {
     ngx_buf_t                        *b;
     ngx_str_t                         value;
@@ -281,7 +508,7 @@ ngx_http_stytch_tat_subrequest(ngx_http_request_t *r,
      * instead, and an oversized one is only an error of the exchange.
      */
 
-    if (ngx_http_subrequest(r, &lcf->uri, NULL, &sr, ps,
+    if (ngx_http_subrequest(r, uri, NULL, &sr, ps,
                             NGX_HTTP_SUBREQUEST_WAITED)
         != NGX_OK)
     {
@@ -368,6 +595,11 @@ ngx_http_stytch_tat_subrequest(ngx_http_request_t *r,
 
     ctx->subrequest = sr;
     ctx->started = ngx_current_msec;
+    ctx->state = NGX_HTTP_STYTCH_TAT_STATE_WAIT;
+    ctx->sr_status = 0;
+    ctx->sr_failed = 0;
+    ctx->sr_too_big = 0;
+    ngx_str_null(&ctx->sr_body);
 
     return NGX_OK;
 }
@@ -425,15 +657,113 @@ ngx_http_stytch_tat_finish(ngx_http_request_t *r,
 
     r->connection->log->action = NULL;
 
-    if (rc != NGX_OK) {
-        return rc;
+    ngx_http_stytch_tat_count(lcf, ctx, rc);
+
+    if (rc == NGX_OK) {
+        if (ctx->cache_role) {
+            ngx_http_stytch_tat_cache_store(r, lcf->cache, ctx);
+        }
+
+        return (ngx_http_stytch_tat_hand_off(r, lcf, ctx) == NGX_OK)
+               ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_stytch_tat_hand_off(r, lcf, ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ctx->cache_role == NGX_HTTP_STYTCH_TAT_CACHE_REFRESH) {
+
+        if (ctx->error.len == sizeof("session_not_found") - 1
+            && ngx_strncmp(ctx->error.data, "session_not_found",
+                           ctx->error.len) == 0)
+        {
+            /* the session is gone: drop it and attest anew, once */
+
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "stytch_tat: cached session ended at Stytch, "
+                          "attesting anew");
+
+            ngx_http_stytch_tat_cache_drop(lcf->cache, ctx);
+
+            ctx->cache_role = 0;
+            ctx->state = NGX_HTTP_STYTCH_TAT_STATE_NEW;
+            ngx_str_null(&ctx->error);
+            ngx_str_null(&ctx->session_token);
+            ngx_str_null(&ctx->session_jwt);
+
+            return ngx_http_stytch_tat_start(r, lcf, ctx);
+        }
+
+        /* a failed refresh: the old JWT serves while it is valid */
+
+        ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc, 0);
+
+        if (ctx->session_jwt.len && ctx->session_jwt_exp > ngx_time()) {
+            ctx->cache_status = NGX_HTTP_STYTCH_TAT_STALE;
+
+            return (ngx_http_stytch_tat_hand_off(r, lcf, ctx) == NGX_OK)
+                   ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_stytch_tat_failure(r, lcf, ctx, rc);
     }
+
+    if (ctx->cache_role) {
+        ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc,
+                                       ctx->refused ? lcf->cache_refusals
+                                                    : 0);
+    }
+
+    return ngx_http_stytch_tat_failure(r, lcf, ctx, rc);
+}
+
+
+/* Stytch could not answer: fail closed, or open where configured */
+
+static ngx_int_t
+ngx_http_stytch_tat_failure(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_int_t status)
+{
+    if (!lcf->fail_open
+        || (status != NGX_HTTP_BAD_GATEWAY
+            && status != NGX_HTTP_GATEWAY_TIME_OUT))
+    {
+        return status;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "stytch_tat: failing open: request passed without a "
+                  "session (%V)", &ctx->error);
+
+    ngx_str_null(&ctx->session_token);
+    ngx_str_null(&ctx->session_jwt);
+    ngx_str_null(&ctx->user_id);
+    ngx_str_null(&ctx->session_id);
 
     return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_stytch_tat_count(ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_uint_t  counter;
+
+    if (lcf->cache == NULL) {
+        return;
+    }
+
+    if (ctx->cache_role == NGX_HTTP_STYTCH_TAT_CACHE_REFRESH) {
+        counter = (rc == NGX_OK) ? NGX_HTTP_STYTCH_TAT_COUNT_REFRESH_OK
+                                 : NGX_HTTP_STYTCH_TAT_COUNT_REFRESH_FAILED;
+
+    } else {
+        counter = (rc == NGX_OK) ? NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_OK
+                  : ctx->refused ? NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_REFUSED
+                                 : NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_FAILED;
+    }
+
+    ngx_http_stytch_tat_cache_count(lcf->cache, counter,
+                                    ngx_current_msec - ctx->started);
 }
 
 
@@ -455,7 +785,7 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
                       "stytch_tat: Stytch's answer (status %ui) exceeds "
                       "\"stytch_tat_buffer_size\" %uz", status,
                       lcf->buffer_size);
-        return ngx_http_stytch_tat_fail(r, lcf, ctx, NGX_HTTP_BAD_GATEWAY,
+        return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_BAD_GATEWAY,
                                         "stytch_bad_response");
     }
 
@@ -464,8 +794,7 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "stytch_tat: Stytch timed out (\"%V\")",
                           &lcf->uri);
-            return ngx_http_stytch_tat_fail(r, lcf, ctx,
-                                            NGX_HTTP_GATEWAY_TIME_OUT,
+            return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
                                             "stytch_timeout");
         }
 
@@ -473,7 +802,7 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
                       "stytch_tat: Stytch unreachable or its answer unreadable "
                       "(\"%V\" status %ui); see the lines above",
                       &lcf->uri, status);
-        return ngx_http_stytch_tat_fail(r, lcf, ctx, NGX_HTTP_BAD_GATEWAY,
+        return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_BAD_GATEWAY,
                                         "stytch_unavailable");
     }
 
@@ -497,6 +826,7 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
         }
 
         ctx->expires_at = (time_t) resp.expires_at;
+        ctx->session_jwt_exp = (time_t) resp.jwt_exp;
         ngx_http_stytch_tat_response_free(&resp);
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -511,7 +841,7 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
                       "stytch_tat: unusable answer from Stytch: status %ui, "
                       "%s", status, resp.reason);
         ngx_http_stytch_tat_response_free(&resp);
-        return ngx_http_stytch_tat_fail(r, lcf, ctx, NGX_HTTP_BAD_GATEWAY,
+        return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_BAD_GATEWAY,
                                         "stytch_bad_response");
     }
 
@@ -546,7 +876,7 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "stytch_tat: Stytch failed: status %ui, error_type "
                       "\"%V\"", status, &ctx->error);
-        return ngx_http_stytch_tat_fail(r, lcf, ctx, NGX_HTTP_BAD_GATEWAY,
+        return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_BAD_GATEWAY,
                                         NULL);
     }
 
@@ -609,14 +939,15 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
                   "error_type \"%V\", \"%V\"", status, &ctx->error,
                   &ctx->error_message);
 
+    ctx->refused = 1;
+
     return lcf->refused_status;
 }
 
 
 static ngx_int_t
-ngx_http_stytch_tat_fail(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_int_t status, const char *error)
+ngx_http_stytch_tat_fail(ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t status,
+    const char *error)
 {
     /* NULL keeps the error_type Stytch gave */
 
@@ -625,15 +956,7 @@ ngx_http_stytch_tat_fail(ngx_http_request_t *r,
         ctx->error.len = ngx_strlen(error);
     }
 
-    if (!lcf->fail_open) {
-        return status;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "stytch_tat: failing open: request passed without a "
-                  "session (%V)", &ctx->error);
-
-    return NGX_DECLINED;
+    return status;
 }
 
 

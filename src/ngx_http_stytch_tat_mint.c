@@ -320,14 +320,42 @@ ngx_int_t
 ngx_http_stytch_tat_jwt_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_http_stytch_tat_ctx_t  *ctx;
+    ngx_str_t                        extra;
+    ngx_http_stytch_tat_ctx_t       *ctx;
+    ngx_http_stytch_tat_loc_conf_t  *lcf;
 
     ctx = ngx_http_stytch_tat_get_ctx(r);
     if (ctx == NULL) {
         return NGX_ERROR;
     }
 
-    if (ngx_http_stytch_tat_mint(r, ctx) != NGX_OK) {
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
+
+    if (ctx->jwt.len == 0 && lcf->cache
+        && ngx_http_stytch_tat_identity(r, ctx) == NGX_OK
+        && !ctx->explicit_jti)
+    {
+        /* with a cache, one token per identity until shortly before exp */
+
+        if (!ctx->keyed) {
+            ngx_str_set(&extra, "$stytch_tat_jwt");
+
+            if (ngx_http_stytch_tat_cache_key(r, ctx, &extra, 1) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+
+        if (ngx_http_stytch_tat_cache_jwt(r, lcf->cache, ctx) == NGX_DECLINED
+            && ngx_http_stytch_tat_mint(r, ctx) == NGX_OK)
+        {
+            ngx_http_stytch_tat_cache_store_jwt(r, lcf->cache, ctx);
+            ngx_http_stytch_tat_cache_count(lcf->cache,
+                                          NGX_HTTP_STYTCH_TAT_COUNT_MINT_RS256
+                                          + ctx->mint_alg - 1, 0);
+        }
+    }
+
+    if (ctx->jwt.len == 0 && ngx_http_stytch_tat_mint(r, ctx) != NGX_OK) {
         /* no identity or bad input: an empty value, never a broken token */
         v->not_found = 1;
         return NGX_OK;

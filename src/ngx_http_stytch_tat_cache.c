@@ -1,0 +1,1105 @@
+/*
+ * The cache: a shared-memory zone (stytch_tat_zone) holding, per identity,
+ * the minted token and the Stytch session, across workers and reloads.
+ *
+ * Modelled on ngx_http_limit_req_module's zone: a slab pool, an rbtree
+ * keyed by a SHA-256 digest of everything that makes a session different
+ * (the full digest is compared), an LRU queue, expiry of a few stale nodes
+ * per insert and forced eviction when the slab is full.
+ *
+ * A node is also the single-flight lock: the first request for an identity
+ * leaves a PENDING node with a lease and talks to Stytch; the others wait on
+ * a timer until the node holds a session or a failure.
+ */
+
+
+#include "ngx_http_stytch_tat.h"
+
+
+#define NGX_HTTP_STYTCH_TAT_NODE_NONE      0   /* a minted token only */
+#define NGX_HTTP_STYTCH_TAT_NODE_PENDING   1   /* a leader talks to Stytch */
+#define NGX_HTTP_STYTCH_TAT_NODE_SESSION   2
+#define NGX_HTTP_STYTCH_TAT_NODE_FAILED    3
+
+#define NGX_HTTP_STYTCH_TAT_F_JWT            0
+#define NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN  1
+#define NGX_HTTP_STYTCH_TAT_F_SESSION_JWT    2
+#define NGX_HTTP_STYTCH_TAT_F_USER_ID        3
+#define NGX_HTTP_STYTCH_TAT_F_SESSION_ID     4
+#define NGX_HTTP_STYTCH_TAT_F_ERROR          5
+#define NGX_HTTP_STYTCH_TAT_FIELDS           6
+
+/* refresh Stytch's 5-minute session JWT this long before it expires */
+#define NGX_HTTP_STYTCH_TAT_REFRESH_AHEAD    60
+/* reuse a minted token for $stytch_tat_jwt until this long before exp */
+#define NGX_HTTP_STYTCH_TAT_JWT_LEEWAY       30
+/* how long waiters that were waiting get a failed leader's outcome */
+#define NGX_HTTP_STYTCH_TAT_FAILED_MS        2000
+
+
+typedef struct {
+    u_char                        color;
+    u_char                        state;
+    u_char                        refreshing;
+    u_char                        dummy;
+    uint16_t                      status;        /* FAILED: the answer */
+    uint16_t                      len[NGX_HTTP_STYTCH_TAT_FIELDS];
+    ngx_queue_t                   queue;
+    u_char                        digest[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
+    time_t                        jwt_exp;       /* the minted token */
+    time_t                        expires_at;    /* the session */
+    time_t                        session_jwt_exp;
+    time_t                        negative_until;
+    uint64_t                      lease_until;   /* ms: a leader's claim */
+    uint64_t                      failed_at;     /* ms */
+    u_char                        data[1];
+} ngx_http_stytch_tat_node_t;
+
+
+static ngx_int_t ngx_http_stytch_tat_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_stytch_tat_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_find(
+    ngx_http_stytch_tat_zone_t *zone, u_char *digest);
+static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_alloc(
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_request_t *r, size_t len);
+static void ngx_http_stytch_tat_delete(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_node_t *tn);
+static void ngx_http_stytch_tat_expire(ngx_http_stytch_tat_zone_t *zone,
+    ngx_uint_t force);
+static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_replace(
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_request_t *r,
+    ngx_http_stytch_tat_node_t *old, u_char *digest, ngx_str_t *fields);
+static ngx_int_t ngx_http_stytch_tat_copy_out(ngx_http_request_t *r,
+    ngx_http_stytch_tat_node_t *tn, ngx_uint_t field, ngx_str_t *dst);
+static ngx_int_t ngx_http_stytch_tat_copy_session(ngx_http_request_t *r,
+    ngx_http_stytch_tat_node_t *tn, ngx_http_stytch_tat_ctx_t *ctx);
+static uint64_t ngx_http_stytch_tat_now_ms(void);
+
+
+char *
+ngx_http_stytch_tat_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_stytch_tat_main_conf_t *mcf = conf;
+
+    u_char                      *p;
+    ssize_t                      size;
+    ngx_str_t                   *value, name, s;
+    ngx_shm_zone_t              *shm_zone;
+    ngx_http_stytch_tat_zone_t  *zone, **zp;
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "zone=", 5) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected "
+                           "\"zone=NAME:SIZE\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data + 5;
+
+    p = (u_char *) ngx_strchr(name.data, ':');
+
+    if (p == NULL || p == name.data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", expected \"zone=NAME:SIZE\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.len = p - name.data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small, at least %uzk",
+                           &name, 8 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_stytch_tat_zone_t));
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                     &ngx_http_stytch_tat_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone->init = ngx_http_stytch_tat_init_zone;
+    shm_zone->data = zone;
+    zone->shm_zone = shm_zone;
+
+    zp = ngx_array_push(&mcf->zones);
+    if (zp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zp = zone;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_stytch_tat_zone_t       **zones;
+    ngx_http_stytch_tat_main_conf_t   *mcf;
+
+    if (lcf->cache != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        lcf->cache = NULL;
+        return NGX_CONF_OK;
+    }
+
+    /* zones are declared at http level, before the locations using them */
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_stytch_tat_module);
+    zones = mcf->zones.elts;
+
+    for (i = 0; i < mcf->zones.nelts; i++) {
+        if (zones[i]->shm_zone->shm.name.len == value[1].len
+            && ngx_strncmp(zones[i]->shm_zone->shm.name.data, value[1].data,
+                           value[1].len) == 0)
+        {
+            lcf->cache = zones[i];
+            return NGX_CONF_OK;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown zone \"%V\": declare it with "
+                       "\"stytch_tat_zone zone=%V:SIZE;\" before", &value[1],
+                       &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_stytch_tat_zone_t  *ozone = data;
+
+    size_t                       len;
+    ngx_http_stytch_tat_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    if (ozone) {
+        /* a reload: keep the entries of the zone of the same name and size */
+        zone->sh = ozone->sh;
+        zone->shpool = ozone->shpool;
+        return NGX_OK;
+    }
+
+    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = zone->shpool->data;
+        return NGX_OK;
+    }
+
+    zone->sh = ngx_slab_calloc(zone->shpool,
+                               sizeof(ngx_http_stytch_tat_shctx_t));
+    if (zone->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->shpool->data = zone->sh;
+
+    ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
+                    ngx_http_stytch_tat_rbtree_insert_value);
+
+    ngx_queue_init(&zone->sh->queue);
+
+    len = sizeof(" in stytch_tat_zone \"\"") + shm_zone->shm.name.len;
+
+    zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
+    if (zone->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(zone->shpool->log_ctx, " in stytch_tat_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone evicts entries; it need not say so at crit level */
+    zone->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_stytch_tat_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t           **p;
+    ngx_http_stytch_tat_node_t   *tn, *tnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            tn = (ngx_http_stytch_tat_node_t *) &node->color;
+            tnt = (ngx_http_stytch_tat_node_t *) &temp->color;
+
+            p = (ngx_memcmp(tn->digest, tnt->digest,
+                            NGX_HTTP_STYTCH_TAT_DIGEST_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+ngx_int_t
+ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *extra, ngx_uint_t nextra)
+{
+    u_char                        len[8];
+    size_t                        i;
+    ngx_uint_t                    j;
+    EVP_MD_CTX                   *md;
+    unsigned int                  dlen;
+    ngx_http_stytch_tat_claim_t  *c;
+
+    /*
+     * Every value that makes a session different, each with its length so
+     * that no two different sets hash alike: the exchange's URI, profile
+     * and organization (extra), and every claim but jti, iat, nbf, exp.
+     */
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        goto failed;
+    }
+
+    for (j = 0; j < nextra; j++) {
+        ngx_memcpy(len, &extra[j].len, sizeof(uint32_t));
+
+        if (EVP_DigestUpdate(md, len, sizeof(uint32_t)) != 1
+            || EVP_DigestUpdate(md, extra[j].data, extra[j].len) != 1)
+        {
+            goto failed;
+        }
+    }
+
+    c = ctx->claims;
+
+    for (i = 0; i < ctx->nclaims; i++) {
+        if (i == NGX_HTTP_STYTCH_TAT_JTI || i == NGX_HTTP_STYTCH_TAT_IAT
+            || i == NGX_HTTP_STYTCH_TAT_NBF || i == NGX_HTTP_STYTCH_TAT_EXP)
+        {
+            continue;
+        }
+
+        ngx_memcpy(len, &c[i].len, sizeof(uint32_t));
+        len[4] = (u_char) c[i].type;
+        len[5] = c[i].sep;
+
+        if (EVP_DigestUpdate(md, c[i].name, ngx_strlen(c[i].name) + 1) != 1
+            || EVP_DigestUpdate(md, len, 6) != 1
+            || EVP_DigestUpdate(md, c[i].data, c[i].len) != 1)
+        {
+            goto failed;
+        }
+    }
+
+    if (EVP_DigestFinal_ex(md, ctx->digest, &dlen) != 1) {
+        goto failed;
+    }
+
+    EVP_MD_CTX_free(md);
+
+    ctx->keyed = 1;
+
+    return NGX_OK;
+
+failed:
+
+    EVP_MD_CTX_free(md);
+
+    ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                  "stytch_tat: cache key digest failed");
+
+    return NGX_ERROR;
+}
+
+
+static uint64_t
+ngx_http_stytch_tat_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    /* wall clock: leases are compared across worker processes */
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+static ngx_http_stytch_tat_node_t *
+ngx_http_stytch_tat_find(ngx_http_stytch_tat_zone_t *zone, u_char *digest)
+{
+    ngx_int_t                    rc;
+    ngx_rbtree_key_t             key;
+    ngx_rbtree_node_t           *node, *sentinel;
+    ngx_http_stytch_tat_node_t  *tn;
+
+    ngx_memcpy(&key, digest, sizeof(ngx_rbtree_key_t));
+
+    node = zone->sh->rbtree.root;
+    sentinel = zone->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (key < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (key > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        tn = (ngx_http_stytch_tat_node_t *) &node->color;
+
+        rc = ngx_memcmp(digest, tn->digest, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
+
+        if (rc == 0) {
+            return tn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_stytch_tat_node_t *
+ngx_http_stytch_tat_alloc(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_request_t *r, size_t len)
+{
+    size_t                       size;
+    ngx_uint_t                   i;
+    ngx_rbtree_node_t           *node;
+    ngx_http_stytch_tat_node_t  *tn;
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_http_stytch_tat_node_t, data) + len;
+
+    ngx_http_stytch_tat_expire(zone, 0);
+
+    node = ngx_slab_alloc_locked(zone->shpool, size);
+
+    /* a full zone evicts the least recently used entries, a few at a time */
+
+    for (i = 0; node == NULL && i < 8; i++) {
+        if (ngx_queue_empty(&zone->sh->queue)) {
+            break;
+        }
+
+        ngx_http_stytch_tat_expire(zone, 1);
+        node = ngx_slab_alloc_locked(zone->shpool, size);
+    }
+
+    if (node == NULL) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "stytch_tat: an entry of %uz bytes does not fit in "
+                      "stytch_tat_zone \"%V\": served uncached", size,
+                      &zone->shm_zone->shm.name);
+        ngx_atomic_fetch_add(&zone->sh->stats.uncached, 1);
+        return NULL;
+    }
+
+    tn = (ngx_http_stytch_tat_node_t *) &node->color;
+
+    ngx_memzero(tn, offsetof(ngx_http_stytch_tat_node_t, data));
+
+    return tn;
+}
+
+
+static void
+ngx_http_stytch_tat_delete(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_node_t *tn)
+{
+    ngx_rbtree_node_t  *node;
+
+    node = (ngx_rbtree_node_t *)
+               ((u_char *) tn - offsetof(ngx_rbtree_node_t, color));
+
+    ngx_queue_remove(&tn->queue);
+    ngx_rbtree_delete(&zone->sh->rbtree, node);
+    ngx_slab_free_locked(zone->shpool, node);
+
+    zone->sh->entries--;
+}
+
+
+static void
+ngx_http_stytch_tat_expire(ngx_http_stytch_tat_zone_t *zone, ngx_uint_t force)
+{
+    time_t                       now;
+    uint64_t                     now_ms;
+    ngx_uint_t                   n;
+    ngx_queue_t                 *q;
+    ngx_http_stytch_tat_node_t  *tn;
+
+    now = ngx_time();
+    now_ms = ngx_http_stytch_tat_now_ms();
+
+    /* at most two expired entries per insert, or one forced eviction */
+
+    for (n = 0; n < 3; n++) {
+
+        if (ngx_queue_empty(&zone->sh->queue)) {
+            return;
+        }
+
+        q = ngx_queue_last(&zone->sh->queue);
+        tn = ngx_queue_data(q, ngx_http_stytch_tat_node_t, queue);
+
+        if (tn->lease_until > now_ms) {
+            /* a leader is at work on it: waiters depend on it */
+            return;
+        }
+
+        if (!force) {
+            switch (tn->state) {
+
+            case NGX_HTTP_STYTCH_TAT_NODE_SESSION:
+                if (tn->expires_at > now) {
+                    return;
+                }
+                break;
+
+            case NGX_HTTP_STYTCH_TAT_NODE_FAILED:
+                if (tn->negative_until > now
+                    || tn->failed_at + NGX_HTTP_STYTCH_TAT_FAILED_MS > now_ms)
+                {
+                    return;
+                }
+                break;
+
+            case NGX_HTTP_STYTCH_TAT_NODE_NONE:
+                if (tn->jwt_exp > now) {
+                    return;
+                }
+                break;
+
+            default:
+                break;
+            }
+
+            if (n == 2) {
+                return;
+            }
+
+        } else {
+            ngx_atomic_fetch_add(&zone->sh->stats.evictions, 1);
+        }
+
+        ngx_http_stytch_tat_delete(zone, tn);
+
+        if (force) {
+            return;
+        }
+    }
+}
+
+
+/*
+ * A new node in place of old (which may be NULL): the digest, the times and
+ * state of old are kept unless the caller changes them after; fields[i]
+ * with data == NULL keeps old's field.  Called with the zone locked.
+ */
+
+static ngx_http_stytch_tat_node_t *
+ngx_http_stytch_tat_replace(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_request_t *r, ngx_http_stytch_tat_node_t *old, u_char *digest,
+    ngx_str_t *fields)
+{
+    u_char                      *p, *q;
+    size_t                       len, flen[NGX_HTTP_STYTCH_TAT_FIELDS];
+    ngx_uint_t                   i;
+    ngx_rbtree_node_t           *node;
+    ngx_http_stytch_tat_node_t  *tn;
+
+    len = 0;
+
+    for (i = 0; i < NGX_HTTP_STYTCH_TAT_FIELDS; i++) {
+        flen[i] = (fields && fields[i].data) ? fields[i].len
+                  : (old ? old->len[i] : 0);
+
+        if (flen[i] > 65535) {
+            return NULL;
+        }
+
+        len += flen[i];
+    }
+
+    /* the old node must not be evicted to make room for its successor */
+
+    if (old) {
+        ngx_queue_remove(&old->queue);
+        ngx_queue_init(&old->queue);
+    }
+
+    tn = ngx_http_stytch_tat_alloc(zone, r, len);
+
+    if (old) {
+        ngx_queue_insert_head(&zone->sh->queue, &old->queue);
+    }
+
+    if (tn == NULL) {
+        return NULL;
+    }
+
+    if (old) {
+        ngx_memcpy(tn, old, offsetof(ngx_http_stytch_tat_node_t, data));
+    }
+
+    ngx_memcpy(tn->digest, digest, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
+
+    p = tn->data;
+    q = old ? old->data : NULL;
+
+    for (i = 0; i < NGX_HTTP_STYTCH_TAT_FIELDS; i++) {
+        if (fields && fields[i].data) {
+            ngx_memcpy(p, fields[i].data, flen[i]);
+
+        } else if (old) {
+            ngx_memcpy(p, q, flen[i]);
+        }
+
+        if (q) {
+            q += old->len[i];
+        }
+
+        tn->len[i] = (uint16_t) flen[i];
+        p += flen[i];
+    }
+
+    if (old) {
+        ngx_http_stytch_tat_delete(zone, old);
+    }
+
+    node = (ngx_rbtree_node_t *)
+               ((u_char *) tn - offsetof(ngx_rbtree_node_t, color));
+
+    ngx_memcpy(&node->key, digest, sizeof(ngx_rbtree_key_t));
+
+    ngx_rbtree_insert(&zone->sh->rbtree, node);
+    ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
+
+    zone->sh->entries++;
+
+    return tn;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_copy_out(ngx_http_request_t *r,
+    ngx_http_stytch_tat_node_t *tn, ngx_uint_t field, ngx_str_t *dst)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    p = tn->data;
+
+    for (i = 0; i < field; i++) {
+        p += tn->len[i];
+    }
+
+    dst->len = tn->len[field];
+
+    if (dst->len == 0) {
+        dst->data = NULL;
+        return NGX_OK;
+    }
+
+    /* a hit allocates from the request pool only */
+
+    dst->data = ngx_pnalloc(r->pool, dst->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, p, dst->len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_copy_session(ngx_http_request_t *r,
+    ngx_http_stytch_tat_node_t *tn, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ctx->expires_at = tn->expires_at;
+    ctx->session_jwt_exp = tn->session_jwt_exp;
+
+    if (ngx_http_stytch_tat_copy_out(r, tn,
+                                     NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN,
+                                     &ctx->session_token) != NGX_OK
+        || ngx_http_stytch_tat_copy_out(r, tn,
+                                        NGX_HTTP_STYTCH_TAT_F_SESSION_JWT,
+                                        &ctx->session_jwt) != NGX_OK
+        || ngx_http_stytch_tat_copy_out(r, tn, NGX_HTTP_STYTCH_TAT_F_USER_ID,
+                                        &ctx->user_id) != NGX_OK
+        || ngx_http_stytch_tat_copy_out(r, tn,
+                                        NGX_HTTP_STYTCH_TAT_F_SESSION_ID,
+                                        &ctx->session_id) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_msec_t lease)
+{
+    time_t                       now;
+    uint64_t                     now_ms;
+    ngx_int_t                    rc;
+    ngx_http_stytch_tat_node_t  *tn;
+
+    now = ngx_time();
+    now_ms = ngx_http_stytch_tat_now_ms();
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_find(zone, ctx->digest);
+
+    if (tn == NULL) {
+        ctx->cache_status = NGX_HTTP_STYTCH_TAT_MISS;
+        goto lead;
+    }
+
+    ngx_queue_remove(&tn->queue);
+    ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
+
+    switch (tn->state) {
+
+    case NGX_HTTP_STYTCH_TAT_NODE_SESSION:
+
+        if (tn->expires_at <= now + NGX_HTTP_STYTCH_TAT_REFRESH_AHEAD) {
+            /* the session itself ends: only a new attest helps */
+
+            if (tn->expires_at > now && tn->session_jwt_exp > now) {
+                if (tn->lease_until > now_ms) {
+                    goto stale;
+                }
+
+                /* the others keep the old session while this one attests */
+
+                tn->lease_until = now_ms + lease;
+                tn->refreshing = 0;
+
+                ctx->cache_status = NGX_HTTP_STYTCH_TAT_EXPIRED;
+                ngx_atomic_fetch_add(&zone->sh->stats.expired, 1);
+                ngx_shmtx_unlock(&zone->shpool->mutex);
+
+                return NGX_HTTP_STYTCH_TAT_CACHE_ATTEST;
+            }
+
+            if (tn->lease_until > now_ms) {
+                goto wait;
+            }
+
+            ctx->cache_status = NGX_HTTP_STYTCH_TAT_EXPIRED;
+            goto lead;
+        }
+
+        if (tn->session_jwt_exp > now + NGX_HTTP_STYTCH_TAT_REFRESH_AHEAD) {
+            ctx->cache_status = NGX_HTTP_STYTCH_TAT_HIT;
+            ngx_atomic_fetch_add(&zone->sh->stats.hits, 1);
+            rc = NGX_HTTP_STYTCH_TAT_CACHE_HIT;
+            goto copy;
+        }
+
+        /* the session lives on, its JWT ends soon: one request refreshes */
+
+        if (tn->lease_until > now_ms) {
+            if (tn->session_jwt_exp > now) {
+                goto stale;
+            }
+
+            goto wait;
+        }
+
+        tn->lease_until = now_ms + lease;
+        tn->refreshing = 1;
+
+        ctx->cache_status = NGX_HTTP_STYTCH_TAT_EXPIRED;
+        ngx_atomic_fetch_add(&zone->sh->stats.expired, 1);
+
+        rc = NGX_HTTP_STYTCH_TAT_CACHE_REFRESH;
+        goto copy;
+
+    case NGX_HTTP_STYTCH_TAT_NODE_PENDING:
+
+        if (tn->lease_until > now_ms) {
+            goto wait;
+        }
+
+        /* its leader is gone (a crashed or reloaded worker): take over */
+
+        ctx->cache_status = NGX_HTTP_STYTCH_TAT_MISS;
+        goto lead;
+
+    case NGX_HTTP_STYTCH_TAT_NODE_FAILED:
+
+        if (tn->negative_until > now
+            || (ctx->wait_started && tn->failed_at >= ctx->wait_started))
+        {
+            /* the leader's outcome, for those who waited on it */
+
+            ctx->status = tn->status;
+            ctx->cache_status = ctx->wait_started ? NGX_HTTP_STYTCH_TAT_MISS
+                                                  : NGX_HTTP_STYTCH_TAT_HIT;
+            rc = NGX_HTTP_STYTCH_TAT_CACHE_FAILED;
+
+            if (ngx_http_stytch_tat_copy_out(r, tn,
+                                             NGX_HTTP_STYTCH_TAT_F_ERROR,
+                                             &ctx->error)
+                != NGX_OK)
+            {
+                rc = NGX_ERROR;
+            }
+
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return rc;
+        }
+
+        ctx->cache_status = NGX_HTTP_STYTCH_TAT_MISS;
+        goto lead;
+
+    default: /* NGX_HTTP_STYTCH_TAT_NODE_NONE: a minted token only */
+        ctx->cache_status = NGX_HTTP_STYTCH_TAT_MISS;
+        goto lead;
+    }
+
+lead:
+
+    /* this request talks to Stytch; others for the identity wait on it */
+
+    if (tn == NULL) {
+        tn = ngx_http_stytch_tat_replace(zone, r, NULL, ctx->digest, NULL);
+
+        if (tn == NULL) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            ctx->cache_status = NGX_HTTP_STYTCH_TAT_BYPASS;
+            return NGX_HTTP_STYTCH_TAT_CACHE_BYPASS;
+        }
+    }
+
+    tn->state = NGX_HTTP_STYTCH_TAT_NODE_PENDING;
+    tn->refreshing = 0;
+    tn->lease_until = now_ms + lease;
+
+    if (ctx->cache_status == NGX_HTTP_STYTCH_TAT_EXPIRED) {
+        ngx_atomic_fetch_add(&zone->sh->stats.expired, 1);
+
+    } else {
+        ngx_atomic_fetch_add(&zone->sh->stats.misses, 1);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_HTTP_STYTCH_TAT_CACHE_ATTEST;
+
+stale:
+
+    ctx->cache_status = NGX_HTTP_STYTCH_TAT_STALE;
+    ngx_atomic_fetch_add(&zone->sh->stats.stale, 1);
+    rc = NGX_HTTP_STYTCH_TAT_CACHE_HIT;
+
+copy:
+
+    if (ngx_http_stytch_tat_copy_session(r, tn, ctx) != NGX_OK) {
+        rc = NGX_ERROR;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
+
+wait:
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (!ctx->wait_started) {
+        ngx_atomic_fetch_add(&zone->sh->stats.waits, 1);
+    }
+
+    return NGX_HTTP_STYTCH_TAT_CACHE_WAIT;
+}
+
+
+void
+ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_str_t                    fields[NGX_HTTP_STYTCH_TAT_FIELDS];
+    ngx_http_stytch_tat_node_t  *tn;
+
+    ngx_memzero(fields, sizeof(fields));
+
+    fields[NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN] = ctx->session_token;
+    fields[NGX_HTTP_STYTCH_TAT_F_SESSION_JWT] = ctx->session_jwt;
+    fields[NGX_HTTP_STYTCH_TAT_F_USER_ID] = ctx->user_id;
+    fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID] = ctx->session_id;
+    ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_ERROR], "");
+
+    if (ctx->jwt.len) {
+        fields[NGX_HTTP_STYTCH_TAT_F_JWT] = ctx->jwt;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_replace(zone, r, tn, ctx->digest, fields);
+
+    if (tn) {
+        tn->state = NGX_HTTP_STYTCH_TAT_NODE_SESSION;
+        tn->refreshing = 0;
+        tn->lease_until = 0;
+        tn->expires_at = ctx->expires_at;
+        tn->session_jwt_exp = ctx->session_jwt_exp;
+
+        if (ctx->jwt.len) {
+            tn->jwt_exp = ctx->jwt_exp;
+        }
+
+    } else {
+        /* no room: waiters must not wait on a node that will never fill */
+        tn = ngx_http_stytch_tat_find(zone, ctx->digest);
+
+        if (tn) {
+            ngx_http_stytch_tat_delete(zone, tn);
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+void
+ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_uint_t status, time_t negative)
+{
+    ngx_str_t                    fields[NGX_HTTP_STYTCH_TAT_FIELDS];
+    ngx_http_stytch_tat_node_t  *tn;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_find(zone, ctx->digest);
+
+    if (tn && tn->state == NGX_HTTP_STYTCH_TAT_NODE_SESSION) {
+        /* a failed refresh keeps the session while its JWT is valid */
+        tn->refreshing = 0;
+        tn->lease_until = 0;
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return;
+    }
+
+    ngx_memzero(fields, sizeof(fields));
+
+    ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN], "");
+    ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_SESSION_JWT], "");
+    ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_USER_ID], "");
+    ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID], "");
+    fields[NGX_HTTP_STYTCH_TAT_F_ERROR] = ctx->error;
+
+    if (fields[NGX_HTTP_STYTCH_TAT_F_ERROR].data == NULL) {
+        ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_ERROR], "");
+    }
+
+    tn = ngx_http_stytch_tat_replace(zone, r, tn, ctx->digest, fields);
+
+    if (tn) {
+        tn->state = NGX_HTTP_STYTCH_TAT_NODE_FAILED;
+        tn->refreshing = 0;
+        tn->lease_until = 0;
+        tn->status = (uint16_t) status;
+        tn->failed_at = ngx_http_stytch_tat_now_ms();
+        tn->negative_until = negative ? ngx_time() + negative : 0;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+void
+ngx_http_stytch_tat_cache_drop(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_http_stytch_tat_node_t  *tn;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_find(zone, ctx->digest);
+
+    if (tn) {
+        ngx_http_stytch_tat_delete(zone, tn);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+ngx_int_t
+ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_int_t                    rc;
+    ngx_http_stytch_tat_node_t  *tn;
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_find(zone, ctx->digest);
+
+    if (tn && tn->len[NGX_HTTP_STYTCH_TAT_F_JWT]
+        && tn->jwt_exp > ngx_time() + NGX_HTTP_STYTCH_TAT_JWT_LEEWAY)
+    {
+        ngx_queue_remove(&tn->queue);
+        ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
+
+        ctx->jwt_exp = tn->jwt_exp;
+        rc = ngx_http_stytch_tat_copy_out(r, tn, NGX_HTTP_STYTCH_TAT_F_JWT,
+                                          &ctx->jwt);
+        ngx_atomic_fetch_add(&zone->sh->stats.hits, 1);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_str_t                    fields[NGX_HTTP_STYTCH_TAT_FIELDS];
+    ngx_http_stytch_tat_node_t  *tn, *old;
+
+    ngx_memzero(fields, sizeof(fields));
+    fields[NGX_HTTP_STYTCH_TAT_F_JWT] = ctx->jwt;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    old = ngx_http_stytch_tat_find(zone, ctx->digest);
+
+    ngx_atomic_fetch_add(&zone->sh->stats.misses, 1);
+
+    tn = ngx_http_stytch_tat_replace(zone, r, old, ctx->digest, fields);
+
+    if (tn) {
+        tn->jwt_exp = ctx->jwt_exp;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+void
+ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
+    ngx_uint_t counter, ngx_msec_t latency)
+{
+    ngx_uint_t                    i;
+    ngx_http_stytch_tat_stats_t  *st;
+
+    static ngx_msec_t  buckets[] = NGX_HTTP_STYTCH_TAT_BUCKETS;
+
+    st = &zone->sh->stats;
+
+    switch (counter) {
+
+    case NGX_HTTP_STYTCH_TAT_COUNT_MINT_RS256:
+        ngx_atomic_fetch_add(&st->mints[0], 1);
+        return;
+
+    case NGX_HTTP_STYTCH_TAT_COUNT_MINT_ES256:
+        ngx_atomic_fetch_add(&st->mints[1], 1);
+        return;
+
+    case NGX_HTTP_STYTCH_TAT_COUNT_MINT_EDDSA:
+        ngx_atomic_fetch_add(&st->mints[2], 1);
+        return;
+    }
+
+    ngx_atomic_fetch_add(&st->calls[counter], 1);
+
+    for (i = 0; i < NGX_HTTP_STYTCH_TAT_NBUCKETS - 1; i++) {
+        if (latency <= buckets[i]) {
+            break;
+        }
+    }
+
+    ngx_atomic_fetch_add(&st->latency[i], 1);
+    ngx_atomic_fetch_add(&st->latency_sum, latency);
+}
