@@ -29,6 +29,8 @@ static char *ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_stytch_tat_trusted(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_stytch_tat_cache_status_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -230,6 +232,13 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
       ngx_http_set_complex_value_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_stytch_tat_loc_conf_t, token_id),
+      NULL },
+
+    { ngx_string("stytch_tat_trusted_addresses"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_stytch_tat_trusted,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("stytch_tat_claim"),
@@ -539,6 +548,7 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     conf->subject = NGX_CONF_UNSET_PTR;
     conf->token_id = NGX_CONF_UNSET_PTR;
     conf->claims = NGX_CONF_UNSET_PTR;
+    conf->trusted = NGX_CONF_UNSET_PTR;
     conf->token_ttl = NGX_CONF_UNSET;
     conf->profile_id = NGX_CONF_UNSET_PTR;
     conf->organization_id = NGX_CONF_UNSET_PTR;
@@ -572,6 +582,7 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->subject, prev->subject, NULL);
     ngx_conf_merge_ptr_value(conf->token_id, prev->token_id, NULL);
     ngx_conf_merge_ptr_value(conf->claims, prev->claims, NULL);
+    ngx_conf_merge_ptr_value(conf->trusted, prev->trusted, NULL);
     ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl, 300);
 
     if (conf->uri.data == NULL) {
@@ -865,6 +876,59 @@ ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     lcf->refresh_uri = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_stytch_tat_trusted(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    ngx_int_t    rc;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+    ngx_cidr_t  *cidr;
+
+    if (lcf->trusted != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        lcf->trusted = NULL;
+        return NGX_CONF_OK;
+    }
+
+    lcf->trusted = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                    sizeof(ngx_cidr_t));
+    if (lcf->trusted == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cidr = ngx_array_push(lcf->trusted);
+        if (cidr == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rc = ngx_ptocidr(&value[i], cidr);
+
+        if (rc == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid address or network \"%V\"",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc == NGX_DONE) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "low address bits of %V are meaningless",
+                               &value[i]);
+        }
+    }
 
     return NGX_CONF_OK;
 }

@@ -118,6 +118,7 @@ typedef struct {
     ngx_http_complex_value_t   *subject;
     ngx_http_complex_value_t   *token_id;
     ngx_array_t                *claims;      /* claim_conf_t */
+    ngx_array_t                *trusted;     /* ngx_cidr_t */
     time_t                      token_ttl;
 
     ngx_str_t                   uri;         /* stytch_tat URI */

@@ -215,6 +215,11 @@ ngx_http_stytch_tat_evaluate(ngx_http_request_t *r,
         return NGX_HTTP_UNAUTHORIZED;
     }
 
+    if (rc == NGX_HTTP_FORBIDDEN) {
+        ngx_str_set(&ctx->error, "untrusted_address");
+        return NGX_HTTP_FORBIDDEN;
+    }
+
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

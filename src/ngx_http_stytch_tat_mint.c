@@ -53,6 +53,19 @@ ngx_http_stytch_tat_identity(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* identity from a client-controlled header is only as good as its path */
+
+    if (lcf->trusted
+        && ngx_cidr_match(r->connection->sockaddr, lcf->trusted) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: identity refused from %V: not in "
+                      "\"stytch_tat_trusted_addresses\"",
+                      &r->connection->addr_text);
+        ctx->identity_rc = NGX_HTTP_FORBIDDEN;
+        return NGX_HTTP_FORBIDDEN;
+    }
+
     n = NGX_HTTP_STYTCH_TAT_FIXED_CLAIMS + (lcf->claims ? lcf->claims->nelts
                                                          : 0);
 

@@ -208,3 +208,79 @@ stytch_tat_refused_status 200;
 --- must_die
 --- error_log eval
 qr/"stytch_tat_refused_status" directive must be a status between 400 and 599 in .*nginx\.conf:\d+/
+
+
+
+=== TEST 22: trusted addresses must be addresses
+--- http_config
+stytch_tat_trusted_addresses 10.0.0.0/8 not-an-address;
+--- must_die
+--- error_log eval
+qr/invalid address or network "not-an-address" in .*nginx\.conf:\d+/
+
+
+
+=== TEST 23: an unknown cache zone
+--- config
+location / { stytch_tat_cache nowhere; }
+--- must_die
+--- error_log eval
+qr/unknown zone "nowhere": declare it with "stytch_tat_zone zone=nowhere:SIZE;" before in .*nginx\.conf:\d+/
+
+
+
+=== TEST 24: a zone too small
+--- http_config
+stytch_tat_zone zone=z:8k;
+--- must_die
+--- error_log eval
+qr/zone "z" is too small, at least 32k in .*nginx\.conf:\d+/
+
+
+
+=== TEST 25: a zone without a size
+--- http_config
+stytch_tat_zone zone=z;
+--- must_die
+--- error_log eval
+qr/invalid zone "zone=z", expected "zone=NAME:SIZE" in .*nginx\.conf:\d+/
+
+
+
+=== TEST 26: the exchange without a profile
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem;
+stytch_tat_issuer https://auth.example.com;
+stytch_tat_audience https://api.example.com;
+--- config
+location / { stytch_tat /_attest; stytch_tat_email $http_x_email; }
+--- must_die
+--- error_log eval
+qr/"stytch_tat \/_attest" needs "stytch_tat_profile_id" where it applies/
+
+
+
+=== TEST 27: the exchange without an identity
+--- config
+location / { stytch_tat /_attest; }
+--- must_die
+--- error_log eval
+qr/"stytch_tat \/_attest" needs "stytch_tat_email" where it applies/
+
+
+
+=== TEST 28: a credentials file without a colon
+--- http_config
+stytch_tat_credentials $TEST_NGINX_KEYS/garbage.pem;
+--- must_die
+--- error_log eval
+qr/credentials file ".*garbage\.pem" must hold one line "project_id:secret" in .*nginx\.conf:\d+/
+
+
+
+=== TEST 29: session duration bounds
+--- http_config
+stytch_tat_session_duration 1m;
+--- must_die
+--- error_log eval
+qr/"stytch_tat_session_duration" must be between 5m and 366d/

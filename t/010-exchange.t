@@ -324,3 +324,56 @@ sub {
     $call->{body}{organization_id} eq $OrgId or die "no organization_id\n";
     1;
 }
+
+
+
+=== TEST 10: identity only from trusted addresses: others get 403
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat_trusted_addresses 10.0.0.0/8 192.168.0.0/16;
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app
+--- more_headers
+X-Email: ada.lovelace@example.com
+--- error_code: 403
+--- response_headers
+X-Error: untrusted_address
+--- error_log
+stytch_tat: identity refused from 127.0.0.1: not in "stytch_tat_trusted_addresses"
+--- no_error_log
+http subrequest
+
+
+
+=== TEST 11: a trusted address passes
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat_trusted_addresses 10.0.0.0/8 127.0.0.0/8;
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+location /assert {
+    stytch_tat_trusted_addresses 10.0.0.0/8;
+    stytch_tat_email $http_x_email;
+    return 200 "[$stytch_tat_jwt]\n";
+}
+_EOC_
+--- request eval
+["GET /app", "GET /assert"]
+--- more_headers
+X-Email: ada.lovelace@example.com
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+[qr/^user=user-test-/m, qr/^\[\]$/]
