@@ -307,9 +307,13 @@ ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
     u_char                        len[8];
     size_t                        i;
     ngx_uint_t                    j;
-    EVP_MD_CTX                   *md;
     unsigned int                  dlen;
     ngx_http_stytch_tat_claim_t  *c;
+
+    /* one context and one fetched digest per worker: this is the hit path */
+
+    static EVP_MD_CTX            *md;
+    static EVP_MD                *sha256;
 
     /*
      * Every value that makes a session different, each with its length so
@@ -317,12 +321,16 @@ ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
      * and organization (extra), and every claim but jti, iat, nbf, exp.
      */
 
-    md = EVP_MD_CTX_new();
     if (md == NULL) {
-        return NGX_ERROR;
+        md = EVP_MD_CTX_new();
+        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+
+        if (md == NULL || sha256 == NULL) {
+            goto failed;
+        }
     }
 
-    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    if (EVP_DigestInit_ex(md, sha256, NULL) != 1) {
         goto failed;
     }
 
@@ -361,15 +369,11 @@ ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
         goto failed;
     }
 
-    EVP_MD_CTX_free(md);
-
     ctx->keyed = 1;
 
     return NGX_OK;
 
 failed:
-
-    EVP_MD_CTX_free(md);
 
     ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                   "stytch_tat: cache key digest failed");
@@ -911,9 +915,10 @@ ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
     fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID] = ctx->session_id;
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_ERROR], "");
 
-    if (ctx->jwt.len) {
-        fields[NGX_HTTP_STYTCH_TAT_F_JWT] = ctx->jwt;
-    }
+    /*
+     * The token sent to Stytch is not kept: it is never sent again, and
+     * without it an entry fits a 2 KB slab class instead of a page.
+     */
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -926,10 +931,6 @@ ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
         tn->lease_until = 0;
         tn->expires_at = ctx->expires_at;
         tn->session_jwt_exp = ctx->session_jwt_exp;
-
-        if (ctx->jwt.len) {
-            tn->jwt_exp = ctx->jwt_exp;
-        }
 
     } else {
         /* no room: waiters must not wait on a node that will never fill */
