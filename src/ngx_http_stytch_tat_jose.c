@@ -234,11 +234,16 @@ ngx_http_stytch_tat_set_bn(json_t *obj, const char *name, EVP_PKEY *pkey,
         return -1;
     }
 
+    if ((size_t) BN_num_bytes(bn) > sizeof(buf) || pad > sizeof(buf)) {
+        BN_free(bn);
+        return -1;
+    }
+
     /* RFC 7518: RSA members minimal, EC coordinates full field length */
     n = pad ? BN_bn2binpad(bn, buf, (int) pad) : BN_bn2bin(bn, buf);
 
-    rc = (n < 0 || (size_t) BN_num_bytes(bn) > sizeof(buf))
-         ? -1 : ngx_http_stytch_tat_set_b64url(obj, name, buf, (size_t) n);
+    rc = (n < 0) ? -1
+                 : ngx_http_stytch_tat_set_b64url(obj, name, buf, (size_t) n);
 
     BN_free(bn);
 
@@ -307,6 +312,7 @@ ngx_http_stytch_tat_key_thumbprint(EVP_PKEY *pkey, int alg, char *out)
     json_t         *obj;
     unsigned int    len;
     unsigned char   md[EVP_MAX_MD_SIZE];
+    unsigned char   b64[ngx_http_stytch_tat_b64url_len(EVP_MAX_MD_SIZE)];
 
     obj = ngx_http_stytch_tat_key_public_members(pkey, alg);
     if (obj == NULL) {
@@ -329,7 +335,9 @@ ngx_http_stytch_tat_key_thumbprint(EVP_PKEY *pkey, int alg, char *out)
         return -1;
     }
 
-    ngx_http_stytch_tat_b64url_encode((unsigned char *) out, md, len);
+    /* base64 needs room for padding that base64url then drops */
+    ngx_http_stytch_tat_b64url_encode(b64, md, len);
+    memcpy(out, b64, 44);
 
     return 0;
 }
