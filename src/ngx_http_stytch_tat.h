@@ -200,6 +200,7 @@ typedef struct {
     ngx_msec_t                  started;
     ngx_uint_t                  sr_status;
     ngx_str_t                   sr_body;     /* Stytch's answer */
+    ngx_uint_t                  log_level;   /* to restore, or 0 */
     size_t                      sr_size;     /* room in sr_body */
 
     ngx_str_t                   session_token;

@@ -598,6 +598,17 @@ ngx_http_stytch_tat_subrequest(ngx_http_request_t *r, ngx_str_t *uri,
     sr->method = NGX_HTTP_POST;
     sr->method_name = post;
 
+    /*
+     * nginx's proxy module dumps the headers it sends at debug level, the
+     * Basic credentials among them: while the exchange is under way this
+     * connection logs at info at the most.
+     */
+
+    if (r->connection->log->log_level & NGX_LOG_DEBUG_ALL) {
+        ctx->log_level = r->connection->log->log_level;
+        r->connection->log->log_level = NGX_LOG_INFO;
+    }
+
     ctx->subrequest = sr;
     ctx->started = ngx_current_msec;
     ctx->state = NGX_HTTP_STYTCH_TAT_STATE_WAIT;
@@ -615,13 +626,18 @@ ngx_http_stytch_tat_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_http_stytch_tat_ctx_t  *ctx = data;
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
-                   "stytch_tat: subrequest done, rc:%i status:%ui error:%d",
-                   rc, sr->headers_out.status, sr->connection->error);
-
     if (ctx->state != NGX_HTTP_STYTCH_TAT_STATE_WAIT) {
         return rc;
     }
+
+    if (ctx->log_level) {
+        sr->connection->log->log_level = ctx->log_level;
+        ctx->log_level = 0;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "stytch_tat: subrequest done, rc:%i status:%ui error:%d",
+                   rc, sr->headers_out.status, sr->connection->error);
 
     ctx->state = NGX_HTTP_STYTCH_TAT_STATE_ANSWERED;
 
