@@ -33,6 +33,7 @@
 
 typedef struct {
     EVP_PKEY                   *pkey;
+    ngx_http_stytch_tat_signer_t *signer;
     ngx_int_t                   alg;
     ngx_str_t                   kid;
     ngx_str_t                   header;      /* base64url JOSE header */

@@ -32,6 +32,15 @@ static int ngx_http_stytch_tat_set_b64url(json_t *obj, const char *name,
 static int ngx_http_stytch_tat_set_bn(json_t *obj, const char *name,
     EVP_PKEY *pkey, const char *param, size_t pad);
 static const EVP_MD *ngx_http_stytch_tat_sha256(void);
+static int ngx_http_stytch_tat_der_to_jose(const unsigned char *der,
+    size_t n, unsigned char *sig, size_t *siglen);
+
+
+struct ngx_http_stytch_tat_signer_s {
+    int            alg;
+    EVP_PKEY_CTX  *pctx;      /* RS256, ES256 */
+    EVP_MD_CTX    *mdctx;     /* EdDSA */
+};
 
 
 size_t
@@ -437,14 +446,11 @@ int
 ngx_http_stytch_tat_sign(EVP_PKEY *pkey, int alg, const unsigned char *in,
     size_t len, unsigned char *sig, size_t *siglen)
 {
-    int                   rc;
-    size_t                n;
-    EVP_MD_CTX           *ctx;
-    ECDSA_SIG            *ecsig;
-    const BIGNUM         *r, *s;
-    const EVP_MD         *md;
-    const unsigned char  *p;
-    unsigned char         der[160];
+    int             rc;
+    size_t          n;
+    EVP_MD_CTX     *ctx;
+    const EVP_MD   *md;
+    unsigned char   der[160];
 
     ctx = EVP_MD_CTX_new();
     if (ctx == NULL) {
@@ -472,29 +478,11 @@ ngx_http_stytch_tat_sign(EVP_PKEY *pkey, int alg, const unsigned char *in,
         goto done;
     }
 
-    /* ECDSA: OpenSSL yields DER, JWS (RFC 7518 3.4) wants raw r || s */
-
     n = sizeof(der);
 
-    if (EVP_DigestSign(ctx, der, &n, in, len) != 1) {
-        goto done;
+    if (EVP_DigestSign(ctx, der, &n, in, len) == 1) {
+        rc = ngx_http_stytch_tat_der_to_jose(der, n, sig, siglen);
     }
-
-    p = der;
-    ecsig = d2i_ECDSA_SIG(NULL, &p, (long) n);
-    if (ecsig == NULL) {
-        goto done;
-    }
-
-    ECDSA_SIG_get0(ecsig, &r, &s);
-
-    if (BN_bn2binpad(r, sig, 32) == 32 && BN_bn2binpad(s, sig + 32, 32) == 32)
-    {
-        *siglen = 64;
-        rc = 0;
-    }
-
-    ECDSA_SIG_free(ecsig);
 
 done:
 
@@ -505,4 +493,149 @@ done:
     }
 
     return rc;
+}
+
+
+/* ECDSA: OpenSSL yields DER, JWS (RFC 7518 3.4) wants raw r || s */
+
+static int
+ngx_http_stytch_tat_der_to_jose(const unsigned char *der, size_t n,
+    unsigned char *sig, size_t *siglen)
+{
+    int                   rc;
+    ECDSA_SIG            *ecsig;
+    const BIGNUM         *r, *s;
+    const unsigned char  *p;
+
+    p = der;
+    ecsig = d2i_ECDSA_SIG(NULL, &p, (long) n);
+    if (ecsig == NULL) {
+        return -1;
+    }
+
+    ECDSA_SIG_get0(ecsig, &r, &s);
+
+    rc = -1;
+
+    if (BN_bn2binpad(r, sig, 32) == 32 && BN_bn2binpad(s, sig + 32, 32) == 32)
+    {
+        *siglen = 64;
+        rc = 0;
+    }
+
+    ECDSA_SIG_free(ecsig);
+
+    return rc;
+}
+
+
+ngx_http_stytch_tat_signer_t *
+ngx_http_stytch_tat_signer_new(EVP_PKEY *pkey, int alg)
+{
+    ngx_http_stytch_tat_signer_t  *signer;
+
+    signer = calloc(1, sizeof(ngx_http_stytch_tat_signer_t));
+    if (signer == NULL) {
+        return NULL;
+    }
+
+    signer->alg = alg;
+
+    if (alg == NGX_HTTP_STYTCH_TAT_ALG_EDDSA) {
+        signer->mdctx = EVP_MD_CTX_new();
+
+        if (signer->mdctx == NULL
+            || EVP_DigestSignInit(signer->mdctx, NULL, NULL, NULL, pkey) != 1)
+        {
+            goto failed;
+        }
+
+        return signer;
+    }
+
+    /* RSASSA-PKCS1-v1_5 is the default padding of an RSA signing context */
+
+    signer->pctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+
+    if (signer->pctx == NULL
+        || EVP_PKEY_sign_init(signer->pctx) != 1
+        || EVP_PKEY_CTX_set_signature_md(signer->pctx,
+                                         ngx_http_stytch_tat_sha256()) != 1)
+    {
+        goto failed;
+    }
+
+    return signer;
+
+failed:
+
+    ngx_http_stytch_tat_signer_free(signer);
+    ERR_clear_error();
+
+    return NULL;
+}
+
+
+int
+ngx_http_stytch_tat_signer_sign(ngx_http_stytch_tat_signer_t *signer,
+    const unsigned char *in, size_t len, unsigned char *sig, size_t *siglen)
+{
+    size_t          n;
+    unsigned int    mdlen;
+    unsigned char   md[EVP_MAX_MD_SIZE], der[160];
+
+    if (signer->alg == NGX_HTTP_STYTCH_TAT_ALG_EDDSA) {
+        n = NGX_HTTP_STYTCH_TAT_SIG_MAX;
+
+        if (EVP_DigestSign(signer->mdctx, sig, &n, in, len) != 1) {
+            goto failed;
+        }
+
+        *siglen = n;
+        return 0;
+    }
+
+    if (EVP_Digest(in, len, md, &mdlen, ngx_http_stytch_tat_sha256(), NULL)
+        != 1)
+    {
+        goto failed;
+    }
+
+    if (signer->alg == NGX_HTTP_STYTCH_TAT_ALG_RS256) {
+        n = NGX_HTTP_STYTCH_TAT_SIG_MAX;
+
+        if (EVP_PKEY_sign(signer->pctx, sig, &n, md, mdlen) != 1) {
+            goto failed;
+        }
+
+        *siglen = n;
+        return 0;
+    }
+
+    n = sizeof(der);
+
+    if (EVP_PKEY_sign(signer->pctx, der, &n, md, mdlen) == 1
+        && ngx_http_stytch_tat_der_to_jose(der, n, sig, siglen) == 0)
+    {
+        return 0;
+    }
+
+failed:
+
+    ERR_clear_error();
+
+    return -1;
+}
+
+
+void
+ngx_http_stytch_tat_signer_free(ngx_http_stytch_tat_signer_t *signer)
+{
+    if (signer == NULL) {
+        return;
+    }
+
+    EVP_PKEY_CTX_free(signer->pctx);
+    EVP_MD_CTX_free(signer->mdctx);
+    free(signer);
 }

@@ -65,5 +65,19 @@ int ngx_http_stytch_tat_sign(EVP_PKEY *pkey, int alg,
 
 size_t ngx_http_stytch_tat_sig_size(EVP_PKEY *pkey, int alg);
 
+/*
+ * A signer prepared once per key (at configuration time), so that each
+ * signature skips OpenSSL's per-operation setup: RSA and ECDSA sign a
+ * SHA-256 digest with a reused EVP_PKEY_CTX, Ed25519 reuses its
+ * EVP_MD_CTX.  Signatures are the same as ngx_http_stytch_tat_sign()'s.
+ */
+typedef struct ngx_http_stytch_tat_signer_s  ngx_http_stytch_tat_signer_t;
+
+ngx_http_stytch_tat_signer_t *ngx_http_stytch_tat_signer_new(EVP_PKEY *pkey,
+    int alg);
+int ngx_http_stytch_tat_signer_sign(ngx_http_stytch_tat_signer_t *signer,
+    const unsigned char *in, size_t len, unsigned char *sig, size_t *siglen);
+void ngx_http_stytch_tat_signer_free(ngx_http_stytch_tat_signer_t *signer);
+
 
 #endif /* _NGX_HTTP_STYTCH_TAT_JOSE_H_INCLUDED_ */

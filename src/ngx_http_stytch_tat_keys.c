@@ -15,6 +15,7 @@ static ngx_int_t ngx_http_stytch_tat_key_env(ngx_conf_t *cf,
 static ngx_int_t ngx_http_stytch_tat_key_setup(ngx_conf_t *cf,
     ngx_http_stytch_tat_key_t *key);
 static void ngx_http_stytch_tat_key_cleanup(void *data);
+static void ngx_http_stytch_tat_signer_cleanup(void *data);
 
 
 char *
@@ -255,8 +256,9 @@ ngx_http_stytch_tat_key_env(ngx_conf_t *cf, ngx_str_t *source,
 static ngx_int_t
 ngx_http_stytch_tat_key_setup(ngx_conf_t *cf, ngx_http_stytch_tat_key_t *key)
 {
-    char   *s, tp[64];
-    size_t  len;
+    char                *s, tp[64];
+    size_t               len;
+    ngx_pool_cleanup_t  *cln;
 
     if (key->kid.len == 0) {
         if (ngx_http_stytch_tat_key_thumbprint(key->pkey, key->alg, tp)
@@ -324,7 +326,31 @@ ngx_http_stytch_tat_key_setup(ngx_conf_t *cf, ngx_http_stytch_tat_key_t *key)
 
     key->sig_len = ngx_http_stytch_tat_sig_size(key->pkey, key->alg);
 
+    /* only the first key signs, but any may be moved first on a reload */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    key->signer = ngx_http_stytch_tat_signer_new(key->pkey, key->alg);
+    if (key->signer == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot prepare a signer for \"%V\"", &key->file);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_stytch_tat_signer_cleanup;
+    cln->data = key->signer;
+
     return NGX_OK;
+}
+
+
+static void
+ngx_http_stytch_tat_signer_cleanup(void *data)
+{
+    ngx_http_stytch_tat_signer_free(data);
 }
 
 

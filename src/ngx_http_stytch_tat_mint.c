@@ -310,8 +310,8 @@ ngx_http_stytch_tat_sign_jwt(ngx_http_request_t *r,
     *p++ = '.';
     p += ngx_http_stytch_tat_b64url_encode(p, payload, len);
 
-    if (ngx_http_stytch_tat_sign(key->pkey, key->alg, jwt->data,
-                                 p - jwt->data, sig, &siglen)
+    if (ngx_http_stytch_tat_signer_sign(key->signer, jwt->data,
+                                        p - jwt->data, sig, &siglen)
         != 0)
     {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
