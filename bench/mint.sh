@@ -1,0 +1,124 @@
+#!/bin/bash
+# Mint throughput of the module's token code against "openssl speed".
+#
+#   bash bench/mint.sh [--breakdown]
+#
+# Builds bench/mint.c with the module's sources (-O2) into build/bench/,
+# then, on one core (BENCH_CPU, default 0), for BENCH_SECONDS (default 3)
+# each: the module's full mint per algorithm, and "openssl speed -elapsed"
+# for rsa2048, ecdsap256 and ed25519 (one process).  With BENCH_ROUNDS=N
+# (default 1) the two alternate N times per algorithm and the best of each
+# is kept, which evens out other load on the machine.  Prints the table and
+# writes it to bench/results/mint.txt.  A benchmark, not a test: it fails
+# only when something does not build or run.
+
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+SECONDS_EACH=${BENCH_SECONDS:-3}
+ROUNDS=${BENCH_ROUNDS:-1}
+CPU=${BENCH_CPU:-0}
+CC=${CC:-cc}
+BUILD=build/bench
+OUT=bench/results/mint.txt
+BREAKDOWN=
+
+case "${1:-}" in
+    --breakdown) BREAKDOWN=--breakdown ;;
+    "") ;;
+    *) echo "usage: bash bench/mint.sh [--breakdown]" >&2; exit 2 ;;
+esac
+
+if ! [[ $SECONDS_EACH =~ ^[0-9]+$ ]] || [ "$SECONDS_EACH" -lt 1 ]; then
+    echo "mint.sh: BENCH_SECONDS must be a whole number of seconds" >&2
+    exit 2
+fi
+
+if ! [[ $ROUNDS =~ ^[0-9]+$ ]] || [ "$ROUNDS" -lt 1 ]; then
+    echo "mint.sh: BENCH_ROUNDS must be a positive number" >&2
+    exit 2
+fi
+
+mkdir -p "$BUILD" bench/results
+
+# the module's sources are built as nginx builds them: -Wno-unused-parameter
+$CC -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Isrc \
+    bench/mint.c src/ngx_http_stytch_tat_jose.c \
+    src/ngx_http_stytch_tat_claims.c \
+    -o "$BUILD/mint" -ljansson -lcrypto
+
+pin=()
+if command -v taskset > /dev/null 2>&1; then
+    pin=(taskset -c "$CPU")
+fi
+
+# "openssl speed" prints "... sign verify sign/s verify/s" last
+speed() {
+    "${pin[@]}" openssl speed -seconds "$SECONDS_EACH" -elapsed "$1" \
+        2> /dev/null | tail -1 | awk '{ print $(NF-1) }'
+}
+
+declare -A module openssl target
+target[RS256]=90
+target[ES256]=70
+target[EdDSA]=70
+
+raw=$(mktemp)
+trap 'rm -f "$raw"' EXIT
+
+max() {
+    awk -v a="${1:-0}" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }'
+}
+
+for pair in RS256:rsa2048 ES256:ecdsap256 EdDSA:ed25519; do
+    alg=${pair%%:*}
+    test=${pair##*:}
+    module[$alg]=0
+    openssl[$alg]=0
+
+    for ((round = 1; round <= ROUNDS; round++)); do
+        extra=
+        if [ "$round" = 1 ]; then
+            extra=$BREAKDOWN
+        fi
+
+        m=$("${pin[@]}" "$BUILD/mint" -s "$SECONDS_EACH" -a "$alg" $extra \
+            | tee -a "$raw" | awk '$1 == "mint" { print $3 }')
+        o=$(speed "$test")
+
+        if ! [[ $m =~ ^[0-9.]+$ && $o =~ ^[0-9.]+$ ]]; then
+            echo "mint.sh: no figure from bench/mint.c or openssl speed $test" >&2
+            exit 1
+        fi
+
+        module[$alg]=$(max "${module[$alg]}" "$m")
+        openssl[$alg]=$(max "${openssl[$alg]}" "$o")
+    done
+done
+
+{
+    echo "# mint throughput, one core (cpu $CPU), ${SECONDS_EACH}s each, best of $ROUNDS round(s)"
+    echo "# $(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+    echo "# $(openssl version), jansson $(pkg-config --modversion jansson 2>/dev/null || echo '?'), $($CC --version | head -1)"
+    echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    printf '%-6s %14s %16s %9s %8s %s\n' alg "module mints/s" "openssl signs/s" \
+        "ratio %" "target" ""
+    for alg in RS256 ES256 EdDSA; do
+        ratio=$(awk -v m="${module[$alg]}" -v o="${openssl[$alg]}" \
+                'BEGIN { printf "%.1f", 100 * m / o }')
+        verdict=$(awk -v r="$ratio" -v t="${target[$alg]}" \
+                  'BEGIN { print (r >= t) ? "met" : "MISSED" }')
+        printf '%-6s %14.0f %16.0f %9s %7s%% %s\n' "$alg" "${module[$alg]}" \
+            "${openssl[$alg]}" "$ratio" "${target[$alg]}" "$verdict"
+    done
+
+    if [ -n "$BREAKDOWN" ]; then
+        echo
+        echo "# breakdown: microseconds per operation (bench/README.md)"
+        printf '%-6s %-12s %12s %10s\n' alg part "ops/s" "us/op"
+        awk '$1 == "part" { printf "%-6s %-12s %12.0f %10.2f\n", $2, $3, $4, $5 }' \
+            "$raw"
+    fi
+} | tee "$OUT"
