@@ -24,6 +24,9 @@ for d in t/emulator t/tools; do
 done
 
 if [ -z "${PROVE_FILES:-}" ]; then
+    echo "== the module with clang, -Wall -Wextra -Werror"
+    make -s clang > /dev/null || fail "clang build"
+
     echo "== C unit tests"
     make -s -C t/unit run || fail "unit tests"
 
