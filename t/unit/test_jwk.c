@@ -282,6 +282,47 @@ test_rfc8037_ed25519_signature(void **state)
 }
 
 
+void
+test_rfc8037_ed25519_signer(void **state)
+{
+    int                            i;
+    size_t                         siglen;
+    EVP_PKEY                      *pkey;
+    unsigned char                  sig[NGX_HTTP_STYTCH_TAT_SIG_MAX];
+    unsigned char                  b64[ngx_http_stytch_tat_b64url_len(64)];
+    ngx_http_stytch_tat_signer_t  *signer;
+
+    (void) state;
+
+    pkey = rfc8037_key();
+
+    signer = ngx_http_stytch_tat_signer_new(pkey,
+                                            NGX_HTTP_STYTCH_TAT_ALG_EDDSA);
+    assert_non_null(signer);
+
+    /* A.4 from the prepared signer, again and again */
+    for (i = 0; i < 3; i++) {
+        siglen = 0;
+        if (ngx_http_stytch_tat_signer_sign(signer,
+                (const unsigned char *) rfc8037_input,
+                strlen(rfc8037_input), sig, &siglen)
+            != 0)
+        {
+            ngx_http_stytch_tat_signer_free(signer);
+            EVP_PKEY_free(pkey);
+            fail_msg("signature %d of one EdDSA signer failed", i + 1);
+        }
+
+        assert_int_equal(siglen, 64);
+        ngx_http_stytch_tat_b64url_encode(b64, sig, siglen);
+        assert_string_equal((char *) b64, rfc8037_sig);
+    }
+
+    ngx_http_stytch_tat_signer_free(signer);
+    EVP_PKEY_free(pkey);
+}
+
+
 /*
  * ngx_http_stytch_tat_jose.h promises that the thumbprint fits "a buffer of
  * at least 44 bytes" (43 characters and the NUL).

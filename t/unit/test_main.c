@@ -20,6 +20,7 @@ main(void)
         cmocka_unit_test(test_rfc7638_rsa_public_members),
         cmocka_unit_test(test_rfc8037_ed25519_thumbprint),
         cmocka_unit_test(test_rfc8037_ed25519_signature),
+        cmocka_unit_test(test_rfc8037_ed25519_signer),
         cmocka_unit_test(test_thumbprint_fits_44_bytes),
         cmocka_unit_test(test_thumbprint_ec_independent),
         cmocka_unit_test(test_jwk_rsa),
@@ -38,6 +39,10 @@ main(void)
         cmocka_unit_test(test_sign_eddsa),
         cmocka_unit_test(test_sign_wrong_key),
         cmocka_unit_test(test_sign_full_jwt),
+        cmocka_unit_test(test_signer_rs256),
+        cmocka_unit_test(test_signer_es256),
+        cmocka_unit_test(test_signer_eddsa),
+        cmocka_unit_test(test_signer_wrong_key),
 
         cmocka_unit_test(test_keyload_rsa_pkcs8),
         cmocka_unit_test(test_keyload_rsa_traditional),

@@ -32,9 +32,13 @@ test_sig_size(void **state)
 }
 
 
-/* sign in, check it is 64 raw bytes that verify as DER and fail flipped */
+/*
+ * sign in with the one-shot ngx_http_stytch_tat_sign(), or with signer when
+ * one is given; check it is 64 raw bytes that verify as DER
+ */
 static void
-es256_round(const unsigned char *in, size_t len, unsigned char *sig)
+es256_sign(ngx_http_stytch_tat_signer_t *signer, const unsigned char *in,
+    size_t len, unsigned char *sig)
 {
     size_t          siglen, derlen;
     unsigned char   der[80];
@@ -43,9 +47,17 @@ es256_round(const unsigned char *in, size_t len, unsigned char *sig)
     memset(buf, GUARD_BYTE, sizeof(buf));
 
     siglen = 0;
-    assert_int_equal(ngx_http_stytch_tat_sign(keys.p256,
-                         NGX_HTTP_STYTCH_TAT_ALG_ES256, in, len, buf,
-                         &siglen), 0);
+
+    if (signer == NULL) {
+        assert_int_equal(ngx_http_stytch_tat_sign(keys.p256,
+                             NGX_HTTP_STYTCH_TAT_ALG_ES256, in, len, buf,
+                             &siglen), 0);
+
+    } else {
+        assert_int_equal(ngx_http_stytch_tat_signer_sign(signer, in, len, buf,
+                                                         &siglen), 0);
+    }
+
     assert_int_equal(siglen, 64);
 
     /* nothing written past the 64 bytes */
@@ -58,6 +70,13 @@ es256_round(const unsigned char *in, size_t len, unsigned char *sig)
     assert_true(verify(keys.p256, EVP_sha256(), in, len, der, derlen));
 
     memcpy(sig, buf, 64);
+}
+
+
+static void
+es256_round(const unsigned char *in, size_t len, unsigned char *sig)
+{
+    es256_sign(NULL, in, len, sig);
 }
 
 
@@ -100,20 +119,17 @@ test_sign_es256(void **state)
 }
 
 
-void
-test_sign_es256_leading_zeros(void **state)
+/*
+ * r under 2^248 (a leading zero byte, a shorter DER) comes about once in
+ * 256 signatures, and so does s: sign at least 300 times and until each
+ * has turned up, so the padding of both is always exercised.
+ */
+static void
+es256_leading_zeros(ngx_http_stytch_tat_signer_t *signer)
 {
     int            i, short_r, short_s;
     size_t         derlen;
     unsigned char  sig[64], der[80], msg[32];
-
-    (void) state;
-
-    /*
-     * r under 2^248 (a leading zero byte, a shorter DER) comes about once
-     * in 256 signatures, and so does s: sign at least 300 times and until
-     * each has turned up, so the padding of both is always exercised.
-     */
 
     short_r = 0;
     short_s = 0;
@@ -121,7 +137,7 @@ test_sign_es256_leading_zeros(void **state)
     for (i = 0; i < 300 || (!(short_r && short_s) && i < 30000); i++) {
         assert_int_equal(RAND_bytes(msg, sizeof(msg)), 1);
 
-        es256_round(msg, sizeof(msg), sig);
+        es256_sign(signer, msg, sizeof(msg), sig);
 
         if (sig[0] == 0 || sig[32] == 0) {
             short_r |= sig[0] == 0;
@@ -137,6 +153,15 @@ test_sign_es256_leading_zeros(void **state)
 
     assert_true(short_r);
     assert_true(short_s);
+}
+
+
+void
+test_sign_es256_leading_zeros(void **state)
+{
+    (void) state;
+
+    es256_leading_zeros(NULL);
 }
 
 
@@ -322,4 +347,141 @@ test_sign_full_jwt(void **state)
 
         free(header);
     }
+}
+
+
+/*
+ * The signer prepared once per key, which the module signs with: the
+ * same signatures as ngx_http_stytch_tat_sign(), however often it is used.
+ */
+
+void
+test_signer_rs256(void **state)
+{
+    int                            i;
+    size_t                         siglen, siglen2;
+    unsigned char                  msg[64];
+    unsigned char                  sig[NGX_HTTP_STYTCH_TAT_SIG_MAX];
+    unsigned char                  sig2[NGX_HTTP_STYTCH_TAT_SIG_MAX];
+    ngx_http_stytch_tat_signer_t  *signer;
+
+    (void) state;
+
+    signer = ngx_http_stytch_tat_signer_new(keys.rsa2048,
+                                            NGX_HTTP_STYTCH_TAT_ALG_RS256);
+    assert_non_null(signer);
+
+    for (i = 0; i < 20; i++) {
+        assert_int_equal(RAND_bytes(msg, sizeof(msg)), 1);
+
+        siglen = 0;
+        assert_int_equal(ngx_http_stytch_tat_signer_sign(signer, msg,
+                             (size_t) i * 3, sig, &siglen), 0);
+        assert_int_equal(siglen, 256);
+
+        /* PKCS#1 v1.5 is deterministic: byte for byte the one-shot's */
+        siglen2 = 0;
+        assert_int_equal(ngx_http_stytch_tat_sign(keys.rsa2048,
+                             NGX_HTTP_STYTCH_TAT_ALG_RS256, msg,
+                             (size_t) i * 3, sig2, &siglen2), 0);
+        assert_int_equal(siglen2, siglen);
+        assert_memory_equal(sig, sig2, siglen);
+
+        assert_true(verify(keys.rsa2048, EVP_sha256(), msg, (size_t) i * 3,
+                           sig, siglen));
+    }
+
+    assert_int_equal(ERR_peek_error(), 0);
+
+    ngx_http_stytch_tat_signer_free(signer);
+}
+
+
+void
+test_signer_es256(void **state)
+{
+    unsigned char                  sig[64], sig2[64];
+    ngx_http_stytch_tat_signer_t  *signer;
+
+    (void) state;
+
+    signer = ngx_http_stytch_tat_signer_new(keys.p256,
+                                            NGX_HTTP_STYTCH_TAT_ALG_ES256);
+    assert_non_null(signer);
+
+    es256_sign(signer, input, sizeof(input) - 1, sig);
+    es256_sign(signer, input, sizeof(input) - 1, sig2);
+    assert_true(memcmp(sig, sig2, 64) != 0);
+
+    es256_leading_zeros(signer);
+
+    assert_int_equal(ERR_peek_error(), 0);
+
+    ngx_http_stytch_tat_signer_free(signer);
+}
+
+
+void
+test_signer_eddsa(void **state)
+{
+    int                            i;
+    size_t                         siglen, siglen2;
+    unsigned char                  msg[100];
+    unsigned char                  sig[NGX_HTTP_STYTCH_TAT_SIG_MAX];
+    unsigned char                  sig2[NGX_HTTP_STYTCH_TAT_SIG_MAX];
+    ngx_http_stytch_tat_signer_t  *signer;
+
+    (void) state;
+
+    signer = ngx_http_stytch_tat_signer_new(keys.ed25519,
+                                            NGX_HTTP_STYTCH_TAT_ALG_EDDSA);
+    assert_non_null(signer);
+
+    /*
+     * Every signature, not only the first: OpenSSL 3.2 and later refuse a
+     * second EVP_DigestSign() on the same EVP_MD_CTX.
+     */
+    for (i = 0; i < 20; i++) {
+        assert_int_equal(RAND_bytes(msg, sizeof(msg)), 1);
+
+        siglen = 0;
+        if (ngx_http_stytch_tat_signer_sign(signer, msg, (size_t) i * 5, sig,
+                                            &siglen)
+            != 0)
+        {
+            fail_msg("EdDSA signature %d with one signer failed", i + 1);
+        }
+
+        assert_int_equal(siglen, 64);
+
+        siglen2 = 0;
+        assert_int_equal(ngx_http_stytch_tat_sign(keys.ed25519,
+                             NGX_HTTP_STYTCH_TAT_ALG_EDDSA, msg,
+                             (size_t) i * 5, sig2, &siglen2), 0);
+        assert_memory_equal(sig, sig2, 64);
+
+        assert_true(verify(keys.ed25519, NULL, msg, (size_t) i * 5, sig, 64));
+    }
+
+    assert_int_equal(ERR_peek_error(), 0);
+
+    ngx_http_stytch_tat_signer_free(signer);
+}
+
+
+void
+test_signer_wrong_key(void **state)
+{
+    (void) state;
+
+    /* Ed25519 has no raw EVP_PKEY_sign(), and no SHA-256 */
+    assert_null(ngx_http_stytch_tat_signer_new(keys.ed25519,
+                                               NGX_HTTP_STYTCH_TAT_ALG_ES256));
+    assert_int_equal(ERR_peek_error(), 0);
+
+    assert_null(ngx_http_stytch_tat_signer_new(keys.ed25519,
+                                               NGX_HTTP_STYTCH_TAT_ALG_RS256));
+    assert_int_equal(ERR_peek_error(), 0);
+
+    ngx_http_stytch_tat_signer_free(NULL);
 }

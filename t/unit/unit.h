@@ -88,6 +88,7 @@ void test_rfc7638_rsa_thumbprint(void **state);
 void test_rfc7638_rsa_public_members(void **state);
 void test_rfc8037_ed25519_thumbprint(void **state);
 void test_rfc8037_ed25519_signature(void **state);
+void test_rfc8037_ed25519_signer(void **state);
 void test_thumbprint_fits_44_bytes(void **state);
 void test_thumbprint_ec_independent(void **state);
 void test_jwk_rsa(void **state);
@@ -106,6 +107,10 @@ void test_sign_rs256(void **state);
 void test_sign_eddsa(void **state);
 void test_sign_wrong_key(void **state);
 void test_sign_full_jwt(void **state);
+void test_signer_rs256(void **state);
+void test_signer_es256(void **state);
+void test_signer_eddsa(void **state);
+void test_signer_wrong_key(void **state);
 
 void test_keyload_rsa_pkcs8(void **state);
 void test_keyload_rsa_traditional(void **state);
