@@ -62,6 +62,23 @@ location /assert {
     stytch_tat_email $http_x_email;
     return 200 "$stytch_tat_jwt\n";
 }
+location /negative {
+    stytch_tat /_stytch_attest;
+    stytch_tat_cache tat;
+    stytch_tat_cache_refusals 30s;
+    stytch_tat_email $http_x_email;
+    add_header X-Cache $stytch_tat_cache_status always;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
+location /impatient {
+    stytch_tat /_stytch_attest;
+    stytch_tat_cache tat;
+    stytch_tat_cache_lock_timeout 500ms;
+    stytch_tat_email $http_x_email;
+    add_header X-Cache $stytch_tat_cache_status always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
 location = /status { stytch_tat_status; }
 location = /metrics { stytch_tat_status prometheus; }
 _EOC_
@@ -235,6 +252,38 @@ is($ok, 60, '60 identities through a 32k zone: all served');
 my $tiny = json_decode((http_request('GET', '/status'))[2])->{zones}{tiny};
 ok($tiny->{evictions} > 0, "the small zone evicted $tiny->{evictions} entries");
 ok($tiny->{entries} < 60, "and holds $tiny->{entries}");
+
+# 9b. negative caching: a refusal is remembered, when asked, and only then
+emu(DELETE => '/calls');
+emu(POST => '/faults', { path => '/v1/sessions/attest', mode => 'status', status => 400,
+                         error_type => 'invalid_trusted_auth_token', count => 1 });
+my (undef, $h1);
+($st, $cs, undef, $h1) = get('/negative', 'refused@example.com');
+is("$st $cs $h1->{'x-error'}", '403 MISS invalid_trusted_auth_token', 'a refusal');
+($st, $cs, undef, $h1) = get('/negative', 'refused@example.com');
+is("$st $cs $h1->{'x-error'}", '403 HIT invalid_trusted_auth_token',
+   'stytch_tat_cache_refusals: the same refusal from the cache');
+is(attests(), 1, '... without asking Stytch again');
+emu(POST => '/faults', { path => '/v1/sessions/attest', mode => 'status', status => 400,
+                         error_type => 'invalid_trusted_auth_token', count => 1 });
+($st) = get('/app', 'refused-once@example.com');
+is($st, 403, 'without it a refusal ...');
+($st, $cs) = get('/app', 'refused-once@example.com');
+is("$st $cs", '200 MISS', '... is not remembered');
+
+# 9c. waiters are bounded: past stytch_tat_cache_lock_timeout they go on alone
+emu(DELETE => '/calls');
+emu(POST => '/faults', { path => '/v1/sessions/attest', mode => 'latency',
+                         latency_ms => 1500, count => 1 });
+@res = concurrent_requests(5, ['GET', '/impatient', { 'X-Email' => 'slow@example.com' }]);
+%cache = (); $cache{$_->{headers}{'x-cache'} // ''}++ for @res;
+is(scalar(grep { ($_->{status} // 0) == 200 } @res), 5, 'slow leader: all 5 served');
+ok($cache{BYPASS} >= 1, 'slow leader: waiters gave up after 500ms and went alone')
+    or diag explain \%cache;
+is(($cache{MISS} // 0) + ($cache{BYPASS} // 0), 5,
+   'slow leader: each either led (its lease expired with the timeout) or went alone')
+    or diag explain \%cache;
+is(attests(), 5, 'slow leader: 5 attest calls');
 
 # 10. a reload keeps the zone and its entries
 emu(DELETE => '/calls');
