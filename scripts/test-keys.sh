@@ -26,4 +26,5 @@ cp rsa.pem rsa-readable.pem && chmod 644 rsa-readable.pem
 # the emulator's credentials (t/emulator/config.example.json) and wrong ones
 printf 'project-test-00000000-0000-0000-0000-000000000000:secret-test-emulator-not-a-real-secret-000000\n' > creds
 printf 'project-test-00000000-0000-0000-0000-000000000000:wrong-secret\n' > bad-creds
+cp creds creds-readable && chmod 644 creds-readable
 touch done

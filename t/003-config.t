@@ -284,3 +284,16 @@ stytch_tat_session_duration 1m;
 --- must_die
 --- error_log eval
 qr/"stytch_tat_session_duration" must be between 5m and 366d/
+
+
+
+=== TEST 30: a readable credentials file works, with a warning naming it
+--- http_config
+stytch_tat_credentials $TEST_NGINX_KEYS/creds-readable;
+--- config
+location = /t { return 200 "[$stytch_tat_authorization]"; }
+--- request
+GET /t
+--- response_body_like: ^\[Basic [A-Za-z0-9+/=]+\]$
+--- error_log eval
+qr/\[warn\] .*credentials file ".*creds-readable" is accessible by group or others/
