@@ -72,6 +72,14 @@ main(void)
         cmocka_unit_test(test_claims_small_buffer),
         cmocka_unit_test(test_value_check),
         cmocka_unit_test(test_claim_strerror),
+
+        cmocka_unit_test(test_response_consumer),
+        cmocka_unit_test(test_response_b2b),
+        cmocka_unit_test(test_response_authenticate_without_top_user_id),
+        cmocka_unit_test(test_response_error),
+        cmocka_unit_test(test_response_malformed),
+        cmocka_unit_test(test_response_rfc3339),
+        cmocka_unit_test(test_response_jwt_exp),
     };
 
     return cmocka_run_group_tests_name("ngx_http_stytch_tat unit", tests,

@@ -141,5 +141,14 @@ void test_claims_small_buffer(void **state);
 void test_value_check(void **state);
 void test_claim_strerror(void **state);
 
+/* test_response.c */
+void test_response_consumer(void **state);
+void test_response_b2b(void **state);
+void test_response_authenticate_without_top_user_id(void **state);
+void test_response_error(void **state);
+void test_response_malformed(void **state);
+void test_response_rfc3339(void **state);
+void test_response_jwt_exp(void **state);
+
 
 #endif /* _UNIT_H_INCLUDED_ */
