@@ -101,6 +101,11 @@ ngx_http_stytch_tat_claim_add(json_t *obj,
         return NGX_HTTP_STYTCH_TAT_CLAIM_NOMEM;
     }
 
+    if (claim->len == 0) {
+        /* an empty value (its data may be NULL) is an empty list */
+        goto set;
+    }
+
     p = claim->data;
     last = claim->data + claim->len;
 
