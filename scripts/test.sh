@@ -30,6 +30,10 @@ if [ -z "${PROVE_FILES:-}" ]; then
     echo "== C unit tests"
     make -s -C t/unit run || fail "unit tests"
 
+    echo "== C unit tests under AddressSanitizer and UBSan"
+    make -s -C t/unit SANITIZE=1 run || fail "unit tests (sanitizers)"
+    make -s -C t/unit clean
+
     echo "== emulator fidelity (stytch SDK against the emulator)"
     node --test t/emulator/test/ || fail "emulator tests"
 fi
