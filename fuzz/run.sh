@@ -129,8 +129,12 @@ for t in $targets; do
         else
             line="$line, fuzzer exited $rc (see below)"
         fi
-        echo "== $t: fuzzing stopped: $(crash_where "$work/fuzz.log")"
-        show_report "$work/fuzz.log" 20
+        where=$(crash_where "$work/fuzz.log")
+        echo "== $t: fuzzing stopped: $where"
+        if [ -z "${shown[$where]:-}" ]; then
+            shown[$where]=1
+            show_report "$work/fuzz.log" 20
+        fi
         [ "$new" -gt 0 ] || tail -20 "$work/fuzz.log"
     fi
 

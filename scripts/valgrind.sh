@@ -7,7 +7,9 @@
 #     exchange against the Stytch emulator (consumer and B2B), the cache and
 #     its status page; with RS256 also the emulator's fault modes (5xx, 429,
 #     malformed, truncated, oversized, resets, stall), fail open, a refused
-#     profile and a small stytch_tat_buffer_size;
+#     profile and a small stytch_tat_buffer_size (no reload: nginx's
+#     single-process mode answers no request after SIGHUP; reloads run in
+#     scripts/sanitize.sh, t/020-cache.t);
 #   then SIGQUIT, and valgrind's report is checked.
 #
 #   bash scripts/valgrind.sh            (make builds the module first)
