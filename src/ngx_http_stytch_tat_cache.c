@@ -451,9 +451,13 @@ ngx_http_stytch_tat_alloc(ngx_http_stytch_tat_zone_t *zone,
 
     node = ngx_slab_alloc_locked(zone->shpool, size);
 
-    /* a full zone evicts the least recently used entries, a few at a time */
+    /*
+     * A full zone evicts the least recently used entries.  Entries come in
+     * several slab size classes, and freeing small ones may free no slot
+     * of the size needed: keep going, up to a bound.
+     */
 
-    for (i = 0; node == NULL && i < 8; i++) {
+    for (i = 0; node == NULL && i < 64; i++) {
         if (ngx_queue_empty(&zone->sh->queue)) {
             break;
         }
