@@ -14,8 +14,8 @@
 #
 # Prints one summary line per target; exits non-zero if anything crashed.
 #
-# Knobs: FUZZ_MAKE_ARGS (e.g. "EXTRA_CFLAGS=-DFUZZ_TP_ROOM=45" or
-# "NULL_EMPTY=1"), FUZZ_ARGS (more libFuzzer flags).
+# Knobs: FUZZ_MAKE_ARGS (e.g. "EXTRA_CFLAGS=-DFUZZ_LENIENT_KEYS"),
+# FUZZ_ARGS (more libFuzzer flags).
 set -u
 cd "$(dirname "$0")"
 fuzz=$PWD
