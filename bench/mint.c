@@ -1,14 +1,18 @@
 /*
  * Mint throughput: the work ngx_http_stytch_tat_module does per token
- * (claims JSON, a random jti, base64url, the JWS signature), on one core,
- * for RS256 (RSA 2048), ES256 (P-256) and EdDSA (Ed25519).
+ * (claims JSON, a random jti, base64url, the JWS signature with the key's
+ * prepared ngx_http_stytch_tat_signer_t), on one core, for RS256 (RSA
+ * 2048), ES256 (P-256) and EdDSA (Ed25519).
  *
  *   mint [-s SECONDS] [-a ALG] [--breakdown]
  *
- * Prints "mint ALG MINTS_PER_SECOND COUNT SECONDS" per algorithm; with
+ * Prints "mint ALG MINTS_PER_SECOND" and "ref ALG SIGNS_PER_SECOND" per
+ * algorithm, the reference being what "openssl speed" times (ref_sign()),
+ * run in alternating slices with the mints (interleaved()); with
  * --breakdown also "part ALG NAME OPS_PER_SECOND MICROSECONDS" for the
- * pieces of a mint and for alternative ways of signing (experiments that
- * are not in the module: see bench/README.md).
+ * pieces of a mint and for other ways of signing: the one-shot
+ * ngx_http_stytch_tat_sign(), and a copy of a prepared EVP_MD_CTX (an
+ * experiment, not in the module: see bench/README.md).
  *
  * Built by bench/mint.sh with the module's own sources, -O2.
  */
@@ -26,13 +30,13 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/rsa.h>
 
 #include "ngx_http_stytch_tat_jose.h"
 #include "ngx_http_stytch_tat_claims.h"
 
 
 #define JTI_BYTES  16
+#define N_PARTS    9
 #define JWT_MAX    (8192 + NGX_HTTP_STYTCH_TAT_SIG_MAX * 2)
 
 
@@ -52,20 +56,25 @@ struct bench_key_s {
     size_t          header_len;
     size_t          sig_len;
 
-    /* experiments: state prepared once, as the module could at startup */
+    ngx_http_stytch_tat_signer_t  *signer;     /* the module's */
+
+    /* the experiment: a context prepared once, copied per signature */
     EVP_MD_CTX     *proto;          /* EVP_DigestSignInit() done */
     EVP_MD_CTX     *work;           /* copied into from proto */
-    EVP_PKEY_CTX   *pctx;           /* EVP_PKEY_sign_init() done */
+
+    /* the reference: what "openssl speed" 3.0 times, see ref_sign() */
+    EVP_PKEY_CTX   *ref_pctx;       /* RSA, ECDSA: EVP_PKEY_sign_init() */
+    EVP_MD_CTX     *ref_mdctx;      /* Ed25519: EVP_DigestSignInit() */
 };
 
 
 static bench_key_t  keys[] = {
     { "RS256", "RSA", NULL, NGX_HTTP_STYTCH_TAT_ALG_RS256,
-      NULL, NULL, 0, 0, NULL, NULL, NULL },
+      NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL },
     { "ES256", "EC", "P-256", NGX_HTTP_STYTCH_TAT_ALG_ES256,
-      NULL, NULL, 0, 0, NULL, NULL, NULL },
+      NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL },
     { "EdDSA", "ED25519", NULL, NGX_HTTP_STYTCH_TAT_ALG_EDDSA,
-      NULL, NULL, 0, 0, NULL, NULL, NULL },
+      NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL },
 };
 
 static const EVP_MD  *sha256;
@@ -157,6 +166,12 @@ key_init(bench_key_t *k)
     k->header_len = strlen(k->header);
     k->sig_len = ngx_http_stytch_tat_sig_size(k->pkey, k->alg);
 
+    /* as ngx_http_stytch_tat_key_setup() prepares it */
+    k->signer = ngx_http_stytch_tat_signer_new(k->pkey, k->alg);
+    if (k->signer == NULL) {
+        die("ngx_http_stytch_tat_signer_new() failed");
+    }
+
     /* experiment state */
 
     k->proto = EVP_MD_CTX_new();
@@ -170,20 +185,21 @@ key_init(bench_key_t *k)
         die("EVP_DigestSignInit() failed");
     }
 
-    if (k->alg != NGX_HTTP_STYTCH_TAT_ALG_EDDSA) {
-        k->pctx = EVP_PKEY_CTX_new(k->pkey, NULL);
+    if (k->alg == NGX_HTTP_STYTCH_TAT_ALG_EDDSA) {
+        k->ref_mdctx = EVP_MD_CTX_new();
 
-        if (k->pctx == NULL
-            || EVP_PKEY_sign_init(k->pctx) != 1
-            || EVP_PKEY_CTX_set_signature_md(k->pctx, sha256) != 1)
+        if (k->ref_mdctx == NULL
+            || EVP_DigestSignInit(k->ref_mdctx, NULL, NULL, NULL, k->pkey)
+               != 1)
         {
-            die("EVP_PKEY_sign_init() failed");
+            die("EVP_DigestSignInit() failed");
         }
 
-        if (k->alg == NGX_HTTP_STYTCH_TAT_ALG_RS256
-            && EVP_PKEY_CTX_set_rsa_padding(k->pctx, RSA_PKCS1_PADDING) != 1)
-        {
-            die("EVP_PKEY_CTX_set_rsa_padding() failed");
+    } else {
+        k->ref_pctx = EVP_PKEY_CTX_new(k->pkey, NULL);
+
+        if (k->ref_pctx == NULL || EVP_PKEY_sign_init(k->ref_pctx) != 1) {
+            die("EVP_PKEY_sign_init() failed");
         }
     }
 }
@@ -219,10 +235,20 @@ der_to_jose(const unsigned char *der, size_t n, unsigned char *sig,
 }
 
 
-/* signer 1: the module's own ngx_http_stytch_tat_sign() */
+/* signer 1: the module's, the key's prepared ngx_http_stytch_tat_signer_t */
 
 static int
 sign_module(bench_key_t *k, const unsigned char *in, size_t len,
+    unsigned char *sig, size_t *siglen)
+{
+    return ngx_http_stytch_tat_signer_sign(k->signer, in, len, sig, siglen);
+}
+
+
+/* signer 0: the one-shot ngx_http_stytch_tat_sign(), set up per signature */
+
+static int
+sign_oneshot(bench_key_t *k, const unsigned char *in, size_t len,
     unsigned char *sig, size_t *siglen)
 {
     return ngx_http_stytch_tat_sign(k->pkey, k->alg, in, len, sig, siglen);
@@ -262,43 +288,43 @@ sign_copy(bench_key_t *k, const unsigned char *in, size_t len,
 
 
 /*
- * signer 3: SHA-256 with EVP_Digest() and a raw EVP_PKEY_sign() on an
- * EVP_PKEY_CTX initialised once (what "openssl speed" times for RSA and
- * ECDSA); Ed25519 has no prehash form, so the copy of signer 2.
+ * The reference, as "openssl speed" 3.0 signs: RSA a 36-byte buffer with
+ * EVP_PKEY_sign() (PKCS#1 padding, no DigestInfo), ECDSA a 20-byte buffer
+ * with EVP_PKEY_sign() (DER out), Ed25519 20 bytes with EVP_DigestSign()
+ * again and again on one context: no hashing, no setup, no encoding.
  */
 
 static int
-sign_pkey(bench_key_t *k, const unsigned char *in, size_t len,
-    unsigned char *sig, size_t *siglen)
+ref_sign(bench_key_t *k, unsigned char *sig, size_t *siglen)
 {
-    size_t         n;
-    unsigned int   mdlen;
-    unsigned char  md[32], der[160];
+    size_t                n;
+    static unsigned char  buf[36] = "openssl speed signs these bytes....";
 
-    if (k->pctx == NULL) {
-        return sign_copy(k, in, len, sig, siglen);
-    }
+    n = NGX_HTTP_STYTCH_TAT_SIG_MAX;
 
-    if (EVP_Digest(in, len, md, &mdlen, sha256, NULL) != 1) {
-        return -1;
-    }
+    switch (k->alg) {
 
-    if (k->alg == NGX_HTTP_STYTCH_TAT_ALG_RS256) {
-        n = NGX_HTTP_STYTCH_TAT_SIG_MAX;
-        if (EVP_PKEY_sign(k->pctx, sig, &n, md, mdlen) != 1) {
+    case NGX_HTTP_STYTCH_TAT_ALG_RS256:
+        if (EVP_PKEY_sign(k->ref_pctx, sig, &n, buf, 36) != 1) {
             return -1;
         }
+        break;
 
-        *siglen = n;
-        return 0;
+    case NGX_HTTP_STYTCH_TAT_ALG_ES256:
+        if (EVP_PKEY_sign(k->ref_pctx, sig, &n, buf, 20) != 1) {
+            return -1;
+        }
+        break;
+
+    default:
+        if (EVP_DigestSign(k->ref_mdctx, sig, &n, buf, 20) != 1) {
+            return -1;
+        }
     }
 
-    n = sizeof(der);
-    if (EVP_PKEY_sign(k->pctx, der, &n, md, mdlen) != 1) {
-        return -1;
-    }
+    *siglen = n;
 
-    return der_to_jose(der, n, sig, siglen);
+    return 0;
 }
 
 
@@ -481,13 +507,14 @@ check_token(bench_key_t *k, const char *what)
 
 typedef enum {
     OP_MINT_MODULE,
+    OP_MINT_ONESHOT,
     OP_MINT_COPY,
-    OP_MINT_PKEY,
     OP_INPUT,
     OP_SIGN_MODULE,
+    OP_SIGN_ONESHOT,
     OP_SIGN_COPY,
-    OP_SIGN_PKEY,
-    OP_RAND_JTI
+    OP_RAND_JTI,
+    OP_REF
 } op_t;
 
 
@@ -507,8 +534,8 @@ op_run(bench_key_t *k, op_t op, size_t input_len)
         mint(k, sign_copy);
         break;
 
-    case OP_MINT_PKEY:
-        mint(k, sign_pkey);
+    case OP_MINT_ONESHOT:
+        mint(k, sign_oneshot);
         break;
 
     case OP_INPUT:
@@ -529,9 +556,16 @@ op_run(bench_key_t *k, op_t op, size_t input_len)
         sink += sig[0];
         break;
 
-    case OP_SIGN_PKEY:
-        if (sign_pkey(k, jwt, input_len, sig, &siglen) != 0) {
+    case OP_SIGN_ONESHOT:
+        if (sign_oneshot(k, jwt, input_len, sig, &siglen) != 0) {
             die("signing failed");
+        }
+        sink += sig[0];
+        break;
+
+    case OP_REF:
+        if (ref_sign(k, sig, &siglen) != 0) {
+            die("reference signing failed");
         }
         sink += sig[0];
         break;
@@ -546,37 +580,64 @@ op_run(bench_key_t *k, op_t op, size_t input_len)
 }
 
 
-/* runs op for about seconds; returns operations per second */
+/*
+ * The operations ops[0..n) in turn, in slices of 50 ms, until each has run
+ * for seconds: whatever else runs on the machine slows all of them alike,
+ * so their ratios hold up better than those of separate runs.  rates[i]
+ * is ops[i] per second.
+ */
 
-static double
-timed(bench_key_t *k, op_t op, double seconds, unsigned long *count,
-    double *elapsed)
+static void
+interleaved(bench_key_t *k, const op_t *ops, size_t n, double seconds,
+    double *rates)
 {
-    size_t         input_len;
-    double         start, end, t;
-    unsigned long  n;
+    int            more;
+    size_t         i, j, input_len;
+    double         spent[16], start, end, t;
+    unsigned long  count[16];
+
+    if (n > 16) {
+        die("too many operations");
+    }
 
     input_len = mint_input(k);
 
-    /* warm up: caches, lazily fetched algorithms */
-    for (n = 0; n < 20; n++) {
-        op_run(k, op, input_len);
+    for (i = 0; i < n; i++) {
+        spent[i] = 0;
+        count[i] = 0;
+
+        /* warm up: caches, lazily fetched algorithms */
+        for (j = 0; j < 20; j++) {
+            op_run(k, ops[i], input_len);
+        }
     }
 
-    n = 0;
-    start = now();
-    end = start + seconds;
-
     do {
-        op_run(k, op, input_len);
-        n++;
-        t = now();
-    } while (t < end);
+        more = 0;
 
-    *count = n;
-    *elapsed = t - start;
+        for (i = 0; i < n; i++) {
+            if (spent[i] >= seconds) {
+                continue;
+            }
 
-    return (double) n / (t - start);
+            start = now();
+            end = start + 0.05;
+
+            do {
+                op_run(k, ops[i], input_len);
+                count[i]++;
+                t = now();
+            } while (t < end);
+
+            spent[i] += t - start;
+            more = 1;
+        }
+
+    } while (more);
+
+    for (i = 0; i < n; i++) {
+        rates[i] = (double) count[i] / spent[i];
+    }
 }
 
 
@@ -594,22 +655,18 @@ main(int argc, char **argv)
 {
     int            i, breakdown;
     char          *end;
-    double         seconds, rate, elapsed, part;
+    double         seconds, rates[16];
     size_t         j, p;
     const char    *only;
-    unsigned long  count;
 
-    static const struct {
-        const char  *name;
-        op_t         op;
-    } parts[] = {
-        { "input",       OP_INPUT },
-        { "rand_jti",    OP_RAND_JTI },
-        { "sign_module", OP_SIGN_MODULE },
-        { "sign_copy",   OP_SIGN_COPY },
-        { "sign_pkey",   OP_SIGN_PKEY },
-        { "mint_copy",   OP_MINT_COPY },
-        { "mint_pkey",   OP_MINT_PKEY },
+    static const op_t   main_ops[2] = { OP_MINT_MODULE, OP_REF };
+    static const op_t   part_ops[] = {
+        OP_INPUT, OP_RAND_JTI, OP_SIGN_MODULE, OP_SIGN_ONESHOT, OP_SIGN_COPY,
+        OP_REF, OP_MINT_MODULE, OP_MINT_ONESHOT, OP_MINT_COPY
+    };
+    static const char  *part_names[] = {
+        "input", "rand_jti", "sign_module", "sign_oneshot", "sign_copy",
+        "ref", "mint_module", "mint_oneshot", "mint_copy"
     };
 
     seconds = 3;
@@ -661,28 +718,29 @@ main(int argc, char **argv)
         check_token(&keys[j], "module");
         mint(&keys[j], sign_copy);
         check_token(&keys[j], "copy");
-        mint(&keys[j], sign_pkey);
-        check_token(&keys[j], "pkey");
+        mint(&keys[j], sign_oneshot);
+        check_token(&keys[j], "one-shot");
 
-        rate = timed(&keys[j], OP_MINT_MODULE, seconds, &count, &elapsed);
+        interleaved(&keys[j], main_ops, 2, seconds, rates);
 
-        printf("mint %s %.1f %lu %.3f\n", keys[j].name, rate, count, elapsed);
+        printf("mint %s %.1f\n", keys[j].name, rates[0]);
+        printf("ref %s %.1f\n", keys[j].name, rates[1]);
         fflush(stdout);
 
         if (!breakdown) {
             continue;
         }
 
-        /* the pieces, and the experiments, a third of the time each */
+        /* the pieces, and the other ways of signing, half the time each */
 
-        for (p = 0; p < sizeof(parts) / sizeof(parts[0]); p++) {
-            part = timed(&keys[j], parts[p].op, seconds / 3, &count,
-                         &elapsed);
+        interleaved(&keys[j], part_ops, N_PARTS, seconds / 2, rates);
 
-            printf("part %s %s %.1f %.2f\n", keys[j].name, parts[p].name,
-                   part, 1e6 / part);
-            fflush(stdout);
+        for (p = 0; p < N_PARTS; p++) {
+            printf("part %s %s %.1f %.2f\n", keys[j].name, part_names[p],
+                   rates[p], 1e6 / rates[p]);
         }
+
+        fflush(stdout);
     }
 
     if (sink == 42) {

@@ -2,6 +2,7 @@
 # Makes the throw-away keys the tests use, once, in the directory given.
 # Nothing here is ever a real key: they are generated on each machine.
 set -e
+here=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:?usage: test-keys.sh DIR}
 mkdir -p "$dir"
 cd "$dir"
@@ -27,4 +28,6 @@ cp rsa.pem rsa-readable.pem && chmod 644 rsa-readable.pem
 printf 'project-test-00000000-0000-0000-0000-000000000000:secret-test-emulator-not-a-real-secret-000000\n' > creds
 printf 'project-test-00000000-0000-0000-0000-000000000000:wrong-secret\n' > bad-creds
 cp creds creds-readable && chmod 644 creds-readable
+# an RSA key whose modulus is not p*q (found by fuzz/fuzz_keyload)
+cp "$here/fuzz/corpus/fuzz_keyload/regress-inconsistent-rsa-modulus.pem" inconsistent.pem
 touch done

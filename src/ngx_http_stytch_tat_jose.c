@@ -32,6 +32,7 @@ static int ngx_http_stytch_tat_set_b64url(json_t *obj, const char *name,
 static int ngx_http_stytch_tat_set_bn(json_t *obj, const char *name,
     EVP_PKEY *pkey, const char *param, size_t pad);
 static const EVP_MD *ngx_http_stytch_tat_sha256(void);
+static int ngx_http_stytch_tat_key_selftest(EVP_PKEY *pkey, int alg);
 static int ngx_http_stytch_tat_der_to_jose(const unsigned char *der,
     size_t n, unsigned char *sig, size_t *siglen);
 
@@ -190,6 +191,18 @@ ngx_http_stytch_tat_key_load(const unsigned char *pem, size_t len,
         snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
                  "unsupported key type; use RSA (RS256), P-256 (ES256) "
                  "or Ed25519 (EdDSA)");
+        goto failed;
+    }
+
+    /*
+     * A key whose private and public halves disagree (a corrupted modulus,
+     * say) signs tokens that never verify: sign and verify once here.
+     */
+
+    if (ngx_http_stytch_tat_key_selftest(key, *alg) != 0) {
+        snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                 "the key is inconsistent: its signatures do not verify "
+                 "with its own public key");
         goto failed;
     }
 
@@ -638,4 +651,39 @@ ngx_http_stytch_tat_signer_free(ngx_http_stytch_tat_signer_t *signer)
     EVP_PKEY_CTX_free(signer->pctx);
     EVP_MD_CTX_free(signer->mdctx);
     free(signer);
+}
+
+
+static int
+ngx_http_stytch_tat_key_selftest(EVP_PKEY *pkey, int alg)
+{
+    int             rc;
+    size_t          n;
+    EVP_MD_CTX     *ctx;
+    const EVP_MD   *md;
+    unsigned char   sig[NGX_HTTP_STYTCH_TAT_SIG_MAX];
+
+    static const unsigned char  msg[] = "ngx_http_stytch_tat_module";
+
+    md = (alg == NGX_HTTP_STYTCH_TAT_ALG_EDDSA)
+         ? NULL : ngx_http_stytch_tat_sha256();
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        return -1;
+    }
+
+    n = sizeof(sig);
+
+    rc = (EVP_DigestSignInit(ctx, NULL, md, NULL, pkey) == 1
+          && EVP_DigestSign(ctx, sig, &n, msg, sizeof(msg) - 1) == 1
+          && EVP_MD_CTX_reset(ctx) == 1
+          && EVP_DigestVerifyInit(ctx, NULL, md, NULL, pkey) == 1
+          && EVP_DigestVerify(ctx, sig, n, msg, sizeof(msg) - 1) == 1)
+         ? 0 : -1;
+
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+
+    return rc;
 }

@@ -243,48 +243,62 @@ ngx_http_stytch_tat_jwt_exp(const char *jwt, size_t len)
 long long
 ngx_http_stytch_tat_parse_rfc3339(const char *s)
 {
-    int        n;
-    char       z;
-    time_t     t;
-    struct tm  tm;
+    int          i;
+    time_t       t;
+    struct tm    tm, check;
+    const char  *p;
+
+    /* "YYYY-MM-DDTHH:MM:SS", then an optional fraction, then "Z" */
+    static const char  form[] = "dddd-dd-ddTdd:dd:dd";
 
     if (s == NULL) {
         return -1;
     }
 
-    memset(&tm, 0, sizeof(struct tm));
-    n = 0;
-
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
-               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n)
-        != 6 || n != 19)
-    {
-        return -1;
-    }
-
-    s += n;
-
-    if (*s == '.') {
-        s++;
-        while (*s >= '0' && *s <= '9') {
-            s++;
+    for (i = 0; form[i]; i++) {
+        if (form[i] == 'd' ? (s[i] < '0' || s[i] > '9')
+                           : (form[i] == 'T' ? (s[i] != 'T' && s[i] != 't')
+                                             : s[i] != form[i]))
+        {
+            return -1;
         }
     }
 
-    z = *s++;
+    memset(&tm, 0, sizeof(struct tm));
 
-    if ((z != 'Z' && z != 'z') || *s != '\0'
-        || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1
-        || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59
-        || tm.tm_sec > 60 || tm.tm_year < 1970)
+    tm.tm_year = (s[0] - '0') * 1000 + (s[1] - '0') * 100
+                 + (s[2] - '0') * 10 + (s[3] - '0') - 1900;
+    tm.tm_mon = (s[5] - '0') * 10 + (s[6] - '0') - 1;
+    tm.tm_mday = (s[8] - '0') * 10 + (s[9] - '0');
+    tm.tm_hour = (s[11] - '0') * 10 + (s[12] - '0');
+    tm.tm_min = (s[14] - '0') * 10 + (s[15] - '0');
+    tm.tm_sec = (s[17] - '0') * 10 + (s[18] - '0');
+
+    p = s + 19;
+
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if ((*p != 'Z' && *p != 'z') || p[1] != '\0' || tm.tm_year < 70) {
+        return -1;
+    }
+
+    check = tm;
+
+    t = timegm(&tm);
+
+    /* timegm() normalizes: February 31 must not become March 3 */
+
+    if (t == (time_t) -1 || tm.tm_mday != check.tm_mday
+        || tm.tm_mon != check.tm_mon || tm.tm_hour != check.tm_hour
+        || tm.tm_min != check.tm_min || tm.tm_sec != check.tm_sec)
     {
         return -1;
     }
 
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-
-    t = timegm(&tm);
-
-    return (t == (time_t) -1) ? -1 : (long long) t;
+    return (long long) t;
 }

@@ -297,3 +297,12 @@ GET /t
 --- response_body_like: ^\[Basic [A-Za-z0-9+/=]+\]$
 --- error_log eval
 qr/\[warn\] .*credentials file ".*creds-readable" is accessible by group or others/
+
+
+
+=== TEST 31: a key whose halves disagree
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/inconsistent.pem;
+--- must_die
+--- error_log eval
+qr/invalid key ".*inconsistent\.pem": the key is inconsistent: its signatures do not verify with its own public key in .*nginx\.conf:\d+/

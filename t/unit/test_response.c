@@ -217,6 +217,18 @@ test_response_rfc3339(void **state)
                      -1);
     assert_int_equal(
         ngx_http_stytch_tat_parse_rfc3339("2026-11-28T20:31:40Zjunk"), -1);
+
+    /* what sscanf() would let through: signs, spaces, impossible dates */
+    assert_int_equal(
+        ngx_http_stytch_tat_parse_rfc3339("2026-11-28T-1:31:40Z"), -1);
+    assert_int_equal(
+        ngx_http_stytch_tat_parse_rfc3339("2026-11-28T 1:31:40Z"), -1);
+    assert_int_equal(
+        ngx_http_stytch_tat_parse_rfc3339("2026-02-31T00:00:00Z"), -1);
+    assert_int_equal(
+        ngx_http_stytch_tat_parse_rfc3339("2026-11-28T24:00:00Z"), -1);
+    assert_int_equal(
+        ngx_http_stytch_tat_parse_rfc3339("1969-12-31T23:59:59Z"), -1);
 }
 
 
