@@ -2,6 +2,7 @@
 #
 #   make          build build/ngx_http_stytch_tat_module.so for Debian's nginx
 #   make test     every test: C unit tests, emulator fidelity, t/ with prove
+#   make hardening  t/ under ASan+UBSan, valgrind, fuzzing
 #   make run      nginx + module, the Stytch emulator and a demo upstream
 #
 # nginx's configure runs once per compiler (build/nginx-CC); later builds
@@ -30,8 +31,7 @@ DEB_BUILD   := nginx-core nginx-dev libjansson-dev libssl-dev \
                libpcre2-dev zlib1g-dev
 DEB_TEST    := libcmocka-dev libtest-base-perl openssl curl clang
 
-.PHONY: all deps deps-test test unit emulator-test prove run clang \
-        bench clean
+.PHONY: all deps deps-test test hardening unit run clang bench clean
 
 all: $(MODULE)
 
@@ -71,6 +71,16 @@ unit: deps-test
 
 test: all deps-test
 	bash scripts/test.sh
+
+# nginx and the module under ASan+UBSan with the whole t/ suite, valgrind
+# on the core paths, and every fuzz target for FUZZ_SECONDS each
+FUZZ_SECONDS ?= 30
+
+hardening: all deps-test
+	@sh scripts/apt-ensure.sh clang libclang-rt-14-dev valgrind
+	bash scripts/sanitize.sh
+	bash scripts/valgrind.sh
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 run: all deps-test
 	bash scripts/run.sh
