@@ -118,11 +118,13 @@ ngx_http_stytch_tat_claim_add(json_t *obj,
         start = p;
         p = end;
 
-        while (start < end && (*start == ' ' || *start == '\t')) {
+        /* spaces around items go; a TAB is a control character, refused */
+
+        while (start < end && *start == ' ') {
             start++;
         }
 
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+        while (end > start && end[-1] == ' ') {
             end--;
         }
 

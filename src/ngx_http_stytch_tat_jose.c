@@ -40,7 +40,8 @@ static int ngx_http_stytch_tat_der_to_jose(const unsigned char *der,
 struct ngx_http_stytch_tat_signer_s {
     int            alg;
     EVP_PKEY_CTX  *pctx;      /* RS256, ES256 */
-    EVP_MD_CTX    *mdctx;     /* EdDSA */
+    EVP_MD_CTX    *mdctx;     /* EdDSA: initialised once */
+    EVP_MD_CTX    *work;      /* EdDSA: a copy of it per signature */
 };
 
 
@@ -556,8 +557,9 @@ ngx_http_stytch_tat_signer_new(EVP_PKEY *pkey, int alg)
 
     if (alg == NGX_HTTP_STYTCH_TAT_ALG_EDDSA) {
         signer->mdctx = EVP_MD_CTX_new();
+        signer->work = EVP_MD_CTX_new();
 
-        if (signer->mdctx == NULL
+        if (signer->mdctx == NULL || signer->work == NULL
             || EVP_DigestSignInit(signer->mdctx, NULL, NULL, NULL, pkey) != 1)
         {
             goto failed;
@@ -600,7 +602,11 @@ ngx_http_stytch_tat_signer_sign(ngx_http_stytch_tat_signer_t *signer,
     if (signer->alg == NGX_HTTP_STYTCH_TAT_ALG_EDDSA) {
         n = NGX_HTTP_STYTCH_TAT_SIG_MAX;
 
-        if (EVP_DigestSign(signer->mdctx, sig, &n, in, len) != 1) {
+        /* OpenSSL 3.2+ allows one one-shot EVP_DigestSign() per context */
+
+        if (EVP_MD_CTX_copy_ex(signer->work, signer->mdctx) != 1
+            || EVP_DigestSign(signer->work, sig, &n, in, len) != 1)
+        {
             goto failed;
         }
 
@@ -650,6 +656,7 @@ ngx_http_stytch_tat_signer_free(ngx_http_stytch_tat_signer_t *signer)
 
     EVP_PKEY_CTX_free(signer->pctx);
     EVP_MD_CTX_free(signer->mdctx);
+    EVP_MD_CTX_free(signer->work);
     free(signer);
 }
 

@@ -690,3 +690,36 @@ test_claim_strerror(void **state)
                             NGX_HTTP_STYTCH_TAT_CLAIM_NOMEM),
                         "out of memory");
 }
+
+
+/* spaces around list items are trimmed; a TAB is refused, even at an edge */
+void
+test_claims_list_tab_at_edge(void **state)
+{
+    int                           rc;
+    size_t                        len, bad;
+    unsigned char                 buf[256];
+    ngx_http_stytch_tat_claim_t   claim;
+
+    (void) state;
+
+    memset(&claim, 0, sizeof(claim));
+    claim.name = "groups";
+    claim.type = NGX_HTTP_STYTCH_TAT_CLAIM_LIST;
+    claim.sep = ',';
+
+    claim.data = (const unsigned char *) " a , b ";
+    claim.len = 7;
+    rc = ngx_http_stytch_tat_claims_json(&claim, 1, buf, sizeof(buf), &len,
+                                         &bad);
+    assert_int_equal(rc, NGX_HTTP_STYTCH_TAT_CLAIM_OK);
+    assert_int_equal(len, sizeof("{\"groups\":[\"a\",\"b\"]}") - 1);
+    assert_memory_equal(buf, "{\"groups\":[\"a\",\"b\"]}", len);
+
+    claim.data = (const unsigned char *) "a,\tb";
+    claim.len = 4;
+    rc = ngx_http_stytch_tat_claims_json(&claim, 1, buf, sizeof(buf), &len,
+                                         &bad);
+    assert_int_equal(rc, NGX_HTTP_STYTCH_TAT_CLAIM_CONTROL);
+    assert_int_equal(bad, 0);
+}

@@ -73,6 +73,8 @@ main(void)
         cmocka_unit_test(test_value_check),
         cmocka_unit_test(test_claim_strerror),
 
+        cmocka_unit_test(test_claims_list_tab_at_edge),
+
         cmocka_unit_test(test_response_consumer),
         cmocka_unit_test(test_response_b2b),
         cmocka_unit_test(test_response_authenticate_without_top_user_id),

@@ -141,6 +141,8 @@ void test_claims_small_buffer(void **state);
 void test_value_check(void **state);
 void test_claim_strerror(void **state);
 
+void test_claims_list_tab_at_edge(void **state);
+
 /* test_response.c */
 void test_response_consumer(void **state);
 void test_response_b2b(void **state);
