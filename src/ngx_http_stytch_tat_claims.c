@@ -26,6 +26,10 @@ ngx_http_stytch_tat_value_check(const unsigned char *data, size_t len)
         return NGX_HTTP_STYTCH_TAT_CLAIM_TOO_LONG;
     }
 
+    if (len == 0) {
+        return NGX_HTTP_STYTCH_TAT_CLAIM_OK;
+    }
+
     for (i = 0; i < len; i++) {
         if (data[i] < 0x20 || data[i] == 0x7f) {
             return NGX_HTTP_STYTCH_TAT_CLAIM_CONTROL;
