@@ -45,6 +45,12 @@ static ngx_conf_num_bounds_t  ngx_http_stytch_tat_ttl_bounds = {
 };
 
 
+/* Stytch accepts session_duration_minutes from 5 to 527040 */
+static ngx_conf_num_bounds_t  ngx_http_stytch_tat_duration_bounds = {
+    ngx_http_stytch_tat_check_bounds, 5 * 60, 527040 * 60
+};
+
+
 static ngx_conf_num_bounds_t  ngx_http_stytch_tat_status_bounds = {
     ngx_http_stytch_tat_check_bounds, 400, 599
 };
@@ -148,7 +154,7 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
       ngx_conf_set_sec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_stytch_tat_loc_conf_t, session_duration),
-      NULL },
+      &ngx_http_stytch_tat_duration_bounds },
 
     { ngx_string("stytch_tat_refused_status"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -613,17 +619,6 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->lock_timeout, prev->lock_timeout, 5000);
     ngx_conf_merge_sec_value(conf->cache_refusals, prev->cache_refusals, 0);
 
-    /* Stytch accepts 5 minutes to a year */
-
-    if (conf->session_duration < 5 * 60
-        || conf->session_duration > 527040 * 60)
-    {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"stytch_tat_session_duration\" must be between 5m "
-                      "and 366d");
-        return NGX_CONF_ERROR;
-    }
-
     if (conf->email == NGX_CONF_UNSET_PTR) {
         conf->email = prev->email;
         conf->email_file = prev->email_file;
@@ -844,9 +839,15 @@ ngx_http_stytch_tat_check_bounds(ngx_conf_t *cf, void *post, void *data)
 
     /* nginx prints it as "\"DIRECTIVE\" directive must be ... in FILE:LINE" */
 
-    return (bounds == &ngx_http_stytch_tat_ttl_bounds)
-           ? "must be between 1s and 1d"
-           : "must be a status between 400 and 599";
+    if (bounds == &ngx_http_stytch_tat_ttl_bounds) {
+        return "must be between 1s and 1d";
+    }
+
+    if (bounds == &ngx_http_stytch_tat_duration_bounds) {
+        return "must be between 5m and 366d";
+    }
+
+    return "must be a status between 400 and 599";
 }
 
 

@@ -283,7 +283,7 @@ qr/credentials file ".*garbage\.pem" must hold one line "project_id:secret" in .
 stytch_tat_session_duration 1m;
 --- must_die
 --- error_log eval
-qr/"stytch_tat_session_duration" must be between 5m and 366d/
+qr/"stytch_tat_session_duration" directive must be between 5m and 366d in .*nginx\.conf:\d+/
 
 
 
