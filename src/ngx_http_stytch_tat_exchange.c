@@ -1003,6 +1003,18 @@ ngx_http_stytch_tat_copy(ngx_http_request_t *r, ngx_str_t *dst,
 }
 
 
+/* the header names the module sets: X-Stytch-* */
+
+static ngx_inline ngx_uint_t
+ngx_http_stytch_tat_is_ours(ngx_table_elt_t *h)
+{
+    static u_char  prefix[] = "x-stytch-";
+
+    return h->key.len >= sizeof(prefix) - 1
+           && ngx_strncasecmp(h->key.data, prefix, sizeof(prefix) - 1) == 0;
+}
+
+
 static ngx_int_t
 ngx_http_stytch_tat_strip_headers(ngx_http_request_t *r)
 {
@@ -1010,8 +1022,6 @@ ngx_http_stytch_tat_strip_headers(ngx_http_request_t *r)
     ngx_list_t        headers;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *nh;
-
-    static u_char     prefix[] = "x-stytch-";
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -1029,10 +1039,7 @@ ngx_http_stytch_tat_strip_headers(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (h[i].key.len >= sizeof(prefix) - 1
-            && ngx_strncasecmp(h[i].key.data, prefix, sizeof(prefix) - 1)
-               == 0)
-        {
+        if (ngx_http_stytch_tat_is_ours(&h[i])) {
             n++;
         }
     }
@@ -1068,10 +1075,7 @@ ngx_http_stytch_tat_strip_headers(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (h[i].key.len >= sizeof(prefix) - 1
-            && ngx_strncasecmp(h[i].key.data, prefix, sizeof(prefix) - 1)
-               == 0)
-        {
+        if (ngx_http_stytch_tat_is_ours(&h[i])) {
             continue;
         }
 
