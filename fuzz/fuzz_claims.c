@@ -2,7 +2,7 @@
  * The claims set: ngx_http_stytch_tat_claims_json() on fuzz-chosen values,
  * compared byte for byte with a reference built here from the documented
  * rules (header and README): strings, lists split on a separator with
- * blanks trimmed and empty items left out, numbers; values over 1024 bytes,
+ * spaces trimmed and empty items left out, numbers; values over 1024 bytes,
  * with control characters or with invalid UTF-8 refused, in claim order.
  *
  * Input: byte 0 the list mask (bit i: value i is a list), byte 1 the
@@ -94,11 +94,13 @@ ref_claim(json_t *obj, const ngx_http_stytch_tat_claim_t *c)
 
         end = i;
 
-        while (start < end && (p[start] == ' ' || p[start] == '\t')) {
+        /* spaces are trimmed; a TAB is a control character, refused */
+
+        while (start < end && p[start] == ' ') {
             start++;
         }
 
-        while (end > start && (p[end - 1] == ' ' || p[end - 1] == '\t')) {
+        while (end > start && p[end - 1] == ' ') {
             end--;
         }
 
