@@ -79,11 +79,33 @@ location /impatient {
     add_header X-Cache $stytch_tat_cache_status always;
     proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
 }
+location = /_stytch_authenticate_b2b {
+    internal;
+    proxy_pass https://stytch_api/v1/b2b/sessions/authenticate;
+    proxy_ssl_trusted_certificate $TEST_NGINX_STYTCH_CA;
+    proxy_ssl_verify on;
+    proxy_ssl_name localhost;
+    proxy_ssl_server_name on;
+    proxy_read_timeout 2s;
+}
+location /b2b {
+    stytch_tat /_stytch_attest_b2b;
+    stytch_tat_refresh /_stytch_authenticate_b2b;
+    stytch_tat_cache tat;
+    stytch_tat_profile_id $TEST_NGINX_B2B_PROFILE;
+    stytch_tat_organization_id $TEST_NGINX_ORG;
+    stytch_tat_email $http_x_email;
+    add_header X-Cache $stytch_tat_cache_status always;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+}
 location = /status { stytch_tat_status; }
 location = /metrics { stytch_tat_status prometheus; }
 _EOC_
 
 $ENV{TEST_NGINX_OTHER_PROFILE} = 'trusted-auth-token-profile-test-other';
+$ENV{TEST_NGINX_B2B_PROFILE} = $B2bProfileId;
+$ENV{TEST_NGINX_ORG} = $OrgId;
 
 sub attests { scalar emu_calls('/v1/sessions/attest') }
 sub status { json_decode((http_request('GET', '/status'))[2])->{zones}{tat} }
@@ -198,6 +220,28 @@ my ($sid2) = $second =~ /^session=(.*)$/m;
 ok($sid2 && $sid1 ne $sid2, 'session_not_found on refresh: a new session');
 is(authenticates(), 1, '... after one authenticate call');
 is(attests(), 2, '... and one new attest');
+emu(POST => '/config', { clock_skew_seconds => 60 });
+
+# 5b. B2B: a member session is cached and its JWT refreshed through the B2B
+# authenticate endpoint
+emu_setup();
+emu(POST => '/config', { clock_skew_seconds => 400 });
+emu(POST => '/clock', { offset_seconds => -250 });
+my (undef, $b2b1, $e1);
+($st, $b2b1, $e1) = get('/b2b', 'member@example.com');
+is("$st $b2b1", '200 MISS', 'B2B: a member session');
+my ($member1) = $e1 =~ /^user=(member-test-\S+)$/m;
+ok($member1, 'B2B: the upstream got the member id');
+emu(POST => '/clock', { offset_seconds => 0 });
+my $e2;
+($st, $b2b1, $e2) = get('/b2b', 'member@example.com');
+is("$st $b2b1", '200 EXPIRED', 'B2B: its JWT near expiry is refreshed');
+is(scalar emu_calls('/v1/b2b/sessions/authenticate'), 1,
+   'B2B: through the B2B authenticate endpoint');
+my ($member2) = $e2 =~ /^user=(\S+)$/m;
+is($member2, $member1, 'B2B: the same member');
+($st, $b2b1) = get('/b2b', 'member@example.com');
+is("$st $b2b1", '200 HIT', 'B2B: then a HIT');
 emu(POST => '/config', { clock_skew_seconds => 60 });
 
 # 6. a failing leader releases its waiters promptly with its outcome
