@@ -238,7 +238,9 @@ ngx_http_stytch_tat_evaluate(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (value[i].len
+        /* only values from variables can be the client's: check those */
+
+        if (value[i].len && cv[i]->lengths
             && ngx_http_stytch_tat_value_check(value[i].data, value[i].len)
                != NGX_HTTP_STYTCH_TAT_CLAIM_OK)
         {
