@@ -816,7 +816,7 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
         if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "stytch_tat: Stytch timed out (\"%V\")",
-                          &lcf->uri);
+                          &ctx->subrequest->uri);
             return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
                                             "stytch_timeout");
         }
@@ -824,7 +824,7 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "stytch_tat: Stytch unreachable or its answer unreadable "
                       "(\"%V\" status %ui); see the lines above",
-                      &lcf->uri, status);
+                      &ctx->subrequest->uri, status);
         return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_BAD_GATEWAY,
                                         "stytch_unavailable");
     }
