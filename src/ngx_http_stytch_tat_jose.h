@@ -55,6 +55,10 @@ char *ngx_http_stytch_tat_key_jwk(EVP_PKEY *pkey, int alg, const char *kid);
 char *ngx_http_stytch_tat_jws_header(int alg, const char *kid);
 
 /*
+ * One-shot signing, without a prepared signer: the module signs through
+ * ngx_http_stytch_tat_signer_sign(); this is the reference the unit tests
+ * and bench/mint.c hold the signer to.
+ *
  * JWS signature of in[0..len) in the JOSE form: RSASSA-PKCS1-v1_5 with
  * SHA-256, ECDSA P-256 as raw r||s (64 bytes), or Ed25519.  sig must hold
  * NGX_HTTP_STYTCH_TAT_SIG_MAX bytes.  Returns 0 on success.
