@@ -14,10 +14,9 @@ static ngx_int_t ngx_http_stytch_tat_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_stytch_tat_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_stytch_tat_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_stytch_tat_authorization_variable(
-    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static void *ngx_http_stytch_tat_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_stytch_tat_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_stytch_tat_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
@@ -31,6 +30,10 @@ static char *ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_stytch_tat_trusted(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf);
+static ngx_int_t ngx_http_stytch_tat_fingerprint(ngx_conf_t *cf,
+    ngx_http_stytch_tat_main_conf_t *mcf, ngx_http_stytch_tat_loc_conf_t *conf);
 static ngx_int_t ngx_http_stytch_tat_cache_status_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -191,6 +194,13 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
       offsetof(ngx_http_stytch_tat_loc_conf_t, pass_session_token),
       NULL },
 
+    { ngx_string("stytch_tat_drop_client_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, drop_client_headers),
+      NULL },
+
     { ngx_string("stytch_tat_signing_key"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_stytch_tat_signing_key,
@@ -272,7 +282,7 @@ static ngx_http_module_t  ngx_http_stytch_tat_module_ctx = {
     ngx_http_stytch_tat_create_main_conf,  /* create main configuration */
     ngx_http_stytch_tat_init_main_conf,    /* init main configuration */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_stytch_tat_create_srv_conf,   /* create server configuration */
     NULL,                                  /* merge server configuration */
 
     ngx_http_stytch_tat_create_loc_conf,   /* create location configuration */
@@ -326,9 +336,6 @@ static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
       offsetof(ngx_http_stytch_tat_ctx_t, error),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("stytch_tat_authorization"), NULL,
-      ngx_http_stytch_tat_authorization_variable, 0, 0, 0 },
-
     { ngx_string("stytch_tat_cache_status"), NULL,
       ngx_http_stytch_tat_cache_status_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -341,26 +348,6 @@ static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
 static const char  *ngx_http_stytch_tat_reserved_claims[] = {
     "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "email", NULL
 };
-
-
-ngx_http_stytch_tat_ctx_t *
-ngx_http_stytch_tat_get_ctx(ngx_http_request_t *r)
-{
-    ngx_http_stytch_tat_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
-
-    if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_stytch_tat_ctx_t));
-        if (ctx == NULL) {
-            return NULL;
-        }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_stytch_tat_module);
-    }
-
-    return ctx;
-}
 
 
 static ngx_int_t
@@ -446,29 +433,6 @@ ngx_http_stytch_tat_cache_status_variable(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_stytch_tat_authorization_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_stytch_tat_main_conf_t  *mcf;
-
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
-
-    if (mcf->authorization.len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = mcf->authorization.len;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
-    v->data = mcf->authorization.data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
 ngx_http_stytch_tat_init(ngx_conf_t *cf)
 {
     ngx_http_handler_pt        *h;
@@ -488,7 +452,16 @@ ngx_http_stytch_tat_init(ngx_conf_t *cf)
 
     *h = ngx_http_stytch_tat_exchange_handler;
 
-    return ngx_http_stytch_tat_exchange_init(cf);
+    /* client X-Stytch-* headers go before anything can read them */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_stytch_tat_headers_drop;
+
+    return ngx_http_stytch_tat_capture_init(cf);
 }
 
 
@@ -526,6 +499,14 @@ ngx_http_stytch_tat_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_stytch_tat_create_srv_conf(ngx_conf_t *cf)
+{
+    /* set at merge time: does a location of this server use the exchange */
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_stytch_tat_srv_conf_t));
 }
 
 
@@ -570,6 +551,7 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     conf->lock_timeout = NGX_CONF_UNSET_MSEC;
     conf->cache_refusals = NGX_CONF_UNSET;
     conf->status_format = NGX_CONF_UNSET_UINT;
+    conf->drop_client_headers = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -580,8 +562,6 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
     ngx_http_stytch_tat_loc_conf_t *prev = parent;
     ngx_http_stytch_tat_loc_conf_t *conf = child;
-
-    ngx_http_stytch_tat_main_conf_t  *mcf;
 
     ngx_conf_merge_ptr_value(conf->issuer, prev->issuer, NULL);
     ngx_conf_merge_ptr_value(conf->audience, prev->audience, NULL);
@@ -615,6 +595,9 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->refresh_uri = prev->refresh_uri;
     }
 
+    ngx_conf_merge_value(conf->drop_client_headers,
+                         prev->drop_client_headers, 1);
+
     ngx_conf_merge_ptr_value(conf->cache, prev->cache, NULL);
     ngx_conf_merge_msec_value(conf->lock_timeout, prev->lock_timeout, 5000);
     ngx_conf_merge_sec_value(conf->cache_refusals, prev->cache_refusals, 0);
@@ -627,6 +610,28 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->email == NGX_CONF_UNSET_PTR) {
         conf->email = NULL;
+    }
+
+    return ngx_http_stytch_tat_check_loc_conf(cf, conf);
+}
+
+
+/* what a location needs for what it is configured to do */
+
+static char *
+ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf)
+{
+    ngx_http_stytch_tat_srv_conf_t   *sscf;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_stytch_tat_module);
+
+    if (conf->uri.len) {
+        /* merged with cf->ctx set to the server's: this server uses it */
+        sscf = ngx_http_conf_get_module_srv_conf(cf,
+                                                 ngx_http_stytch_tat_module);
+        sscf->exchange_used = 1;
     }
 
     if (conf->email == NULL) {
@@ -649,8 +654,6 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* minting is configured here: everything it needs must be too */
 
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_stytch_tat_module);
-
     if (mcf->keys.nelts == 0) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"stytch_tat_email\" in %V:%ui needs a "
@@ -668,7 +671,82 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (conf->cache
+        && ngx_http_stytch_tat_fingerprint(cf, mcf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The cache key's share of the configuration: everything that changes a
+ * token or what Stytch is asked for, but is not a claim or a body value
+ * evaluated per request (those are keyed per request).  A reload that
+ * rotates the key or changes a ttl or duration then finds no old entry.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_fingerprint(ngx_conf_t *cf,
+    ngx_http_stytch_tat_main_conf_t *mcf, ngx_http_stytch_tat_loc_conf_t *conf)
+{
+    u_char                      buf[NGX_TIME_T_LEN * 2 + NGX_INT_T_LEN + 8];
+    u_char                     *p;
+    ngx_uint_t                  i;
+    unsigned int                len;
+    EVP_MD_CTX                 *md;
+    ngx_str_t                   part[6];
+    ngx_http_stytch_tat_key_t  *key;
+
+    key = mcf->keys.elts;
+
+    p = ngx_sprintf(buf, "%T:%T:%ui", conf->token_ttl,
+                    conf->session_duration, conf->refused_status);
+
+    part[0] = key[0].kid;
+    part[1] = key[0].jwk;
+    part[2].data = buf;
+    part[2].len = p - buf;
+    part[3] = conf->uri;
+    part[4] = mcf->project_id;
+    ngx_str_set(&part[5], "stytch_tat 1");
+
+    md = EVP_MD_CTX_new();
+
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        goto failed;
+    }
+
+    for (i = 0; i < 6; i++) {
+        len = (unsigned int) part[i].len;
+
+        /* each with its length: no two different sets hash alike */
+
+        if (EVP_DigestUpdate(md, &len, sizeof(len)) != 1
+            || EVP_DigestUpdate(md, part[i].data, part[i].len) != 1)
+        {
+            goto failed;
+        }
+    }
+
+    if (EVP_DigestFinal_ex(md, conf->fingerprint, &len) != 1) {
+        goto failed;
+    }
+
+    EVP_MD_CTX_free(md);
+
+    return NGX_OK;
+
+failed:
+
+    EVP_MD_CTX_free(md);
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "stytch_tat: cache key digest failed");
+
+    return NGX_ERROR;
 }
 
 

@@ -214,7 +214,7 @@ http {
             stytch_tat_subject \$http_x_user;
             stytch_tat_claim assignments \$http_x_groups list=,;
             add_header X-Error \$stytch_tat_error always;
-            proxy_pass http://127.0.0.1:$port/backend/;
+            proxy_pass http://unix:$dir/backend.sock:/backend/;
         }
         location /b2b {
             stytch_tat /_attest_b2b;
@@ -223,7 +223,7 @@ http {
             stytch_tat_email \$http_x_email;
             stytch_tat_subject \$http_x_user;
             add_header X-Error \$stytch_tat_error always;
-            proxy_pass http://127.0.0.1:$port/backend/;
+            proxy_pass http://unix:$dir/backend.sock:/backend/;
         }
         location /cached {
             stytch_tat /_attest;
@@ -232,35 +232,41 @@ http {
             stytch_tat_email \$http_x_email;
             add_header X-Cache \$stytch_tat_cache_status always;
             add_header X-Error \$stytch_tat_error always;
-            proxy_pass http://127.0.0.1:$port/backend/;
+            proxy_pass http://unix:$dir/backend.sock:/backend/;
         }
         location /open {
             stytch_tat /_attest;
             stytch_tat_fail open;
             stytch_tat_email \$http_x_email;
             add_header X-Error \$stytch_tat_error always;
-            proxy_pass http://127.0.0.1:$port/backend/;
+            proxy_pass http://unix:$dir/backend.sock:/backend/;
         }
         location /small {
             stytch_tat /_attest_small;
             stytch_tat_buffer_size 512;
             stytch_tat_email \$http_x_email;
             add_header X-Error \$stytch_tat_error always;
-            proxy_pass http://127.0.0.1:$port/backend/;
+            proxy_pass http://unix:$dir/backend.sock:/backend/;
         }
         location /stall {
             stytch_tat /_attest_stall;
             stytch_tat_email \$http_x_email;
             add_header X-Error \$stytch_tat_error always;
-            proxy_pass http://127.0.0.1:$port/backend/;
+            proxy_pass http://unix:$dir/backend.sock:/backend/;
         }
         location /unknown-profile {
             stytch_tat /_attest;
             stytch_tat_profile_id trusted-auth-token-profile-test-nope;
             stytch_tat_email \$http_x_email;
             add_header X-Error \$stytch_tat_error always;
-            proxy_pass http://127.0.0.1:$port/backend/;
+            proxy_pass http://unix:$dir/backend.sock:/backend/;
         }
+    }
+
+    # the application: a server of its own, since the one above drops
+    # client X-Stytch-* headers
+    server {
+        listen unix:$dir/backend.sock;
 
         location /backend/ {
             return 200 "jwt=\$http_x_stytch_session_jwt

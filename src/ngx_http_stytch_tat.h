@@ -1,18 +1,27 @@
 /*
- * ngx_http_stytch_tat_module: types shared by the module's files.
+ * ngx_http_stytch_tat_module: types shared by the module's files, the
+ * request context and its accessor.
  *
- *   ngx_http_stytch_tat_module.c    directives, configuration, variables
- *   src/ngx_http_stytch_tat_keys.c  signing keys and the JWKS document
- *   src/ngx_http_stytch_tat_mint.c  minting the JWT for a request
- *   src/ngx_http_stytch_tat_jwks.c  the JWKS content handler
- *   src/ngx_http_stytch_tat_exchange.c  the attest subrequest, hand-off
+ *   ngx_http_stytch_tat_module.c        directives, configuration checks,
+ *                                       variables, init
+ *   src/ngx_http_stytch_tat_exchange.c  the precontent handler: starting
+ *                                       the exchange, its subrequest, the
+ *                                       completion handler
+ *   src/ngx_http_stytch_tat_capture.c   filters keeping Stytch's answer
+ *   src/ngx_http_stytch_tat_outcome.c   answer or failure -> status, error
+ *   src/ngx_http_stytch_tat_headers.c   client X-Stytch-* dropped, session
+ *                                       headers and cookies added
+ *   src/ngx_http_stytch_tat_cache.c     the shared-memory zone
+ *   src/ngx_http_stytch_tat_mint.c      minting the JWT for a request
+ *   src/ngx_http_stytch_tat_keys.c      signing keys and the JWKS document
+ *   src/ngx_http_stytch_tat_jwks.c      the JWKS content handler
  *   src/ngx_http_stytch_tat_credentials.c  stytch_tat_credentials
+ *   src/ngx_http_stytch_tat_status.c    stytch_tat_status
  *   src/ngx_http_stytch_tat_response.c  Stytch's answers (no nginx)
- *   src/ngx_http_stytch_tat_cache.c  the shared-memory zone, single-flight
- *   src/ngx_http_stytch_tat_status.c  stytch_tat_status
- *   src/ngx_http_stytch_tat_jose.c  JOSE primitives (no nginx)
- *   src/ngx_http_stytch_tat_claims.c  claims JSON (no nginx)
+ *   src/ngx_http_stytch_tat_jose.c      JOSE primitives (no nginx)
+ *   src/ngx_http_stytch_tat_claims.c    claims JSON (no nginx)
  */
+
 
 #ifndef _NGX_HTTP_STYTCH_TAT_H_INCLUDED_
 #define _NGX_HTTP_STYTCH_TAT_H_INCLUDED_
@@ -109,7 +118,13 @@ typedef struct {
     ngx_array_t                 keys;        /* ngx_http_stytch_tat_key_t */
     ngx_str_t                   jwks;        /* {"keys":[...]} */
     ngx_str_t                   authorization;  /* "Basic ..." */
+    ngx_str_t                   project_id;
 } ngx_http_stytch_tat_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                  exchange_used;  /* some "stytch_tat URI" */
+} ngx_http_stytch_tat_srv_conf_t;
 
 
 typedef struct {
@@ -139,6 +154,12 @@ typedef struct {
     ngx_msec_t                  lock_timeout;
     time_t                      cache_refusals;
     ngx_uint_t                  status_format;   /* stytch_tat_status */
+
+    ngx_flag_t                  drop_client_headers;
+    ngx_flag_t                  endpoint;    /* stytch_tat_jwks, _status */
+
+    /* what else makes a cached entry different: key, ttl, duration ... */
+    u_char                      fingerprint[32];
 
     /* where minting was configured, for errors found at merge time */
     ngx_str_t                   email_file;
@@ -198,6 +219,7 @@ typedef struct {
     ngx_str_t                   error_message;   /* Stytch's, for the log */
 
     ngx_http_request_t         *subrequest;
+    ngx_str_t                   sr_uri;      /* the location it went to */
     ngx_msec_t                  started;
     ngx_uint_t                  sr_status;
     ngx_str_t                   sr_body;     /* Stytch's answer */
@@ -216,6 +238,8 @@ typedef struct {
     ngx_int_t                   cache_role;  /* ATTEST, REFRESH or 0 */
     uint64_t                    wait_started;    /* ms, 0: never waited */
     ngx_str_t                   body_values[4];  /* profile, org, sessions */
+    ngx_str_t                   retry_after; /* Stytch's, on a 429 */
+    ngx_http_stytch_tat_zone_t *zone;        /* where this request leads */
 
     unsigned                    identified:1;
     unsigned                    explicit_jti:1;
@@ -226,10 +250,16 @@ typedef struct {
     unsigned                    keyed:1;
     unsigned                    refused:1;
     unsigned                    evaluated:1;
+    unsigned                    leading:1;   /* holds the zone's lease */
+    unsigned                    sr_misrouted:1;
+    unsigned                    credentials_added:1;
 } ngx_http_stytch_tat_ctx_t;
 
 
-ngx_http_stytch_tat_ctx_t *ngx_http_stytch_tat_get_ctx(ngx_http_request_t *r);
+void ngx_http_stytch_tat_exchange_cleanup(void *data);
+ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_stytch_tat_exchange_done(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
 
 char *ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -249,7 +279,23 @@ char *ngx_http_stytch_tat_jwks(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_stytch_tat_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_stytch_tat_capture_init(ngx_conf_t *cf);
+
+ngx_int_t ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+ngx_int_t ngx_http_stytch_tat_outcome_fail_mode(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_int_t status);
+ngx_int_t ngx_http_stytch_tat_outcome_retry_after(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx);
+void ngx_http_stytch_tat_outcome_count(ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t rc);
+
+ngx_int_t ngx_http_stytch_tat_headers_drop(ngx_http_request_t *r);
+ngx_int_t ngx_http_stytch_tat_headers_add(ngx_http_request_t *r,
+    ngx_list_t *list, char *key, ngx_str_t *value);
+ngx_int_t ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 
 char *ngx_http_stytch_tat_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -265,6 +311,8 @@ void ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
 void ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_uint_t status, time_t negative);
+void ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
+    u_char *digest);
 void ngx_http_stytch_tat_cache_drop(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
@@ -276,10 +324,59 @@ void ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
 
 char *ngx_http_stytch_tat_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-ngx_int_t ngx_http_stytch_tat_exchange_init(ngx_conf_t *cf);
 
 
 extern ngx_module_t  ngx_http_stytch_tat_module;
+
+
+/*
+ * The request's context.  The main request's lives as long as its pool,
+ * and is found again after an internal redirect (which clears module
+ * contexts) through its pool cleanup, the way the realip module does: the
+ * exchange runs once per client request.
+ */
+
+static ngx_inline ngx_http_stytch_tat_ctx_t *
+ngx_http_stytch_tat_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_stytch_tat_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
+
+    if (ctx) {
+        return ctx;
+    }
+
+    if (r == r->main && r->internal) {
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_stytch_tat_exchange_cleanup) {
+                ctx = cln->data;
+                ngx_http_set_ctx(r, ctx, ngx_http_stytch_tat_module);
+                return ctx;
+            }
+        }
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_stytch_tat_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    if (r == r->main) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_http_stytch_tat_exchange_cleanup;
+        cln->data = ctx;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_stytch_tat_module);
+
+    return ctx;
+}
 
 
 #endif /* _NGX_HTTP_STYTCH_TAT_H_INCLUDED_ */

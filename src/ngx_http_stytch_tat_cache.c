@@ -1108,3 +1108,26 @@ ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
     ngx_atomic_fetch_add(&st->latency[i], 1);
     ngx_atomic_fetch_add(&st->latency_sum, latency);
 }
+
+
+void
+ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
+    u_char *digest)
+{
+    ngx_http_stytch_tat_node_t  *tn;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_find(zone, digest);
+
+    if (tn && tn->state == NGX_HTTP_STYTCH_TAT_NODE_PENDING) {
+        /* no outcome will come: the next waiter leads at once */
+        ngx_http_stytch_tat_delete(zone, tn);
+
+    } else if (tn && tn->state == NGX_HTTP_STYTCH_TAT_NODE_SESSION) {
+        tn->refreshing = 0;
+        tn->lease_until = 0;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}

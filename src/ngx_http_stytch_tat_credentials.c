@@ -1,7 +1,8 @@
 /*
  * stytch_tat_credentials FILE: Stytch's project id and secret, kept out of
- * nginx.conf, turned once into the "Basic ..." value of
- * $stytch_tat_authorization.  Neither part is ever logged.
+ * nginx.conf, turned once into the "Basic ..." value that the exchange adds
+ * to its own subrequests, and only to an internal location.  No variable
+ * holds it, and neither part is ever logged.
  */
 
 
@@ -95,6 +96,16 @@ ngx_http_stytch_tat_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     raw.len = last - p;
+
+    /* the project id alone, for the cache key: another project, no hit */
+
+    mcf->project_id.len = colon - p;
+    mcf->project_id.data = ngx_pnalloc(cf->pool, mcf->project_id.len);
+    if (mcf->project_id.data == NULL) {
+        goto failed;
+    }
+
+    ngx_memcpy(mcf->project_id.data, p, mcf->project_id.len);
 
     b64.len = ngx_base64_encoded_length(raw.len);
     mcf->authorization.data = ngx_pnalloc(cf->pool,

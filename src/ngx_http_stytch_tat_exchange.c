@@ -1,80 +1,55 @@
 /*
- * The exchange: on a location with "stytch_tat URI", mint a token for the
- * request's identity, POST it to Stytch through a non-blocking in-memory
- * subrequest to URI, and hand the session to the upstream.
+ * The exchange, shaped like ngx_http_auth_request_module: a precontent
+ * handler mints a token for the request's identity and POSTs it to Stytch
+ * through a subrequest to the "stytch_tat" URI; the post-subrequest handler
+ * records the answer; the handler, run again, turns it into the session
+ * handed upstream or a status.
  *
- * It runs in the precontent phase, after the access phase, so identity set
- * by auth_request_set is there (nginx-notes.md, trap 1).
+ * It runs in the precontent phase, after the whole access phase, so that
+ * identity set by auth_request_set is there.  It runs once per client
+ * request: its context is found again after an internal redirect.
+ *
+ * Elsewhere: the cache (ngx_http_stytch_tat_cache.c), the capture of
+ * Stytch's answer (_capture.c), its meaning (_outcome.c), the headers
+ * (_headers.c).
  */
 
 
 #include "ngx_http_stytch_tat.h"
-#include "ngx_http_stytch_tat_response.h"
 
 #include <jansson.h>
 
 
 #define NGX_HTTP_STYTCH_TAT_USER_AGENT  "ngx_http_stytch_tat_module/0.1"
-#define NGX_HTTP_STYTCH_TAT_NO_PROFILE  "trusted_token_profile_not_found"
 
 
-static ngx_int_t ngx_http_stytch_tat_start(ngx_http_request_t *r,
+static ngx_int_t ngx_http_stytch_tat_exchange_start(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_evaluate(ngx_http_request_t *r,
+static ngx_int_t ngx_http_stytch_tat_exchange_evaluate(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_wait(ngx_http_request_t *r,
+static ngx_int_t ngx_http_stytch_tat_exchange_wait(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static void ngx_http_stytch_tat_wake(ngx_http_request_t *r);
-static ngx_int_t ngx_http_stytch_tat_attest(ngx_http_request_t *r,
+static void ngx_http_stytch_tat_exchange_wake(ngx_http_request_t *r);
+static ngx_int_t ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_refresh(ngx_http_request_t *r,
+static ngx_int_t ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_json(ngx_http_request_t *r,
+static ngx_int_t ngx_http_stytch_tat_exchange_json(ngx_http_request_t *r,
     json_t *obj, ngx_str_t *body);
-static ngx_int_t ngx_http_stytch_tat_subrequest(ngx_http_request_t *r,
-    ngx_str_t *uri, ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *body);
-static ngx_int_t ngx_http_stytch_tat_failure(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_int_t status);
-static void ngx_http_stytch_tat_count(ngx_http_stytch_tat_loc_conf_t *lcf,
+static ngx_int_t ngx_http_stytch_tat_exchange_subrequest(
+    ngx_http_request_t *r, ngx_str_t *uri, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_stytch_tat_exchange_sr_body(ngx_http_request_t *r,
+    ngx_http_request_t *sr, ngx_str_t *body);
+static ngx_int_t ngx_http_stytch_tat_exchange_credentials(
+    ngx_http_request_t *sr, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_exchange_finish(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_exchange_failed_refresh(
+    ngx_http_request_t *r, ngx_http_stytch_tat_loc_conf_t *lcf,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t rc);
-static ngx_int_t ngx_http_stytch_tat_done(ngx_http_request_t *sr,
-    void *data, ngx_int_t rc);
-static ngx_int_t ngx_http_stytch_tat_finish(ngx_http_request_t *r,
+static ngx_int_t ngx_http_stytch_tat_exchange_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_fail(ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_int_t status, const char *error);
-static ngx_int_t ngx_http_stytch_tat_strip_headers(ngx_http_request_t *r);
-static ngx_int_t ngx_http_stytch_tat_add_header(ngx_http_request_t *r,
-    ngx_list_t *list, char *key, ngx_str_t *value);
-static ngx_int_t ngx_http_stytch_tat_hand_off(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_set_cookie(ngx_http_request_t *r,
-    char *name, ngx_str_t *value, time_t max_age);
-static ngx_int_t ngx_http_stytch_tat_copy(ngx_http_request_t *r,
-    ngx_str_t *dst, ngx_http_stytch_tat_field_t *src);
-static ngx_int_t ngx_http_stytch_tat_capture_header(ngx_http_request_t *r);
-static ngx_int_t ngx_http_stytch_tat_capture_body(ngx_http_request_t *r,
-    ngx_chain_t *in);
-
-
-static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
-static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
-
-
-ngx_int_t
-ngx_http_stytch_tat_exchange_init(ngx_conf_t *cf)
-{
-    ngx_http_next_header_filter = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = ngx_http_stytch_tat_capture_header;
-
-    ngx_http_next_body_filter = ngx_http_top_body_filter;
-    ngx_http_top_body_filter = ngx_http_stytch_tat_capture_body;
-
-    return NGX_OK;
-}
 
 
 ngx_int_t
@@ -84,9 +59,13 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
     ngx_http_stytch_tat_ctx_t       *ctx;
     ngx_http_stytch_tat_loc_conf_t  *lcf;
 
+    if (r != r->main) {
+        return ngx_http_stytch_tat_exchange_credentials(r, NULL);
+    }
+
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
 
-    if (lcf->uri.len == 0 || r != r->main) {
+    if (lcf->uri.len == 0 || lcf->endpoint) {
         return NGX_DECLINED;
     }
 
@@ -98,18 +77,25 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
     switch (ctx->state) {
 
     case NGX_HTTP_STYTCH_TAT_STATE_NEW:
-        rc = ngx_http_stytch_tat_start(r, lcf, ctx);
+        rc = ngx_http_stytch_tat_exchange_start(r, lcf, ctx);
         break;
 
     case NGX_HTTP_STYTCH_TAT_STATE_WAIT:
         return NGX_AGAIN;
 
     case NGX_HTTP_STYTCH_TAT_STATE_ANSWERED:
-        rc = ngx_http_stytch_tat_finish(r, lcf, ctx);
+        rc = ngx_http_stytch_tat_exchange_finish(r, lcf, ctx);
         break;
 
     default: /* NGX_HTTP_STYTCH_TAT_STATE_DONE */
-        return ctx->status;
+
+        /*
+         * Only an internal redirect brings the request here again: its
+         * exchange is done (try_files, error_page, "rewrite ... last"),
+         * and its verdict, a session or an error page, stands.
+         */
+
+        return NGX_DECLINED;
     }
 
     if (rc != NGX_AGAIN) {
@@ -121,20 +107,32 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The request's pool is going away: a leader that recorded no outcome (its
+ * client hung up, the worker shut down) gives its claim up, so that those
+ * waiting on it take over at once.
+ */
+
+void
+ngx_http_stytch_tat_exchange_cleanup(void *data)
+{
+    ngx_http_stytch_tat_ctx_t  *ctx = data;
+
+    if (ctx->leading) {
+        ctx->leading = 0;
+        ngx_http_stytch_tat_cache_release(ctx->zone, ctx->digest);
+    }
+}
+
+
 static ngx_int_t
-ngx_http_stytch_tat_start(ngx_http_request_t *r,
+ngx_http_stytch_tat_exchange_start(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
     ngx_int_t  rc;
 
     if (!ctx->evaluated) {
-        /* an upstream never sees a client's forgery of what the module sets */
-
-        if (ngx_http_stytch_tat_strip_headers(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_http_stytch_tat_evaluate(r, lcf, ctx);
+        rc = ngx_http_stytch_tat_exchange_evaluate(r, lcf, ctx);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -149,7 +147,7 @@ ngx_http_stytch_tat_start(ngx_http_request_t *r,
             ngx_atomic_fetch_add(&lcf->cache->sh->stats.bypass, 1);
         }
 
-        return ngx_http_stytch_tat_attest(r, lcf, ctx);
+        return ngx_http_stytch_tat_exchange_attest(r, lcf, ctx);
     }
 
     rc = ngx_http_stytch_tat_cache_lookup(r, lcf->cache, ctx,
@@ -158,46 +156,46 @@ ngx_http_stytch_tat_start(ngx_http_request_t *r,
     switch (rc) {
 
     case NGX_HTTP_STYTCH_TAT_CACHE_HIT:
-        return (ngx_http_stytch_tat_hand_off(r, lcf, ctx) == NGX_OK)
+        return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
                ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     case NGX_HTTP_STYTCH_TAT_CACHE_FAILED:
-        return ngx_http_stytch_tat_failure(r, lcf, ctx, ctx->status);
+        return ngx_http_stytch_tat_outcome_fail_mode(r, lcf, ctx,
+                                                     ctx->status);
 
     case NGX_HTTP_STYTCH_TAT_CACHE_WAIT:
-        return ngx_http_stytch_tat_wait(r, lcf, ctx);
+        return ngx_http_stytch_tat_exchange_wait(r, lcf, ctx);
 
     case NGX_HTTP_STYTCH_TAT_CACHE_ATTEST:
         ctx->cache_role = NGX_HTTP_STYTCH_TAT_CACHE_ATTEST;
-        return ngx_http_stytch_tat_attest(r, lcf, ctx);
+        ctx->zone = lcf->cache;
+        ctx->leading = 1;
+        return ngx_http_stytch_tat_exchange_attest(r, lcf, ctx);
 
     case NGX_HTTP_STYTCH_TAT_CACHE_REFRESH:
         ctx->cache_role = NGX_HTTP_STYTCH_TAT_CACHE_REFRESH;
+        ctx->zone = lcf->cache;
+        ctx->leading = 1;
 
         if (lcf->refresh_uri.len) {
-            return ngx_http_stytch_tat_refresh(r, lcf, ctx);
+            return ngx_http_stytch_tat_exchange_refresh(r, lcf, ctx);
         }
 
         /* without stytch_tat_refresh, a new attest gets a new JWT */
         ngx_str_null(&ctx->session_token);
-        return ngx_http_stytch_tat_attest(r, lcf, ctx);
+        return ngx_http_stytch_tat_exchange_attest(r, lcf, ctx);
 
     case NGX_HTTP_STYTCH_TAT_CACHE_BYPASS:
         ngx_atomic_fetch_add(&lcf->cache->sh->stats.bypass, 1);
-        return ngx_http_stytch_tat_attest(r, lcf, ctx);
+        return ngx_http_stytch_tat_exchange_attest(r, lcf, ctx);
     }
 
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
 
-/*
- * Everything the request contributes, evaluated once: the identity, the
- * values of the attest body, and with a cache the key they make.
- */
-
 static ngx_int_t
-ngx_http_stytch_tat_evaluate(ngx_http_request_t *r,
+ngx_http_stytch_tat_exchange_evaluate(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
     size_t                      i;
@@ -272,7 +270,10 @@ ngx_http_stytch_tat_evaluate(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    extra[0] = lcf->uri;
+    /* what the configuration asks of Stytch, and what the request does */
+
+    extra[0].data = lcf->fingerprint;
+    extra[0].len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
     extra[1] = value[0];
     extra[2] = value[1];
 
@@ -285,7 +286,7 @@ ngx_http_stytch_tat_evaluate(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_stytch_tat_wait(ngx_http_request_t *r,
+ngx_http_stytch_tat_exchange_wait(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
     uint64_t     now;
@@ -304,13 +305,13 @@ ngx_http_stytch_tat_wait(ngx_http_request_t *r,
                       now - ctx->wait_started,
                       &lcf->cache->shm_zone->shm.name);
         ctx->cache_status = NGX_HTTP_STYTCH_TAT_BYPASS;
-        return ngx_http_stytch_tat_attest(r, lcf, ctx);
+        return ngx_http_stytch_tat_exchange_attest(r, lcf, ctx);
     }
 
     /* like limit_req's delay: the worker goes on, a timer wakes us */
 
     r->read_event_handler = ngx_http_test_reading;
-    r->write_event_handler = ngx_http_stytch_tat_wake;
+    r->write_event_handler = ngx_http_stytch_tat_exchange_wake;
 
     r->connection->write->delayed = 1;
     ngx_add_timer(r->connection->write, NGX_HTTP_STYTCH_TAT_WAIT_STEP);
@@ -320,7 +321,7 @@ ngx_http_stytch_tat_wait(ngx_http_request_t *r,
 
 
 static void
-ngx_http_stytch_tat_wake(ngx_http_request_t *r)
+ngx_http_stytch_tat_exchange_wake(ngx_http_request_t *r)
 {
     ngx_event_t  *wev;
 
@@ -347,7 +348,7 @@ ngx_http_stytch_tat_wake(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_stytch_tat_attest(ngx_http_request_t *r,
+ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
     size_t      i;
@@ -378,8 +379,9 @@ ngx_http_stytch_tat_attest(ngx_http_request_t *r,
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (ctx->cache_role) {
+        if (ctx->leading) {
             /* the same identity fails alike for those waiting on it */
+            ctx->leading = 0;
             ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc, 0);
         }
 
@@ -422,8 +424,8 @@ ngx_http_stytch_tat_attest(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_stytch_tat_json(r, obj, &body) != NGX_OK
-        || ngx_http_stytch_tat_subrequest(r, &lcf->uri, ctx, &body) != NGX_OK)
+    if (ngx_http_stytch_tat_exchange_json(r, obj, &body) != NGX_OK
+        || ngx_http_stytch_tat_exchange_subrequest(r, &lcf->uri, ctx, &body) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -433,7 +435,7 @@ ngx_http_stytch_tat_attest(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_stytch_tat_refresh(ngx_http_request_t *r,
+ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
     json_t     *obj;
@@ -453,8 +455,8 @@ ngx_http_stytch_tat_refresh(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_stytch_tat_json(r, obj, &body) != NGX_OK
-        || ngx_http_stytch_tat_subrequest(r, &lcf->refresh_uri, ctx, &body)
+    if (ngx_http_stytch_tat_exchange_json(r, obj, &body) != NGX_OK
+        || ngx_http_stytch_tat_exchange_subrequest(r, &lcf->refresh_uri, ctx, &body)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -466,8 +468,11 @@ ngx_http_stytch_tat_refresh(ngx_http_request_t *r,
 
 /* serializes and releases obj */
 
+/* serializes and releases obj */
+
 static ngx_int_t
-ngx_http_stytch_tat_json(ngx_http_request_t *r, json_t *obj, ngx_str_t *body)
+ngx_http_stytch_tat_exchange_json(ngx_http_request_t *r, json_t *obj,
+    ngx_str_t *body)
 {
     size_t  len;
 
@@ -489,29 +494,25 @@ ngx_http_stytch_tat_json(ngx_http_request_t *r, json_t *obj, ngx_str_t *body)
 
 
 static ngx_int_t
-ngx_http_stytch_tat_subrequest(ngx_http_request_t *r, ngx_str_t *uri,
-    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *body)
+ngx_http_stytch_tat_exchange_subrequest(ngx_http_request_t *r,
+    ngx_str_t *uri, ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *body)
 {
-    ngx_buf_t                        *b;
-    ngx_str_t                         value;
-    ngx_chain_t                      *cl;
-    ngx_http_request_t               *sr;
-    ngx_http_post_subrequest_t       *ps;
-    ngx_http_stytch_tat_main_conf_t  *mcf;
-
-    static ngx_str_t  post = ngx_string("POST");
+    ngx_http_request_t          *sr;
+    ngx_http_post_subrequest_t  *ps;
 
     ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
     if (ps == NULL) {
         return NGX_ERROR;
     }
 
-    ps->handler = ngx_http_stytch_tat_done;
+    /* the capture filters find ctx through ps even after a redirect */
+
+    ps->handler = ngx_http_stytch_tat_exchange_done;
     ps->data = ctx;
 
     /*
      * Not NGX_HTTP_SUBREQUEST_IN_MEMORY: an answer over its buffer fails
-     * the client's connection.  The capture filters below read the answer
+     * the client's connection.  The capture filters read the answer
      * instead, and an oversized one is only an error of the exchange.
      */
 
@@ -522,14 +523,63 @@ ngx_http_stytch_tat_subrequest(ngx_http_request_t *r, ngx_str_t *uri,
         return NGX_ERROR;
     }
 
-    ngx_http_set_ctx(sr, ctx, ngx_http_stytch_tat_module);
     sr->filter_need_in_memory = 1;
 
     /*
-     * The subrequest got a shallow copy of the client's headers_in and its
-     * body: replace both, so that Stytch gets the JSON body, Content-Type,
-     * the credentials and nothing of the client's.
+     * No error_page for the subrequest, whatever the internal location
+     * inherits (the stock "error_page 500 502 503 504 /50x.html" at server
+     * level): Stytch's status must reach the module unchanged, and an
+     * error page is no answer of Stytch's.
      */
+
+    sr->error_page = 1;
+
+    if (ngx_http_stytch_tat_exchange_sr_body(r, sr, body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * nginx's proxy module dumps the headers it sends at debug level, the
+     * Basic credentials among them: while the exchange is under way this
+     * connection logs at info at the most.
+     */
+
+    if (r->connection->log->log_level & NGX_LOG_DEBUG_ALL) {
+        ctx->log_level = r->connection->log->log_level;
+        r->connection->log->log_level = NGX_LOG_INFO;
+    }
+
+    ctx->subrequest = sr;
+    ctx->sr_uri = *uri;
+    ctx->started = ngx_current_msec;
+    ctx->state = NGX_HTTP_STYTCH_TAT_STATE_WAIT;
+    ctx->sr_status = 0;
+    ctx->sr_failed = 0;
+    ctx->sr_too_big = 0;
+    ctx->sr_misrouted = 0;
+    ctx->credentials_added = 0;
+    ngx_str_null(&ctx->sr_body);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The subrequest got a shallow copy of the client's headers_in and its
+ * body: replace both, so that Stytch gets the JSON body, Content-Type, a
+ * User-Agent and nothing of the client's.  The credentials are added only
+ * once the subrequest has found its location.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_exchange_sr_body(ngx_http_request_t *r,
+    ngx_http_request_t *sr, ngx_str_t *body)
+{
+    ngx_buf_t    *b;
+    ngx_str_t     value;
+    ngx_chain_t  *cl;
+
+    static ngx_str_t  post = ngx_string("POST");
 
     ngx_memzero(&sr->headers_in, sizeof(ngx_http_headers_in_t));
 
@@ -544,28 +594,17 @@ ngx_http_stytch_tat_subrequest(ngx_http_request_t *r, ngx_str_t *uri,
     sr->headers_in.keep_alive_n = -1;
 
     ngx_str_set(&value, "application/json");
-    if (ngx_http_stytch_tat_add_header(r, &sr->headers_in.headers,
-                                       "Content-Type", &value)
+    if (ngx_http_stytch_tat_headers_add(r, &sr->headers_in.headers,
+                                        "Content-Type", &value)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     ngx_str_set(&value, NGX_HTTP_STYTCH_TAT_USER_AGENT);
-    if (ngx_http_stytch_tat_add_header(r, &sr->headers_in.headers,
-                                       "User-Agent", &value)
+    if (ngx_http_stytch_tat_headers_add(r, &sr->headers_in.headers,
+                                        "User-Agent", &value)
         != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
-
-    if (mcf->authorization.len
-        && ngx_http_stytch_tat_add_header(r, &sr->headers_in.headers,
-                                          "Authorization",
-                                          &mcf->authorization)
-           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -600,31 +639,71 @@ ngx_http_stytch_tat_subrequest(ngx_http_request_t *r, ngx_str_t *uri,
     sr->method = NGX_HTTP_POST;
     sr->method_name = post;
 
-    /*
-     * nginx's proxy module dumps the headers it sends at debug level, the
-     * Basic credentials among them: while the exchange is under way this
-     * connection logs at info at the most.
-     */
-
-    if (r->connection->log->log_level & NGX_LOG_DEBUG_ALL) {
-        ctx->log_level = r->connection->log->log_level;
-        r->connection->log->log_level = NGX_LOG_INFO;
-    }
-
-    ctx->subrequest = sr;
-    ctx->started = ngx_current_msec;
-    ctx->state = NGX_HTTP_STYTCH_TAT_STATE_WAIT;
-    ctx->sr_status = 0;
-    ctx->sr_failed = 0;
-    ctx->sr_too_big = 0;
-    ngx_str_null(&ctx->sr_body);
-
     return NGX_OK;
 }
 
 
+/*
+ * The precontent handler of subrequests: the exchange's subrequest gets
+ * the Basic credentials here, once it is in the location that will serve
+ * it, and only if that location is internal and has a content handler
+ * (proxy_pass): a mistyped URI that falls into the application's
+ * "location /" gets nothing, and the exchange answers 500.
+ */
+
 static ngx_int_t
-ngx_http_stytch_tat_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
+ngx_http_stytch_tat_exchange_credentials(ngx_http_request_t *sr,
+    ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_http_core_loc_conf_t         *clcf;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    if (sr->post_subrequest == NULL
+        || sr->post_subrequest->handler != ngx_http_stytch_tat_exchange_done)
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx = sr->post_subrequest->data;
+
+    if (ctx->subrequest != sr || ctx->credentials_added) {
+        return NGX_DECLINED;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(sr, ngx_http_core_module);
+
+    if (!clcf->internal || clcf->handler == NULL) {
+        ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                      "stytch_tat: \"%V\" reached a location that %s; "
+                      "the credentials were not sent: the \"stytch_tat\" "
+                      "URI must name an \"internal\" location that "
+                      "proxy_passes to Stytch", &ctx->sr_uri,
+                      clcf->internal ? "has no proxy_pass"
+                                     : "is not \"internal\"");
+        ctx->sr_misrouted = 1;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->credentials_added = 1;
+
+    mcf = ngx_http_get_module_main_conf(sr, ngx_http_stytch_tat_module);
+
+    if (mcf->authorization.len
+        && ngx_http_stytch_tat_headers_add(sr, &sr->headers_in.headers,
+                                           "Authorization",
+                                           &mcf->authorization)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_stytch_tat_exchange_done(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc)
 {
     ngx_http_stytch_tat_ctx_t  *ctx = data;
 
@@ -669,7 +748,7 @@ ngx_http_stytch_tat_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 
 
 static ngx_int_t
-ngx_http_stytch_tat_finish(ngx_http_request_t *r,
+ngx_http_stytch_tat_exchange_finish(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
     ngx_int_t  rc;
@@ -680,616 +759,79 @@ ngx_http_stytch_tat_finish(ngx_http_request_t *r,
 
     r->connection->log->action = NULL;
 
-    ngx_http_stytch_tat_count(lcf, ctx, rc);
+    ngx_http_stytch_tat_outcome_count(lcf, ctx, rc);
 
     if (rc == NGX_OK) {
-        if (ctx->cache_role) {
-            ngx_http_stytch_tat_cache_store(r, lcf->cache, ctx);
-        }
-
-        return (ngx_http_stytch_tat_hand_off(r, lcf, ctx) == NGX_OK)
-               ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_stytch_tat_exchange_session(r, lcf, ctx);
     }
 
     if (ctx->cache_role == NGX_HTTP_STYTCH_TAT_CACHE_REFRESH) {
-
-        if (ctx->error.len == sizeof("session_not_found") - 1
-            && ngx_strncmp(ctx->error.data, "session_not_found",
-                           ctx->error.len) == 0)
-        {
-            /* the session is gone: drop it and attest anew, once */
-
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "stytch_tat: cached session ended at Stytch, "
-                          "attesting anew");
-
-            ngx_http_stytch_tat_cache_drop(lcf->cache, ctx);
-
-            ctx->cache_role = 0;
-            ctx->state = NGX_HTTP_STYTCH_TAT_STATE_NEW;
-            ngx_str_null(&ctx->error);
-            ngx_str_null(&ctx->session_token);
-            ngx_str_null(&ctx->session_jwt);
-
-            return ngx_http_stytch_tat_start(r, lcf, ctx);
-        }
-
-        /* a failed refresh: the old JWT serves while it is valid */
-
-        ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc, 0);
-
-        if (ctx->session_jwt.len && ctx->session_jwt_exp > ngx_time()) {
-            ctx->cache_status = NGX_HTTP_STYTCH_TAT_STALE;
-
-            return (ngx_http_stytch_tat_hand_off(r, lcf, ctx) == NGX_OK)
-                   ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        return ngx_http_stytch_tat_failure(r, lcf, ctx, rc);
+        return ngx_http_stytch_tat_exchange_failed_refresh(r, lcf, ctx, rc);
     }
 
-    if (ctx->cache_role) {
+    if (ctx->leading) {
+        ctx->leading = 0;
         ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc,
                                        ctx->refused ? lcf->cache_refusals
                                                     : 0);
     }
 
-    return ngx_http_stytch_tat_failure(r, lcf, ctx, rc);
+    return ngx_http_stytch_tat_outcome_fail_mode(r, lcf, ctx, rc);
 }
 
 
-/* Stytch could not answer: fail closed, or open where configured */
+static ngx_int_t
+ngx_http_stytch_tat_exchange_session(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    if (ctx->leading) {
+        ctx->leading = 0;
+        ngx_http_stytch_tat_cache_store(r, lcf->cache, ctx);
+    }
+
+    return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
+           ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
 
 static ngx_int_t
-ngx_http_stytch_tat_failure(ngx_http_request_t *r,
+ngx_http_stytch_tat_exchange_failed_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_int_t status)
+    ngx_int_t rc)
 {
-    if (!lcf->fail_open
-        || (status != NGX_HTTP_BAD_GATEWAY
-            && status != NGX_HTTP_GATEWAY_TIME_OUT))
+    ctx->leading = 0;
+
+    if (ctx->error.len == sizeof("session_not_found") - 1
+        && ngx_strncmp(ctx->error.data, "session_not_found",
+                       ctx->error.len) == 0)
     {
-        return status;
+        /* the session is gone: drop it and attest anew, once */
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "stytch_tat: cached session ended at Stytch, "
+                      "attesting anew");
+
+        ngx_http_stytch_tat_cache_drop(lcf->cache, ctx);
+
+        ctx->cache_role = 0;
+        ctx->state = NGX_HTTP_STYTCH_TAT_STATE_NEW;
+        ngx_str_null(&ctx->error);
+        ngx_str_null(&ctx->session_token);
+        ngx_str_null(&ctx->session_jwt);
+
+        return ngx_http_stytch_tat_exchange_start(r, lcf, ctx);
     }
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "stytch_tat: failing open: request passed without a "
-                  "session (%V)", &ctx->error);
+    /* a failed refresh: the old JWT serves while it is valid */
 
-    ngx_str_null(&ctx->session_token);
-    ngx_str_null(&ctx->session_jwt);
-    ngx_str_null(&ctx->user_id);
-    ngx_str_null(&ctx->session_id);
+    ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc, 0);
 
-    return NGX_DECLINED;
-}
+    if (ctx->session_jwt.len && ctx->session_jwt_exp > ngx_time()) {
+        ctx->cache_status = NGX_HTTP_STYTCH_TAT_STALE;
 
-
-static void
-ngx_http_stytch_tat_count(ngx_http_stytch_tat_loc_conf_t *lcf,
-    ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t rc)
-{
-    ngx_uint_t  counter;
-
-    if (lcf->cache == NULL) {
-        return;
+        return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
+               ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ctx->cache_role == NGX_HTTP_STYTCH_TAT_CACHE_REFRESH) {
-        counter = (rc == NGX_OK) ? NGX_HTTP_STYTCH_TAT_COUNT_REFRESH_OK
-                                 : NGX_HTTP_STYTCH_TAT_COUNT_REFRESH_FAILED;
-
-    } else {
-        counter = (rc == NGX_OK) ? NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_OK
-                  : ctx->refused ? NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_REFUSED
-                                 : NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_FAILED;
-    }
-
-    ngx_http_stytch_tat_cache_count(lcf->cache, counter,
-                                    ngx_current_msec - ctx->started);
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
-{
-    int                              kind;
-    ngx_int_t                        rc;
-    ngx_uint_t                       i, status;
-    ngx_list_part_t                 *part;
-    ngx_table_elt_t                 *h, *ho;
-    ngx_http_stytch_tat_response_t   resp;
-
-    status = ctx->sr_status;
-
-    if (ctx->sr_too_big) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "stytch_tat: Stytch's answer (status %ui) exceeds "
-                      "\"stytch_tat_buffer_size\" %uz", status,
-                      lcf->buffer_size);
-        return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_BAD_GATEWAY,
-                                        "stytch_bad_response");
-    }
-
-    if (ctx->sr_failed || status == 0) {
-        if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "stytch_tat: Stytch timed out (\"%V\")",
-                          &ctx->subrequest->uri);
-            return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
-                                            "stytch_timeout");
-        }
-
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "stytch_tat: Stytch unreachable or its answer unreadable "
-                      "(\"%V\" status %ui); see the lines above",
-                      &ctx->subrequest->uri, status);
-        return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_BAD_GATEWAY,
-                                        "stytch_unavailable");
-    }
-
-    kind = ngx_http_stytch_tat_response_parse(ctx->sr_body.data,
-                                              ctx->sr_body.len,
-                                              (int) status, &resp);
-
-    if (kind == NGX_HTTP_STYTCH_TAT_RESPONSE_SESSION) {
-        rc = NGX_OK;
-
-        if (ngx_http_stytch_tat_copy(r, &ctx->session_token,
-                                     &resp.session_token) != NGX_OK
-            || ngx_http_stytch_tat_copy(r, &ctx->session_jwt,
-                                        &resp.session_jwt) != NGX_OK
-            || ngx_http_stytch_tat_copy(r, &ctx->user_id,
-                                        &resp.user_id) != NGX_OK
-            || ngx_http_stytch_tat_copy(r, &ctx->session_id,
-                                        &resp.session_id) != NGX_OK)
-        {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ctx->expires_at = (time_t) resp.expires_at;
-        ctx->session_jwt_exp = (time_t) resp.jwt_exp;
-        ngx_http_stytch_tat_response_free(&resp);
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "stytch_tat: session \"%V\" for user \"%V\"",
-                       &ctx->session_id, &ctx->user_id);
-
-        return rc;
-    }
-
-    if (kind == NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "stytch_tat: unusable answer from Stytch: status %ui, "
-                      "%s", status, resp.reason);
-        ngx_http_stytch_tat_response_free(&resp);
-        return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_BAD_GATEWAY,
-                                        "stytch_bad_response");
-    }
-
-    /* a Stytch error: keep its error_type for the variable and the log */
-
-    if (ngx_http_stytch_tat_copy(r, &ctx->error, &resp.error_type)
-        != NGX_OK
-        || ngx_http_stytch_tat_copy(r, &ctx->error_message,
-                                    &resp.error_message) != NGX_OK)
-    {
-        ngx_http_stytch_tat_response_free(&resp);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_http_stytch_tat_response_free(&resp);
-
-    /* Stytch's message goes to the log: one line, bounded */
-
-    if (ctx->error_message.len > 256) {
-        ctx->error_message.len = 256;
-    }
-
-    for (i = 0; i < ctx->error_message.len; i++) {
-        if (ctx->error_message.data[i] < 0x20) {
-            ctx->error_message.data[i] = ' ';
-        }
-    }
-
-    if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR
-        || status < NGX_HTTP_BAD_REQUEST)
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "stytch_tat: Stytch failed: status %ui, error_type "
-                      "\"%V\"", status, &ctx->error);
-        return ngx_http_stytch_tat_fail(ctx, NGX_HTTP_BAD_GATEWAY,
-                                        NULL);
-    }
-
-    if (status == NGX_HTTP_UNAUTHORIZED
-        || (ctx->error.len == sizeof(NGX_HTTP_STYTCH_TAT_NO_PROFILE) - 1
-            && ngx_strncmp(ctx->error.data, NGX_HTTP_STYTCH_TAT_NO_PROFILE,
-                           ctx->error.len) == 0))
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "stytch_tat: Stytch refused the module's own "
-                      "configuration: \"%V\"; check %s", &ctx->error,
-                      status == NGX_HTTP_UNAUTHORIZED
-                      ? "\"stytch_tat_credentials\""
-                      : "\"stytch_tat_profile_id\"");
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "stytch_tat: Stytch rate-limited the exchange: \"%V\"",
-                      &ctx->error);
-
-        part = &ctx->subrequest->headers_out.headers.part;
-        h = part->elts;
-
-        for (i = 0; /* void */ ; i++) {
-
-            if (i >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-
-                part = part->next;
-                h = part->elts;
-                i = 0;
-            }
-
-            if (h[i].hash == 0
-                || h[i].key.len != sizeof("Retry-After") - 1
-                || ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
-                                   h[i].key.len) != 0)
-            {
-                continue;
-            }
-
-            ho = ngx_list_push(&r->headers_out.headers);
-            if (ho == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            *ho = h[i];
-            break;
-        }
-
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "stytch_tat: Stytch refused the identity: status %ui, "
-                  "error_type \"%V\", \"%V\"", status, &ctx->error,
-                  &ctx->error_message);
-
-    ctx->refused = 1;
-
-    return lcf->refused_status;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_fail(ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t status,
-    const char *error)
-{
-    /* NULL keeps the error_type Stytch gave */
-
-    if (error) {
-        ctx->error.data = (u_char *) error;
-        ctx->error.len = ngx_strlen(error);
-    }
-
-    return status;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_copy(ngx_http_request_t *r, ngx_str_t *dst,
-    ngx_http_stytch_tat_field_t *src)
-{
-    dst->len = src->len;
-
-    if (src->len == 0) {
-        dst->data = NULL;
-        return NGX_OK;
-    }
-
-    dst->data = ngx_pnalloc(r->pool, src->len);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(dst->data, src->data, src->len);
-
-    return NGX_OK;
-}
-
-
-/* the header names the module sets: X-Stytch-* */
-
-static ngx_inline ngx_uint_t
-ngx_http_stytch_tat_is_ours(ngx_table_elt_t *h)
-{
-    static u_char  prefix[] = "x-stytch-";
-
-    return h->key.len >= sizeof(prefix) - 1
-           && ngx_strncasecmp(h->key.data, prefix, sizeof(prefix) - 1) == 0;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_strip_headers(ngx_http_request_t *r)
-{
-    ngx_uint_t        i, n;
-    ngx_list_t        headers;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-    n = 0;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (ngx_http_stytch_tat_is_ours(&h[i])) {
-            n++;
-        }
-    }
-
-    if (n == 0) {
-        return NGX_OK;
-    }
-
-    /*
-     * The list cannot lose elements in place: build it anew.  The known
-     * header pointers (host, cookies ...) keep pointing at the old,
-     * identical elements, which live as long as the request.
-     */
-
-    if (ngx_list_init(&headers, r->pool, 20, sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (ngx_http_stytch_tat_is_ours(&h[i])) {
-            continue;
-        }
-
-        nh = ngx_list_push(&headers);
-        if (nh == NULL) {
-            return NGX_ERROR;
-        }
-
-        *nh = h[i];
-    }
-
-    r->headers_in.headers = headers;
-
-    /* a one-part list points at its own part: not at our copy on the stack */
-
-    if (headers.last == &headers.part) {
-        r->headers_in.headers.last = &r->headers_in.headers.part;
-    }
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "stytch_tat: dropped %ui client header(s) named X-Stytch-*",
-                  n);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_add_header(ngx_http_request_t *r, ngx_list_t *list,
-    char *key, ngx_str_t *value)
-{
-    size_t            len;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(key);
-
-    h = ngx_list_push(list);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->key.len = len;
-    h->key.data = (u_char *) key;
-    h->value = *value;
-
-    h->lowcase_key = ngx_pnalloc(r->pool, len);
-    if (h->lowcase_key == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, len);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_hand_off(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
-{
-    time_t      max_age;
-    ngx_list_t *in;
-
-    if (ctx->session_jwt.len == 0) {
-        return NGX_OK;
-    }
-
-    /* request headers reach any content handler: proxy, fastcgi, grpc */
-
-    in = &r->headers_in.headers;
-
-    if (ngx_http_stytch_tat_add_header(r, in, "X-Stytch-Session-Jwt",
-                                       &ctx->session_jwt) != NGX_OK
-        || ngx_http_stytch_tat_add_header(r, in, "X-Stytch-User-Id",
-                                          &ctx->user_id) != NGX_OK
-        || ngx_http_stytch_tat_add_header(r, in, "X-Stytch-Session-Id",
-                                          &ctx->session_id) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (lcf->pass_session_token
-        && ngx_http_stytch_tat_add_header(r, in, "X-Stytch-Session-Token",
-                                          &ctx->session_token) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (!lcf->cookie) {
-        return NGX_OK;
-    }
-
-    max_age = ctx->expires_at - ngx_time();
-    if (max_age < 0) {
-        max_age = 0;
-    }
-
-    if (ngx_http_stytch_tat_set_cookie(r, "stytch_session",
-                                       &ctx->session_token, max_age)
-        != NGX_OK
-        || ngx_http_stytch_tat_set_cookie(r, "stytch_session_jwt",
-                                          &ctx->session_jwt, max_age)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_set_cookie(ngx_http_request_t *r, char *name,
-    ngx_str_t *value, time_t max_age)
-{
-    u_char           *p;
-    size_t            len;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(name) + 1 + value->len
-          + sizeof("; Path=/; Max-Age=; Secure; HttpOnly; SameSite=Lax") - 1
-          + NGX_TIME_T_LEN;
-
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Set-Cookie");
-    h->value.data = p;
-
-    p = ngx_sprintf(p, "%s=%V; Path=/; Max-Age=%T; Secure; HttpOnly; "
-                    "SameSite=Lax", name, value, max_age);
-
-    h->value.len = p - h->value.data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_capture_header(ngx_http_request_t *r)
-{
-    ngx_http_stytch_tat_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
-
-    if (ctx == NULL || ctx->subrequest != r) {
-        return ngx_http_next_header_filter(r);
-    }
-
-    /* Stytch's answer is for the module: nothing of it reaches the client */
-
-    r->header_sent = 1;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_capture_body(ngx_http_request_t *r, ngx_chain_t *in)
-{
-    size_t                           len;
-    ngx_chain_t                     *cl;
-    ngx_http_stytch_tat_ctx_t       *ctx;
-    ngx_http_stytch_tat_loc_conf_t  *lcf;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
-
-    if (ctx == NULL || ctx->subrequest != r) {
-        return ngx_http_next_body_filter(r, in);
-    }
-
-    for (cl = in; cl; cl = cl->next) {
-
-        len = cl->buf->last - cl->buf->pos;
-
-        if (len == 0 || ctx->sr_too_big) {
-            cl->buf->pos = cl->buf->last;
-            continue;
-        }
-
-        if (ctx->sr_body.data == NULL) {
-            /* the parent's configuration: the subrequest is elsewhere */
-            lcf = ngx_http_get_module_loc_conf(r->parent,
-                                               ngx_http_stytch_tat_module);
-
-            ctx->sr_body.data = ngx_pnalloc(r->pool, lcf->buffer_size);
-            if (ctx->sr_body.data == NULL) {
-                return NGX_ERROR;
-            }
-
-            ctx->sr_size = lcf->buffer_size;
-        }
-
-        if (len > ctx->sr_size - ctx->sr_body.len) {
-            /* keep reading, so the upstream connection ends cleanly */
-            ctx->sr_too_big = 1;
-            cl->buf->pos = cl->buf->last;
-            continue;
-        }
-
-        ngx_memcpy(ctx->sr_body.data + ctx->sr_body.len, cl->buf->pos, len);
-        ctx->sr_body.len += len;
-        cl->buf->pos = cl->buf->last;
-    }
-
-    return NGX_OK;
+    return ngx_http_stytch_tat_outcome_fail_mode(r, lcf, ctx, rc);
 }

@@ -18,10 +18,15 @@ static ngx_int_t ngx_http_stytch_tat_jwks_handler(ngx_http_request_t *r);
 char *
 ngx_http_stytch_tat_jwks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_stytch_tat_jwks_handler;
+
+    /* Stytch fetches it without a session: an inherited stytch_tat skips */
+    lcf->endpoint = 1;
 
     return NGX_CONF_OK;
 }

@@ -333,7 +333,7 @@ ngx_int_t
 ngx_http_stytch_tat_jwt_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t                        extra;
+    ngx_str_t                        extra[2];
     ngx_http_stytch_tat_ctx_t       *ctx;
     ngx_http_stytch_tat_loc_conf_t  *lcf;
 
@@ -351,9 +351,14 @@ ngx_http_stytch_tat_jwt_variable(ngx_http_request_t *r,
         /* with a cache, one token per identity until shortly before exp */
 
         if (!ctx->keyed) {
-            ngx_str_set(&extra, "$stytch_tat_jwt");
+            /* the signing key and ttl are in the fingerprint: a rotation
+             * or a new ttl finds no old token */
 
-            if (ngx_http_stytch_tat_cache_key(r, ctx, &extra, 1) != NGX_OK) {
+            ngx_str_set(&extra[0], "$stytch_tat_jwt");
+            extra[1].data = lcf->fingerprint;
+            extra[1].len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
+
+            if (ngx_http_stytch_tat_cache_key(r, ctx, extra, 2) != NGX_OK) {
                 return NGX_ERROR;
             }
         }

@@ -59,6 +59,9 @@ ngx_http_stytch_tat_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_stytch_tat_status_handler;
 
+    /* an inherited stytch_tat does not guard the module's own endpoint */
+    lcf->endpoint = 1;
+
     return NGX_CONF_OK;
 }
 

@@ -291,10 +291,10 @@ qr/"stytch_tat_session_duration" directive must be between 5m and 366d in .*ngin
 --- http_config
 stytch_tat_credentials $TEST_NGINX_KEYS/creds-readable;
 --- config
-location = /t { return 200 "[$stytch_tat_authorization]"; }
+location = /t { return 200 "ok"; }
 --- request
 GET /t
---- response_body_like: ^\[Basic [A-Za-z0-9+/=]+\]$
+--- response_body: ok
 --- error_log eval
 qr/\[warn\] .*credentials file ".*creds-readable" is accessible by group or others/
 
@@ -306,3 +306,14 @@ stytch_tat_signing_key $TEST_NGINX_KEYS/inconsistent.pem;
 --- must_die
 --- error_log eval
 qr/invalid key ".*inconsistent\.pem": the key is inconsistent: its signatures do not verify with its own public key in .*nginx\.conf:\d+/
+
+
+
+=== TEST 32: $stytch_tat_authorization is retired: no variable holds the secret
+--- http_config
+stytch_tat_credentials $TEST_NGINX_KEYS/creds;
+--- config
+location = /t { return 200 "[$stytch_tat_authorization]"; }
+--- must_die
+--- error_log eval
+qr/unknown "stytch_tat_authorization" variable/

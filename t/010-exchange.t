@@ -65,7 +65,7 @@ location /app {
     stytch_tat_email $http_x_email;
     stytch_tat_subject $http_x_user;
     stytch_tat_claim assignments $http_x_groups list=,;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 --- request
@@ -99,7 +99,7 @@ location /app {
     add_header X-Token $stytch_session_token;
     add_header X-Jwt $stytch_session_jwt;
     add_header X-Error "[$stytch_tat_error]";
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 --- request
@@ -144,7 +144,7 @@ location /app {
     stytch_tat /_stytch_attest;
     stytch_tat_email $email;
     stytch_tat_subject $user;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 --- request
@@ -170,7 +170,7 @@ location /app {
     stytch_tat /_stytch_attest;
     stytch_tat_email $http_x_email;
     add_header X-Error $stytch_tat_error always;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 --- request
@@ -191,7 +191,7 @@ location /app {
     stytch_tat /_stytch_attest;
     stytch_tat_email $http_x_email;
     add_header X-Error $stytch_tat_error always;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 --- request
@@ -216,7 +216,7 @@ location /app {
     stytch_tat /_stytch_attest;
     stytch_tat_email $http_x_email;
     stytch_tat_cookie on;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 --- request
@@ -237,7 +237,7 @@ location /app {
     stytch_tat /_stytch_attest;
     stytch_tat_email $http_x_email;
     stytch_tat_pass_session_token on;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 --- request
@@ -257,7 +257,7 @@ location /login {
     stytch_tat /_stytch_attest;
     stytch_tat_email $http_x_email;
     stytch_tat_pass_session_token on;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /step-up {
     stytch_tat /_stytch_attest;
@@ -265,7 +265,7 @@ location /step-up {
     stytch_tat_session_token $cookie_stytch_session;
     stytch_tat_token_id $http_x_validation_id;
     stytch_tat_pass_session_token on;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 --- request
@@ -302,7 +302,7 @@ location /app {
     stytch_tat_profile_id $TEST_NGINX_B2B_PROFILE;
     stytch_tat_organization_id $TEST_NGINX_ORG;
     stytch_tat_email $http_x_email;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 --- request
@@ -336,7 +336,7 @@ location /app {
     stytch_tat /_stytch_attest;
     stytch_tat_email $http_x_email;
     add_header X-Error $stytch_tat_error always;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 --- request
@@ -361,7 +361,7 @@ location /app {
     stytch_tat_trusted_addresses 10.0.0.0/8 127.0.0.0/8;
     stytch_tat /_stytch_attest;
     stytch_tat_email $http_x_email;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /assert {
     stytch_tat_trusted_addresses 10.0.0.0/8;

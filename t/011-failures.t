@@ -17,32 +17,32 @@ location /app {
     stytch_tat /_stytch_attest;
     stytch_tat_email \$http_x_email;
     add_header X-Error \$stytch_tat_error always;
-    proxy_pass http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:\$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /open {
     stytch_tat /_stytch_attest;
     stytch_tat_email \$http_x_email;
     stytch_tat_fail open;
     add_header X-Error \$stytch_tat_error always;
-    proxy_pass http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:\$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /refused-401 {
     stytch_tat /_stytch_attest;
     stytch_tat_email \$http_x_email;
     stytch_tat_refused_status 401;
-    proxy_pass http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:\$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /small {
     stytch_tat /_stytch_attest;
     stytch_tat_email \$http_x_email;
     stytch_tat_buffer_size 512;
-    proxy_pass http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:\$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /dead {
     stytch_tat /_stytch_dead;
     stytch_tat_email \$http_x_email;
     add_header X-Error \$stytch_tat_error always;
-    proxy_pass http://127.0.0.1:\$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:\$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location = /_stytch_dead {
     internal;
@@ -61,15 +61,15 @@ my %id = ('X-Email' => 'ada.lovelace@example.com');
 # [fault, expected status, $stytch_tat_error, a regex for the log line]
 my @cases = (
     [{ mode => 'status', status => 500 }, 502, 'internal_server_error',
-     qr/\[error\].*Stytch failed: status 500, error_type "internal_server_error"/],
+     qr/\[error\].*Stytch failed through "\/_stytch_attest": status 500, error_type "internal_server_error"/],
     [{ mode => 'status', status => 503 }, 502, 'service_unavailable',
-     qr/\[error\].*Stytch failed: status 503/],
+     qr/\[error\].*Stytch failed through "\/_stytch_attest": status 503/],
     [{ mode => 'rate_limit', retry_after => 42 }, 503, 'too_many_requests',
      qr/\[error\].*Stytch rate-limited the exchange: "too_many_requests"/],
     [{ mode => 'rate_limit' }, 503, 'too_many_requests',
      qr/rate-limited/],
     [{ mode => 'malformed_json' }, 502, 'stytch_bad_response',
-     qr/\[error\].*unusable answer from Stytch: status 200, not a JSON object/],
+     qr/\[error\].*unusable answer from Stytch through "\/_stytch_attest": status 200, not a JSON object/],
     [{ mode => 'truncated' }, 502, 'stytch_bad_response',
      qr/\[error\].*(unusable answer|unreachable)/],
     [{ mode => 'oversized' }, 502, 'stytch_bad_response',

@@ -31,7 +31,7 @@ location /app {
     stytch_tat_claim assignments $http_x_groups list=,;
     add_header X-Cache $stytch_tat_cache_status always;
     add_header X-Error $stytch_tat_error always;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /other-profile {
     stytch_tat /_stytch_attest;
@@ -40,14 +40,14 @@ location /other-profile {
     stytch_tat_email $http_x_email;
     add_header X-Cache $stytch_tat_cache_status always;
     add_header X-Error $stytch_tat_error always;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /tiny {
     stytch_tat /_stytch_attest;
     stytch_tat_cache tiny;
     stytch_tat_email $http_x_email;
     add_header X-Cache $stytch_tat_cache_status always;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /step-up {
     stytch_tat /_stytch_attest;
@@ -55,7 +55,7 @@ location /step-up {
     stytch_tat_email $http_x_email;
     stytch_tat_token_id $http_x_validation_id;
     add_header X-Cache $stytch_tat_cache_status always;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /assert {
     stytch_tat_cache tat;
@@ -69,7 +69,7 @@ location /negative {
     stytch_tat_email $http_x_email;
     add_header X-Cache $stytch_tat_cache_status always;
     add_header X-Error $stytch_tat_error always;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /impatient {
     stytch_tat /_stytch_attest;
@@ -77,7 +77,7 @@ location /impatient {
     stytch_tat_cache_lock_timeout 500ms;
     stytch_tat_email $http_x_email;
     add_header X-Cache $stytch_tat_cache_status always;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location = /_stytch_authenticate_b2b {
     internal;
@@ -97,7 +97,7 @@ location /b2b {
     stytch_tat_email $http_x_email;
     add_header X-Cache $stytch_tat_cache_status always;
     add_header X-Error $stytch_tat_error always;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location = /status { stytch_tat_status; }
 location = /metrics { stytch_tat_status prometheus; }

@@ -24,12 +24,12 @@ location /app {
     stytch_tat_cache tat;
     stytch_tat_email $http_x_email;
     stytch_tat_cookie on;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 location /assert {
     stytch_tat_email $http_x_email;
     proxy_set_header X-Assertion $stytch_tat_jwt;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
 

@@ -196,6 +196,12 @@ function main() {
       }
     }
     call.token_id = ctx.tokenId;
+    if (fault?.mode === 'reset_after_processing') {
+      // Stytch read and processed the call (a token id is consumed), then
+      // the connection drops before the answer: a retry is a replay
+      req.socket.destroy();
+      return done(null, errorType, fault.mode);
+    }
     if (fault?.mode === 'oversized') {
       // pad a copy (the stored user/member objects are not touched) to about 1 MB
       out = structuredClone(out);

@@ -2,7 +2,7 @@
 import { isPlainObject } from './util.mjs';
 
 export const FAULT_MODES = ['latency', 'status', 'rate_limit', 'malformed_json', 'truncated',
-  'oversized', 'reset_before_headers', 'reset_after_headers', 'stall'];
+  'oversized', 'reset_before_headers', 'reset_after_headers', 'reset_after_processing', 'stall'];
 
 export class FaultSpecError extends Error {}
 

@@ -2,13 +2,13 @@ package Test::StytchTat::Exchange;
 
 # Shared configuration for the tests of the exchange: an nginx server with
 # the module, its JWKS, an internal location to the emulator over verified
-# TLS, and a backend location that echoes what the upstream received.
+# TLS, and a backend server that echoes what the upstream received.
 
 use strict;
 use warnings;
 
 use Exporter 'import';
-use Test::StytchTat qw(server_port);
+use Test::StytchTat qw(server_port free_port);
 use Test::StytchTat::Util;
 
 our @EXPORT = qw($HttpConfig $ServerConfig $ProjectId $ProfileId
@@ -32,7 +32,26 @@ upstream stytch_api {
     server 127.0.0.1:\$TEST_NGINX_STYTCH_PORT;
     keepalive 4;
 }
+
+# the application, a server of its own as in production: the front
+# server drops client X-Stytch-* headers, so a backend location there
+# would see none of the module's either
+server {
+    listen 127.0.0.1:\$TEST_NGINX_BACKEND_PORT;
+
+    location /backend/ {
+        return 200 "jwt=\$http_x_stytch_session_jwt
+user=\$http_x_stytch_user_id
+session=\$http_x_stytch_session_id
+token=\$http_x_stytch_session_token
+forged=\$http_x_stytch_forged
+cookie=\$http_cookie
+";
+    }
+}
 _EOC_
+
+$ENV{TEST_NGINX_BACKEND_PORT} ||= free_port();
 
 our $Internal = <<'_EOC_';
     proxy_http_version 1.1;
@@ -46,8 +65,8 @@ our $Internal = <<'_EOC_';
     proxy_read_timeout 2s;
 _EOC_
 
-# every server: the JWKS Stytch's profile points at, the internal
-# locations, and /backend/ standing in for the application
+# every server: the JWKS Stytch's profile points at and the internal
+# locations
 our $ServerConfig = <<"_EOC_";
 location = /jwks { stytch_tat_jwks; }
 
@@ -61,16 +80,6 @@ location = /_stytch_attest_b2b {
     internal;
     proxy_pass https://stytch_api/v1/b2b/sessions/attest;
 $Internal
-}
-
-location /backend/ {
-    return 200 "jwt=\$http_x_stytch_session_jwt
-user=\$http_x_stytch_user_id
-session=\$http_x_stytch_session_id
-token=\$http_x_stytch_session_token
-forged=\$http_x_stytch_forged
-cookie=\$http_cookie
-";
 }
 _EOC_
 

@@ -1,0 +1,289 @@
+/*
+ * Headers: client headers named like the module's own (X-Stytch-*) are
+ * dropped before anything reads them; the session is handed to the upstream
+ * as request headers, and to the client as cookies where configured.
+ */
+
+
+#include "ngx_http_stytch_tat.h"
+
+
+static ngx_uint_t ngx_http_stytch_tat_headers_is_ours(ngx_table_elt_t *h);
+static ngx_int_t ngx_http_stytch_tat_headers_strip(ngx_http_request_t *r);
+static ngx_int_t ngx_http_stytch_tat_headers_cookie(ngx_http_request_t *r,
+    char *name, ngx_str_t *value, time_t max_age);
+
+
+/*
+ * A header named like the module's own: "X-Stytch-" in any case, with "_"
+ * read as "-".  nginx's $http_x_stytch_user_id and CGI, FastCGI and uwsgi
+ * (HTTP_X_STYTCH_USER_ID) name both spellings alike, so with
+ * underscores_in_headers on, "X_Stytch_User_Id" is as much a forgery.
+ */
+
+static ngx_uint_t
+ngx_http_stytch_tat_headers_is_ours(ngx_table_elt_t *h)
+{
+    u_char      c, p;
+    ngx_uint_t  i;
+
+    static u_char  prefix[] = "x-stytch-";
+
+    if (h->key.len < sizeof(prefix) - 1) {
+        return 0;
+    }
+
+    for (i = 0; i < sizeof(prefix) - 1; i++) {
+        c = ngx_tolower(h->key.data[i]);
+        p = prefix[i];
+
+        if (c != p && !(c == '_' && p == '-')) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * The POST_READ handler: in every location of a server where some location
+ * has "stytch_tat URI", before any variable is read, unless
+ * "stytch_tat_drop_client_headers off" is set for the server.  It runs once per client request: internal redirects start
+ * after this phase, so the module's own headers are never taken for a
+ * client's.
+ */
+
+ngx_int_t
+ngx_http_stytch_tat_headers_drop(ngx_http_request_t *r)
+{
+    ngx_http_stytch_tat_loc_conf_t  *lcf;
+    ngx_http_stytch_tat_srv_conf_t  *sscf;
+
+    sscf = ngx_http_get_module_srv_conf(r, ngx_http_stytch_tat_module);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
+
+    if (!sscf->exchange_used || !lcf->drop_client_headers || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_stytch_tat_headers_strip(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_headers_strip(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, n;
+    ngx_list_t        headers;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+    n = 0;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_stytch_tat_headers_is_ours(&h[i])) {
+            n++;
+        }
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    /*
+     * The list cannot lose elements in place: build it anew.  The known
+     * header pointers (host, cookies ...) keep pointing at the old,
+     * identical elements, which live as long as the request.
+     */
+
+    if (ngx_list_init(&headers, r->pool, 20, sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_stytch_tat_headers_is_ours(&h[i])) {
+            continue;
+        }
+
+        nh = ngx_list_push(&headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = h[i];
+    }
+
+    r->headers_in.headers = headers;
+
+    /* a one-part list points at its own part: not at our copy on the stack */
+
+    if (headers.last == &headers.part) {
+        r->headers_in.headers.last = &r->headers_in.headers.part;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "stytch_tat: dropped %ui client header(s) named X-Stytch-* "
+                  "(\"_\" read as \"-\")",
+                  n);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_stytch_tat_headers_add(ngx_http_request_t *r, ngx_list_t *list,
+    char *key, ngx_str_t *value)
+{
+    size_t            len;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(key);
+
+    h = ngx_list_push(list);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->key.len = len;
+    h->key.data = (u_char *) key;
+    h->value = *value;
+
+    h->lowcase_key = ngx_pnalloc(r->pool, len);
+    if (h->lowcase_key == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, len);
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    time_t      max_age;
+    ngx_list_t *in;
+
+    if (ctx->session_jwt.len == 0) {
+        return NGX_OK;
+    }
+
+    /* request headers reach any content handler: proxy, fastcgi, grpc */
+
+    in = &r->headers_in.headers;
+
+    if (ngx_http_stytch_tat_headers_add(r, in, "X-Stytch-Session-Jwt",
+                                       &ctx->session_jwt) != NGX_OK
+        || ngx_http_stytch_tat_headers_add(r, in, "X-Stytch-User-Id",
+                                          &ctx->user_id) != NGX_OK
+        || ngx_http_stytch_tat_headers_add(r, in, "X-Stytch-Session-Id",
+                                          &ctx->session_id) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (lcf->pass_session_token
+        && ngx_http_stytch_tat_headers_add(r, in, "X-Stytch-Session-Token",
+                                          &ctx->session_token) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!lcf->cookie) {
+        return NGX_OK;
+    }
+
+    max_age = ctx->expires_at - ngx_time();
+    if (max_age < 0) {
+        max_age = 0;
+    }
+
+    if (ngx_http_stytch_tat_headers_cookie(r, "stytch_session",
+                                       &ctx->session_token, max_age)
+        != NGX_OK
+        || ngx_http_stytch_tat_headers_cookie(r, "stytch_session_jwt",
+                                          &ctx->session_jwt, max_age)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_headers_cookie(ngx_http_request_t *r, char *name,
+    ngx_str_t *value, time_t max_age)
+{
+    u_char           *p;
+    size_t            len;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name) + 1 + value->len
+          + sizeof("; Path=/; Max-Age=; Secure; HttpOnly; SameSite=Lax") - 1
+          + NGX_TIME_T_LEN;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Set-Cookie");
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->value.data = p;
+
+    p = ngx_sprintf(p, "%s=%V; Path=/; Max-Age=%T; Secure; HttpOnly; "
+                    "SameSite=Lax", name, value, max_age);
+
+    h->value.len = p - h->value.data;
+
+    return NGX_OK;
+}

@@ -1,0 +1,397 @@
+/*
+ * Outcome: what the exchange's subrequest brought back (Stytch's answer, or
+ * a transport failure) becomes the client's status, $stytch_tat_error and
+ * one error-log line that names the configured internal location.
+ *
+ *   transport failure      502, or 504 on a timeout ("stytch_tat_fail")
+ *   a session              NGX_OK, the session in the request context
+ *   Stytch refuses         "stytch_tat_refused_status" (403)
+ *   the module's own setup 500, naming the directive to fix
+ *   rate limited           503 with Stytch's Retry-After
+ *   Stytch's 5xx, garbage  502
+ */
+
+
+#include "ngx_http_stytch_tat.h"
+#include "ngx_http_stytch_tat_response.h"
+
+
+#define NGX_HTTP_STYTCH_TAT_NO_PROFILE  "trusted_token_profile_not_found"
+
+
+static ngx_int_t ngx_http_stytch_tat_outcome_transport(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_outcome_session(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_response_t *resp);
+static ngx_int_t ngx_http_stytch_tat_outcome_refusal(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_http_stytch_tat_response_t *resp);
+static ngx_int_t ngx_http_stytch_tat_outcome_keep_retry_after(
+    ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_outcome_error(
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t status, const char *error);
+static ngx_int_t ngx_http_stytch_tat_outcome_copy(ngx_http_request_t *r,
+    ngx_str_t *dst, ngx_http_stytch_tat_field_t *src);
+
+
+ngx_int_t
+ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    int                              kind;
+    ngx_int_t                        rc;
+    ngx_http_stytch_tat_response_t   resp;
+
+    if (ctx->sr_too_big || ctx->sr_failed || ctx->sr_status == 0
+        || ctx->sr_misrouted || !ctx->credentials_added)
+    {
+        return ngx_http_stytch_tat_outcome_transport(r, lcf, ctx);
+    }
+
+    kind = ngx_http_stytch_tat_response_parse(ctx->sr_body.data,
+                                              ctx->sr_body.len,
+                                              (int) ctx->sr_status, &resp);
+
+    switch (kind) {
+
+    case NGX_HTTP_STYTCH_TAT_RESPONSE_SESSION:
+        rc = ngx_http_stytch_tat_outcome_session(r, ctx, &resp);
+        break;
+
+    case NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: unusable answer from Stytch through "
+                      "\"%V\": status %ui, %s", &ctx->sr_uri, ctx->sr_status,
+                      resp.reason);
+        rc = ngx_http_stytch_tat_outcome_error(ctx, NGX_HTTP_BAD_GATEWAY,
+                                               "stytch_bad_response");
+        break;
+
+    default:
+        rc = ngx_http_stytch_tat_outcome_refusal(r, lcf, ctx, &resp);
+    }
+
+    ngx_http_stytch_tat_response_free(&resp);
+
+    return rc;
+}
+
+
+/*
+ * No answer of Stytch's own: the subrequest never reached a location that
+ * proxies to Stytch, an answer too big, a timeout, no connection.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_outcome_transport(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    if (ctx->sr_misrouted) {
+        /* logged where it was found, in the subrequest's precontent phase */
+        return ngx_http_stytch_tat_outcome_error(ctx,
+                                                 NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                                 "stytch_location_invalid");
+    }
+
+    if (!ctx->credentials_added) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: \"%V\" answered without proxying to "
+                      "Stytch (status %ui): the \"stytch_tat\" URI must name "
+                      "an \"internal\" location that proxy_passes to Stytch",
+                      &ctx->sr_uri, ctx->sr_status);
+        return ngx_http_stytch_tat_outcome_error(ctx,
+                                                 NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                                 "stytch_location_invalid");
+    }
+
+    if (ctx->sr_too_big) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch's answer through \"%V\" (status "
+                      "%ui) exceeds \"stytch_tat_buffer_size\" %uz",
+                      &ctx->sr_uri, ctx->sr_status, lcf->buffer_size);
+        return ngx_http_stytch_tat_outcome_error(ctx, NGX_HTTP_BAD_GATEWAY,
+                                                 "stytch_bad_response");
+    }
+
+    if (ctx->sr_status == NGX_HTTP_GATEWAY_TIME_OUT) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch timed out (\"%V\")", &ctx->sr_uri);
+        return ngx_http_stytch_tat_outcome_error(ctx,
+                                                 NGX_HTTP_GATEWAY_TIME_OUT,
+                                                 "stytch_timeout");
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "stytch_tat: Stytch unreachable or its answer unreadable "
+                  "(\"%V\" status %ui); see the lines above",
+                  &ctx->sr_uri, ctx->sr_status);
+
+    return ngx_http_stytch_tat_outcome_error(ctx, NGX_HTTP_BAD_GATEWAY,
+                                             "stytch_unavailable");
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_outcome_session(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_response_t *resp)
+{
+    if (ngx_http_stytch_tat_outcome_copy(r, &ctx->session_token,
+                                         &resp->session_token) != NGX_OK
+        || ngx_http_stytch_tat_outcome_copy(r, &ctx->session_jwt,
+                                            &resp->session_jwt) != NGX_OK
+        || ngx_http_stytch_tat_outcome_copy(r, &ctx->user_id,
+                                            &resp->user_id) != NGX_OK
+        || ngx_http_stytch_tat_outcome_copy(r, &ctx->session_id,
+                                            &resp->session_id) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->expires_at = (time_t) resp->expires_at;
+    ctx->session_jwt_exp = (time_t) resp->jwt_exp;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "stytch_tat: session \"%V\" for user \"%V\"",
+                   &ctx->session_id, &ctx->user_id);
+
+    return NGX_OK;
+}
+
+
+/* a Stytch error: its error_type for the variable and the log */
+
+static ngx_int_t
+ngx_http_stytch_tat_outcome_refusal(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_http_stytch_tat_response_t *resp)
+{
+    ngx_uint_t  i, status;
+
+    status = ctx->sr_status;
+
+    if (ngx_http_stytch_tat_outcome_copy(r, &ctx->error, &resp->error_type)
+        != NGX_OK
+        || ngx_http_stytch_tat_outcome_copy(r, &ctx->error_message,
+                                            &resp->error_message) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* Stytch's message goes to the log: one line, bounded */
+
+    if (ctx->error_message.len > 256) {
+        ctx->error_message.len = 256;
+    }
+
+    for (i = 0; i < ctx->error_message.len; i++) {
+        if (ctx->error_message.data[i] < 0x20) {
+            ctx->error_message.data[i] = ' ';
+        }
+    }
+
+    if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+        || status < NGX_HTTP_BAD_REQUEST)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch failed through \"%V\": status %ui, "
+                      "error_type \"%V\"", &ctx->sr_uri, status, &ctx->error);
+        return NGX_HTTP_BAD_GATEWAY;
+    }
+
+    if (status == NGX_HTTP_UNAUTHORIZED
+        || (ctx->error.len == sizeof(NGX_HTTP_STYTCH_TAT_NO_PROFILE) - 1
+            && ngx_strncmp(ctx->error.data, NGX_HTTP_STYTCH_TAT_NO_PROFILE,
+                           ctx->error.len) == 0))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch refused the module's own "
+                      "configuration: \"%V\"; check %s", &ctx->error,
+                      status == NGX_HTTP_UNAUTHORIZED
+                      ? "\"stytch_tat_credentials\""
+                      : "\"stytch_tat_profile_id\"");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch rate-limited the exchange: \"%V\"",
+                      &ctx->error);
+
+        if (ngx_http_stytch_tat_outcome_keep_retry_after(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "stytch_tat: Stytch refused the identity: status %ui, "
+                  "error_type \"%V\", \"%V\"", status, &ctx->error,
+                  &ctx->error_message);
+
+    ctx->refused = 1;
+
+    return lcf->refused_status;
+}
+
+
+/* Stytch's Retry-After, kept for the client and for those who wait on it */
+
+static ngx_int_t
+ngx_http_stytch_tat_outcome_keep_retry_after(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &ctx->subrequest->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_OK;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0
+            || h[i].key.len != sizeof("Retry-After") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
+                               h[i].key.len) != 0)
+        {
+            continue;
+        }
+
+        /* the subrequest's strings live in the request's pool */
+        ctx->retry_after = h[i].value;
+
+        return NGX_OK;
+    }
+}
+
+
+/* as auth_request copies WWW-Authenticate: Stytch's Retry-After, on a 503 */
+
+ngx_int_t
+ngx_http_stytch_tat_outcome_retry_after(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_table_elt_t  *h;
+
+    if (ctx->retry_after.len == 0) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    h->value = ctx->retry_after;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+/* Stytch could not answer: fail closed, or open where configured */
+
+ngx_int_t
+ngx_http_stytch_tat_outcome_fail_mode(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_int_t status)
+{
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_http_stytch_tat_outcome_retry_after(r, ctx) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!lcf->fail_open
+        || (status != NGX_HTTP_BAD_GATEWAY
+            && status != NGX_HTTP_GATEWAY_TIME_OUT))
+    {
+        return status;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "stytch_tat: failing open: request passed without a "
+                  "session (%V)", &ctx->error);
+
+    ngx_str_null(&ctx->session_token);
+    ngx_str_null(&ctx->session_jwt);
+    ngx_str_null(&ctx->user_id);
+    ngx_str_null(&ctx->session_id);
+
+    return NGX_DECLINED;
+}
+
+
+void
+ngx_http_stytch_tat_outcome_count(ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_uint_t  counter;
+
+    if (lcf->cache == NULL) {
+        return;
+    }
+
+    if (ctx->cache_role == NGX_HTTP_STYTCH_TAT_CACHE_REFRESH) {
+        counter = (rc == NGX_OK) ? NGX_HTTP_STYTCH_TAT_COUNT_REFRESH_OK
+                                 : NGX_HTTP_STYTCH_TAT_COUNT_REFRESH_FAILED;
+
+    } else {
+        counter = (rc == NGX_OK) ? NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_OK
+                  : ctx->refused ? NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_REFUSED
+                                 : NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_FAILED;
+    }
+
+    ngx_http_stytch_tat_cache_count(lcf->cache, counter,
+                                    ngx_current_msec - ctx->started);
+}
+
+
+/* a local reason for $stytch_tat_error, and the status that goes with it */
+
+static ngx_int_t
+ngx_http_stytch_tat_outcome_error(ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_int_t status, const char *error)
+{
+    ctx->error.data = (u_char *) error;
+    ctx->error.len = ngx_strlen(error);
+
+    return status;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_outcome_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    ngx_http_stytch_tat_field_t *src)
+{
+    dst->len = src->len;
+
+    if (src->len == 0) {
+        dst->data = NULL;
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(r->pool, src->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+
+    return NGX_OK;
+}
