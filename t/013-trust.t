@@ -95,6 +95,8 @@ location /slow {
 location /hang {
     stytch_tat /_stytch_attest;
     stytch_tat_cache trust;
+    # long: a leader that leaves must hand over at once, not at the lease's end
+    stytch_tat_cache_lock_timeout 30s;
     stytch_tat_email \$http_x_email;
     add_header X-Cache \$stytch_tat_cache_status always;
     $backend
@@ -308,7 +310,7 @@ sub keepalive_pair {
     close $s;
     # whether the followers arrive before or after nginx notices the close,
     # one of them takes over at once and the others wait for it
-    my @res = concurrent_requests(8, ['GET', '/hang', \%hang]);
+    my @res = concurrent_requests(8, ['GET', '/hang', \%hang], { timeout => 10 });
     my %st; $st{$_->{status} // 'none'}++ for @res;
     is($st{200}, 8, 'hang-up: all 8 followers served') or diag explain \%st;
     is(attests(), 2, 'hang-up: one takeover, not one attest per follower');
