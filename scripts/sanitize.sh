@@ -100,6 +100,7 @@ conf_args=(
     --with-http_realip_module
     --with-http_stub_status_module
     --with-http_sub_module
+    --with-http_v2_module
     --add-dynamic-module="$root"
 )
 stamp="$(printf '%s\n' "$NGINX_VERSION" "${conf_args[@]}" | cksum | cut -d' ' -f1)"

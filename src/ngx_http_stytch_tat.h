@@ -123,7 +123,15 @@ typedef struct {
 
 
 typedef struct {
+    ngx_str_t                   uri;
+    ngx_str_t                   file;
+    ngx_uint_t                  line;
+} ngx_http_stytch_tat_uri_t;
+
+
+typedef struct {
     ngx_flag_t                  exchange_used;  /* some "stytch_tat URI" */
+    ngx_array_t                *uris;           /* ngx_http_stytch_tat_uri_t */
 } ngx_http_stytch_tat_srv_conf_t;
 
 
@@ -138,6 +146,8 @@ typedef struct {
     time_t                      token_ttl;
 
     ngx_str_t                   uri;         /* stytch_tat URI */
+    ngx_str_t                   uri_file;    /* where it was set */
+    ngx_uint_t                  uri_line;
     ngx_http_complex_value_t   *profile_id;
     ngx_http_complex_value_t   *organization_id;
     ngx_http_complex_value_t   *session_token;

@@ -317,3 +317,48 @@ location = /t { return 200 "[$stytch_tat_authorization]"; }
 --- must_die
 --- error_log eval
 qr/unknown "stytch_tat_authorization" variable/
+
+
+
+=== TEST 33: a mistyped stytch_tat URI that falls into the application's location
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem;
+stytch_tat_issuer https://auth.example.com;
+stytch_tat_audience https://api.example.com;
+stytch_tat_profile_id profile-1;
+--- config
+location = /_stytch_attest {
+    internal;
+    proxy_pass http://127.0.0.1:1/v1/sessions/attest;
+}
+location /app {
+    stytch_tat /_stytch_atest;
+    stytch_tat_email $http_x_email;
+}
+location / {
+    proxy_pass http://127.0.0.1:1;
+}
+--- must_die
+--- error_log eval
+qr{"stytch_tat /_stytch_atest" in .*nginx\.conf:\d+ leads to location "/", which is not "internal"}
+
+
+
+=== TEST 34: a stytch_tat URI whose internal location does not proxy
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem;
+stytch_tat_issuer https://auth.example.com;
+stytch_tat_audience https://api.example.com;
+stytch_tat_profile_id profile-1;
+--- config
+location = /_stytch_attest {
+    internal;
+    return 200 "{}";
+}
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+}
+--- must_die
+--- error_log eval
+qr{"stytch_tat /_stytch_attest" in .*nginx\.conf:\d+ leads to location "/_stytch_attest", which has no proxy_pass}
