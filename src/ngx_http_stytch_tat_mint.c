@@ -13,6 +13,8 @@
 #define NGX_HTTP_STYTCH_TAT_JTI_BYTES     16
 
 
+static ngx_int_t ngx_http_stytch_tat_identity_claims(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_eval(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *value);
 static ngx_int_t ngx_http_stytch_tat_random_jti(ngx_http_request_t *r,
@@ -27,10 +29,6 @@ ngx_http_stytch_tat_identity(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx)
 {
     size_t                             n;
-    ngx_str_t                          value;
-    ngx_uint_t                         i;
-    ngx_http_stytch_tat_claim_t       *c;
-    ngx_http_stytch_tat_claim_conf_t  *cc;
     ngx_http_stytch_tat_loc_conf_t    *lcf;
     ngx_http_stytch_tat_main_conf_t   *mcf;
 
@@ -75,6 +73,24 @@ ngx_http_stytch_tat_identity(ngx_http_request_t *r,
     }
 
     ctx->nclaims = n;
+
+    ctx->identity_rc = ngx_http_stytch_tat_identity_claims(r, lcf, ctx);
+
+    return ctx->identity_rc;
+}
+
+
+/* the claims of the identity, from the request's variables */
+
+static ngx_int_t
+ngx_http_stytch_tat_identity_claims(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_str_t                          value;
+    ngx_uint_t                         i;
+    ngx_http_stytch_tat_claim_t       *c;
+    ngx_http_stytch_tat_claim_conf_t  *cc;
+
     c = ctx->claims;
 
     c[NGX_HTTP_STYTCH_TAT_ISS].name = "iss";
@@ -98,7 +114,6 @@ ngx_http_stytch_tat_identity(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "stytch_tat: no identity: \"stytch_tat_email\" is "
                       "empty");
-        ctx->identity_rc = NGX_DECLINED;
         return NGX_DECLINED;
     }
 
@@ -153,8 +168,6 @@ ngx_http_stytch_tat_identity(ngx_http_request_t *r,
             }
         }
     }
-
-    ctx->identity_rc = NGX_OK;
 
     return NGX_OK;
 }
