@@ -1,7 +1,7 @@
 /*
  * The claims set: ngx_http_stytch_tat_claims_json() on fuzz-chosen values,
  * compared byte for byte with a reference built here from the documented
- * rules (header and README): strings, lists split on a separator with
+ * rules (ngx_http_stytch_tat_claims.h, docs/directives.md): strings, lists split on a separator with
  * spaces trimmed and empty items left out, numbers; values over 1024 bytes,
  * with control characters or with invalid UTF-8 refused, in claim order.
  *

@@ -211,7 +211,8 @@ typedef struct {
 #define NGX_HTTP_STYTCH_TAT_FIXED_CLAIMS  8
 
 
-/* per request, never in configuration (see nginx-notes.md, trap 3) */
+/* per request, never in configuration: a location's configuration is
+ * shared by every request of every worker */
 typedef struct {
     ngx_http_stytch_tat_claim_t *claims;     /* the identity, evaluated */
     size_t                      nclaims;

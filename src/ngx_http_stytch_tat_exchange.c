@@ -425,7 +425,8 @@ ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
     }
 
     if (ngx_http_stytch_tat_exchange_json(r, obj, &body) != NGX_OK
-        || ngx_http_stytch_tat_exchange_subrequest(r, &lcf->uri, ctx, &body) != NGX_OK)
+        || ngx_http_stytch_tat_exchange_subrequest(r, &lcf->uri, ctx, &body)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -456,7 +457,8 @@ ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
     }
 
     if (ngx_http_stytch_tat_exchange_json(r, obj, &body) != NGX_OK
-        || ngx_http_stytch_tat_exchange_subrequest(r, &lcf->refresh_uri, ctx, &body)
+        || ngx_http_stytch_tat_exchange_subrequest(r, &lcf->refresh_uri, ctx,
+                                                   &body)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -465,8 +467,6 @@ ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
     return NGX_AGAIN;
 }
 
-
-/* serializes and releases obj */
 
 /* serializes and releases obj */
 

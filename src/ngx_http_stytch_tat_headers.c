@@ -49,9 +49,9 @@ ngx_http_stytch_tat_headers_is_ours(ngx_table_elt_t *h)
 /*
  * The POST_READ handler: in every location of a server where some location
  * has "stytch_tat URI", before any variable is read, unless
- * "stytch_tat_drop_client_headers off" is set for the server.  It runs once per client request: internal redirects start
- * after this phase, so the module's own headers are never taken for a
- * client's.
+ * "stytch_tat_drop_client_headers off" is set for the server.  It runs once
+ * per client request: internal redirects start after this phase, so the
+ * module's own headers are never taken for a client's.
  */
 
 ngx_int_t

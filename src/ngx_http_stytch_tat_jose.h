@@ -2,7 +2,7 @@
  * JOSE primitives of ngx_http_stytch_tat_module: base64url, private key
  * loading, public JWKs with RFC 7638 thumbprints, JWS signing.
  *
- * Deliberately free of nginx headers so that the unit tests in test/unit
+ * Deliberately free of nginx headers so that the unit tests in t/unit
  * link it alone.  All cryptography goes through OpenSSL's EVP API and all
  * JSON through jansson.
  */
