@@ -9,6 +9,7 @@
  *   src/ngx_http_stytch_tat_credentials.c  stytch_tat_credentials
  *   src/ngx_http_stytch_tat_response.c  Stytch's answers (no nginx)
  *   src/ngx_http_stytch_tat_cache.c  the shared-memory zone, single-flight
+ *   src/ngx_http_stytch_tat_cache_state.c  the cache's rules (no nginx)
  *   src/ngx_http_stytch_tat_status.c  stytch_tat_status
  *   src/ngx_http_stytch_tat_jose.c  JOSE primitives (no nginx)
  *   src/ngx_http_stytch_tat_claims.c  claims JSON (no nginx)
@@ -24,6 +25,7 @@
 
 #include "ngx_http_stytch_tat_jose.h"
 #include "ngx_http_stytch_tat_claims.h"
+#include "ngx_http_stytch_tat_cache_state.h"
 
 
 /* a kid is printable ASCII, short enough for any header */
@@ -151,21 +153,11 @@ typedef struct {
 #define NGX_HTTP_STYTCH_TAT_STATE_ANSWERED  2   /* its answer is in */
 #define NGX_HTTP_STYTCH_TAT_STATE_DONE      3
 
-/* $stytch_tat_cache_status */
-#define NGX_HTTP_STYTCH_TAT_NONE     0
-#define NGX_HTTP_STYTCH_TAT_HIT      1
-#define NGX_HTTP_STYTCH_TAT_MISS     2
-#define NGX_HTTP_STYTCH_TAT_EXPIRED  3
-#define NGX_HTTP_STYTCH_TAT_STALE    4
-#define NGX_HTTP_STYTCH_TAT_BYPASS   5
-
-/* what a cache lookup tells the exchange to do */
-#define NGX_HTTP_STYTCH_TAT_CACHE_HIT      1   /* session in ctx */
-#define NGX_HTTP_STYTCH_TAT_CACHE_ATTEST   2   /* lead: attest */
-#define NGX_HTTP_STYTCH_TAT_CACHE_REFRESH  3   /* lead: refresh the JWT */
-#define NGX_HTTP_STYTCH_TAT_CACHE_WAIT     4   /* another request leads */
-#define NGX_HTTP_STYTCH_TAT_CACHE_FAILED   5   /* its outcome in ctx */
-#define NGX_HTTP_STYTCH_TAT_CACHE_BYPASS   6
+/*
+ * $stytch_tat_cache_status (NGX_HTTP_STYTCH_TAT_HIT ...) and what a cache
+ * lookup tells the exchange to do (NGX_HTTP_STYTCH_TAT_CACHE_HIT ...) are
+ * in ngx_http_stytch_tat_cache_state.h.
+ */
 
 
 /* the claims the module owns, first in every token, in this order */
