@@ -206,7 +206,13 @@ typedef struct {
     u_char                      digest[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
     ngx_uint_t                  cache_status;
     ngx_int_t                   cache_role;  /* ATTEST, REFRESH or 0 */
-    uint64_t                    wait_started;    /* ms, 0: never waited */
+    /*
+     * When the exchange began waiting on another request's exchange, for
+     * stytch_tat_cache_lock_timeout: ngx_current_msec (monotonic, like
+     * the cache's leases), 0 before.  The cache keeps its own flag,
+     * cache_waited, and never reads this.
+     */
+    ngx_msec_t                  wait_started;
     ngx_str_t                   body_values[4];  /* profile, org, sessions */
 
     unsigned                    identified:1;
@@ -218,6 +224,7 @@ typedef struct {
     unsigned                    keyed:1;
     unsigned                    refused:1;
     unsigned                    evaluated:1;
+    unsigned                    cache_waited:1;  /* the cache said WAIT */
 } ngx_http_stytch_tat_ctx_t;
 
 
@@ -243,8 +250,10 @@ char *ngx_http_stytch_tat_credentials(ngx_conf_t *cf, ngx_command_t *cmd,
 
 ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
 
-char *ngx_http_stytch_tat_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+char *ngx_http_stytch_tat_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+/* the old name of the stytch_tat_zone handler, until the module file's */
+#define ngx_http_stytch_tat_zone  ngx_http_stytch_tat_cache_zone
 char *ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,

@@ -192,8 +192,7 @@ ngx_http_stytch_tat_cache_state_leased(const ngx_http_stytch_tat_entry_t *e,
 
 int
 ngx_http_stytch_tat_cache_state_expired(const ngx_http_stytch_tat_entry_t *e,
-    time_t now, ngx_http_stytch_tat_msec_t now_ms,
-    ngx_http_stytch_tat_msec_t failed_ms)
+    time_t now, ngx_http_stytch_tat_msec_t now_ms)
 {
     if (ngx_http_stytch_tat_cache_state_leased(e, now_ms)) {
         /* a leader is at work on it: waiters depend on it */
@@ -215,8 +214,9 @@ ngx_http_stytch_tat_cache_state_expired(const ngx_http_stytch_tat_entry_t *e,
             return 0;
         }
 
-        return !ngx_http_stytch_tat_cache_state_live(e->failed_at + failed_ms,
-                                                     now_ms);
+        return !ngx_http_stytch_tat_cache_state_live(
+                                   e->failed_at + NGX_HTTP_STYTCH_TAT_FAILED_MS,
+                                   now_ms);
 
     case NGX_HTTP_STYTCH_TAT_NODE_NONE:
         return e->token_exp <= now;

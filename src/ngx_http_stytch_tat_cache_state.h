@@ -49,6 +49,9 @@ typedef intptr_t   ngx_http_stytch_tat_msec_int_t;
 #define NGX_HTTP_STYTCH_TAT_CACHE_FAILED   5   /* its outcome in ctx */
 #define NGX_HTTP_STYTCH_TAT_CACHE_BYPASS   6
 
+/* how long a failed leader's outcome stays for its waiters to see, ms */
+#define NGX_HTTP_STYTCH_TAT_FAILED_MS        2000
+
 /* what a leader that gives up its claim does to the entry */
 #define NGX_HTTP_STYTCH_TAT_RELEASE_KEEP     0   /* not its claim (now) */
 #define NGX_HTTP_STYTCH_TAT_RELEASE_DELETE   1   /* its PENDING entry */
@@ -114,10 +117,13 @@ void ngx_http_stytch_tat_cache_state_decide(
 int ngx_http_stytch_tat_cache_state_leased(
     const ngx_http_stytch_tat_entry_t *e, ngx_http_stytch_tat_msec_t now_ms);
 
-/* 1 when e may go without being forced out: no claim, nothing to serve */
+/*
+ * 1 when e may go without being forced out: no claim on it, nothing left
+ * to serve (a failure stays NGX_HTTP_STYTCH_TAT_FAILED_MS for its waiters)
+ */
 int ngx_http_stytch_tat_cache_state_expired(
     const ngx_http_stytch_tat_entry_t *e, time_t now,
-    ngx_http_stytch_tat_msec_t now_ms, ngx_http_stytch_tat_msec_t failed_ms);
+    ngx_http_stytch_tat_msec_t now_ms);
 
 /*
  * A leader's failure: returns 1 when e keeps its session (a failed

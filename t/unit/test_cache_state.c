@@ -698,7 +698,7 @@ test_cache_state_expired(void **state)
     (void) state;
 
 #define EXPIRED(e, now, now_ms)                                              \
-    ngx_http_stytch_tat_cache_state_expired(&(e), now, now_ms, 2000)
+    ngx_http_stytch_tat_cache_state_expired(&(e), now, now_ms)
 
     /* a leader's entry is never evicted while its lease holds */
 
@@ -719,6 +719,8 @@ test_cache_state_expired(void **state)
     assert_true(EXPIRED(e, NOW + 1, NOW_MS));
 
     /* a failure for its waiters, then for its negative caching */
+
+    assert_int_equal(NGX_HTTP_STYTCH_TAT_FAILED_MS, 2000);
 
     e = failed(NOW_MS, 0);
     assert_false(EXPIRED(e, NOW, NOW_MS + 1999));
