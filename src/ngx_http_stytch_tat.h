@@ -188,6 +188,7 @@ typedef struct {
     ngx_int_t                   status;      /* the phase handler's answer */
     ngx_str_t                   error;       /* $stytch_tat_error */
     ngx_str_t                   error_message;   /* Stytch's, for the log */
+    ngx_str_t                   retry_after; /* Stytch's, or a leader's */
 
     ngx_http_request_t         *subrequest;
     ngx_msec_t                  started;
@@ -206,6 +207,7 @@ typedef struct {
     u_char                      digest[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
     ngx_uint_t                  cache_status;
     ngx_int_t                   cache_role;  /* ATTEST, REFRESH or 0 */
+    ngx_msec_t                  cache_claim; /* the lease it leads under */
     /*
      * When the exchange began waiting on another request's exchange, for
      * stytch_tat_cache_lock_timeout: ngx_current_msec (monotonic, like
@@ -225,6 +227,7 @@ typedef struct {
     unsigned                    refused:1;
     unsigned                    evaluated:1;
     unsigned                    cache_waited:1;  /* the cache said WAIT */
+    unsigned                    cache_claimed:1; /* cache_claim is set */
 } ngx_http_stytch_tat_ctx_t;
 
 
@@ -267,6 +270,8 @@ void ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_uint_t status, time_t negative);
 void ngx_http_stytch_tat_cache_drop(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_ctx_t *ctx);
+void ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);

@@ -27,7 +27,11 @@
 #define NGX_HTTP_STYTCH_TAT_F_USER_ID        3
 #define NGX_HTTP_STYTCH_TAT_F_SESSION_ID     4
 #define NGX_HTTP_STYTCH_TAT_F_ERROR          5
-#define NGX_HTTP_STYTCH_TAT_FIELDS           6
+#define NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER    6
+#define NGX_HTTP_STYTCH_TAT_FIELDS           7
+
+/* a Retry-After is delta-seconds or an HTTP-date: longer is not one */
+#define NGX_HTTP_STYTCH_TAT_RETRY_AFTER_MAX  64
 
 /* refresh Stytch's 5-minute session JWT this long before it expires */
 #define NGX_HTTP_STYTCH_TAT_REFRESH_AHEAD    60
@@ -760,7 +764,10 @@ ngx_http_stytch_tat_cache_apply(ngx_http_request_t *r,
     }
 
     if (d->update) {
+        /* this request leads: its lease is its claim, see release() */
         tn->entry = d->entry;
+        ctx->cache_claim = d->entry.lease_until;
+        ctx->cache_claimed = 1;
     }
 
     if (d->action == NGX_HTTP_STYTCH_TAT_CACHE_WAIT) {
@@ -817,7 +824,11 @@ ngx_http_stytch_tat_cache_copy(ngx_http_request_t *r,
         if (ngx_http_stytch_tat_cache_copy_out(r, tn,
                                                NGX_HTTP_STYTCH_TAT_F_ERROR,
                                                &ctx->error)
-            != NGX_OK)
+            != NGX_OK
+            || ngx_http_stytch_tat_cache_copy_out(r, tn,
+                                            NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER,
+                                            &ctx->retry_after)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -849,6 +860,7 @@ ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
     fields[NGX_HTTP_STYTCH_TAT_F_USER_ID] = ctx->user_id;
     fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID] = ctx->session_id;
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_ERROR], "");
+    ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER], "");
 
     /*
      * The token sent to Stytch is not kept: it is never sent again, and
@@ -904,9 +916,18 @@ ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_USER_ID], "");
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID], "");
     fields[NGX_HTTP_STYTCH_TAT_F_ERROR] = ctx->error;
+    fields[NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER] = ctx->retry_after;
 
     if (fields[NGX_HTTP_STYTCH_TAT_F_ERROR].data == NULL) {
         ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_ERROR], "");
+    }
+
+    /* waiters behind a rate-limited leader get its Retry-After */
+
+    if (fields[NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER].data == NULL
+        || ctx->retry_after.len > NGX_HTTP_STYTCH_TAT_RETRY_AFTER_MAX)
+    {
+        ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER], "");
     }
 
     ngx_shmtx_lock(&zone->shpool->mutex);
@@ -959,6 +980,42 @@ ngx_http_stytch_tat_cache_drop(ngx_http_stytch_tat_zone_t *zone,
     tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
 
     if (tn) {
+        ngx_http_stytch_tat_cache_delete(zone, tn);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * A leader whose request ends before it records an outcome (its client
+ * went away) gives up its claim at once, so that its waiters need not wait
+ * for the lease to run out: the next request leads.  Nothing happens when
+ * the outcome is in, or the claim was taken over.
+ */
+
+void
+ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_http_stytch_tat_node_t  *tn;
+
+    if (!ctx->cache_claimed) {
+        return;
+    }
+
+    ctx->cache_claimed = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+
+    /* RELEASE_UNLEASE clears the lease of a session in place */
+
+    if (tn
+        && ngx_http_stytch_tat_cache_state_release(&tn->entry, ctx->cache_claim)
+           == NGX_HTTP_STYTCH_TAT_RELEASE_DELETE)
+    {
         ngx_http_stytch_tat_cache_delete(zone, tn);
     }
 
