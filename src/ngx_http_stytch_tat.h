@@ -83,6 +83,8 @@ typedef struct {
     ngx_atomic_t                waits;
     ngx_atomic_t                evictions;
     ngx_atomic_t                uncached;
+    ngx_atomic_t                jwt_hits;    /* $stytch_tat_jwt reused */
+    ngx_atomic_t                jwt_misses;  /* ... minted and stored */
     ngx_atomic_t                mints[3];    /* RS256, ES256, EdDSA */
     ngx_atomic_t                calls[NGX_HTTP_STYTCH_TAT_NCALLS];
     ngx_atomic_t                latency[NGX_HTTP_STYTCH_TAT_NBUCKETS];

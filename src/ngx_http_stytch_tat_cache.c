@@ -1046,7 +1046,9 @@ ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
         rc = ngx_http_stytch_tat_cache_copy_out(r, tn,
                                                 NGX_HTTP_STYTCH_TAT_F_JWT,
                                                 &ctx->jwt);
-        ngx_atomic_fetch_add(&zone->sh->stats.hits, 1);
+
+        /* a token reused is no session hit: counted apart */
+        ngx_atomic_fetch_add(&zone->sh->stats.jwt_hits, 1);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -1069,7 +1071,7 @@ ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
 
     old = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
 
-    ngx_atomic_fetch_add(&zone->sh->stats.misses, 1);
+    ngx_atomic_fetch_add(&zone->sh->stats.jwt_misses, 1);
 
     tn = ngx_http_stytch_tat_cache_replace(zone, r, old, ctx->digest, fields);
 
