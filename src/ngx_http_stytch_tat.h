@@ -105,6 +105,9 @@ typedef struct {
     ngx_http_stytch_tat_shctx_t *sh;
     ngx_slab_pool_t            *shpool;
     ngx_shm_zone_t             *shm_zone;
+    ngx_str_t                   file;        /* where first named, */
+    ngx_uint_t                  line;        /* for an undeclared zone */
+    unsigned                    declared:1;  /* by stytch_tat_zone */
 } ngx_http_stytch_tat_zone_t;
 
 

@@ -53,6 +53,8 @@ typedef struct {
 } ngx_http_stytch_tat_node_t;
 
 
+static ngx_http_stytch_tat_zone_t *ngx_http_stytch_tat_cache_zone_add(
+    ngx_conf_t *cf, ngx_str_t *name);
 static ngx_int_t ngx_http_stytch_tat_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_stytch_tat_cache_rbtree_insert_value(
@@ -90,7 +92,6 @@ ngx_http_stytch_tat_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                      *p;
     ssize_t                      size;
     ngx_str_t                   *value, name, s;
-    ngx_shm_zone_t              *shm_zone;
     ngx_http_stytch_tat_zone_t  *zone, **zp;
 
     value = cf->args->elts;
@@ -133,26 +134,21 @@ ngx_http_stytch_tat_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_stytch_tat_zone_t));
+    zone = ngx_http_stytch_tat_cache_zone_add(cf, &name);
     if (zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    shm_zone = ngx_shared_memory_add(cf, &name, size,
-                                     &ngx_http_stytch_tat_module);
-    if (shm_zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (shm_zone->data) {
+    if (zone->declared) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "duplicate zone \"%V\"", &name);
         return NGX_CONF_ERROR;
     }
 
-    shm_zone->init = ngx_http_stytch_tat_cache_init_zone;
-    shm_zone->data = zone;
-    zone->shm_zone = shm_zone;
+    /* in place of the stand-in size a stytch_tat_cache may have given it */
+
+    zone->shm_zone->shm.size = size;
+    zone->declared = 1;
 
     zp = ngx_array_push(&mcf->zones);
     if (zp == NULL) {
@@ -170,10 +166,7 @@ ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_stytch_tat_loc_conf_t *lcf = conf;
 
-    ngx_str_t                         *value;
-    ngx_uint_t                         i;
-    ngx_http_stytch_tat_zone_t       **zones;
-    ngx_http_stytch_tat_main_conf_t   *mcf;
+    ngx_str_t  *value;
 
     if (lcf->cache != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -186,27 +179,54 @@ ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    /* zones are declared at http level, before the locations using them */
+    /* like limit_req zone=, the zone may be declared further on */
 
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_stytch_tat_module);
-    zones = mcf->zones.elts;
-
-    for (i = 0; i < mcf->zones.nelts; i++) {
-        if (zones[i]->shm_zone->shm.name.len == value[1].len
-            && ngx_strncmp(zones[i]->shm_zone->shm.name.data, value[1].data,
-                           value[1].len) == 0)
-        {
-            lcf->cache = zones[i];
-            return NGX_CONF_OK;
-        }
+    lcf->cache = ngx_http_stytch_tat_cache_zone_add(cf, &value[1]);
+    if (lcf->cache == NULL) {
+        return NGX_CONF_ERROR;
     }
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "unknown zone \"%V\": declare it with "
-                       "\"stytch_tat_zone zone=%V:SIZE;\" before", &value[1],
-                       &value[1]);
+    return NGX_CONF_OK;
+}
 
-    return NGX_CONF_ERROR;
+
+/*
+ * The zone of this name, made on its first mention, by stytch_tat_zone or
+ * by stytch_tat_cache.  nginx refuses a zone of size 0 without naming the
+ * directive that used it: an undeclared zone gets a stand-in size, so that
+ * init_zone runs and names the stytch_tat_cache that wants it.
+ */
+
+static ngx_http_stytch_tat_zone_t *
+ngx_http_stytch_tat_cache_zone_add(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_shm_zone_t              *shm_zone;
+    ngx_http_stytch_tat_zone_t  *zone;
+
+    shm_zone = ngx_shared_memory_add(cf, name, 0,
+                                     &ngx_http_stytch_tat_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        return shm_zone->data;
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_stytch_tat_zone_t));
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    zone->shm_zone = shm_zone;
+    zone->file = cf->conf_file->file.name;
+    zone->line = cf->conf_file->line;
+
+    shm_zone->data = zone;
+    shm_zone->init = ngx_http_stytch_tat_cache_init_zone;
+    shm_zone->shm.size = 8 * ngx_pagesize;
+
+    return zone;
 }
 
 
@@ -219,6 +239,15 @@ ngx_http_stytch_tat_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_stytch_tat_zone_t  *zone;
 
     zone = shm_zone->data;
+
+    if (!zone->declared) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "unknown zone \"%V\": declare it with "
+                      "\"stytch_tat_zone zone=%V:SIZE;\" before in %V:%ui",
+                      &shm_zone->shm.name, &shm_zone->shm.name, &zone->file,
+                      zone->line);
+        return NGX_ERROR;
+    }
 
     if (ozone) {
         /* a reload: keep the entries of the zone of the same name and size */
