@@ -178,6 +178,7 @@ ngx_http_stytch_tat_cache_state_lead(const ngx_http_stytch_tat_lookup_t *lk,
     d->entry.refreshing = (unsigned char) refreshing;
     d->entry.leased = 1;
     d->entry.lease_until = lk->now_ms + lk->lease;
+    d->entry.negative = 0;
 }
 
 

@@ -503,6 +503,7 @@ test_cache_state_failed_negative(void **state)
     d = decide(&e, at(NOW - 3600, NOW_MS + 30000, 0));
     expect(&d, ATTEST, S_MISS, 1, 0);
     expect_lease(&d, PENDING, 0, NOW_MS + 30000);
+    assert_int_equal(d.entry.negative, 0);
 
     d = decide(&e, at(NOW + 3600, NOW_MS + 1, 0));
     expect(&d, FAILED, S_HIT, 0, 0);
