@@ -83,7 +83,7 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
 
     { ngx_string("stytch_tat_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_stytch_tat_zone,
+      ngx_http_stytch_tat_cache_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },

@@ -11,13 +11,16 @@
  *   src/ngx_http_stytch_tat_outcome.c   answer or failure -> status, error
  *   src/ngx_http_stytch_tat_headers.c   client X-Stytch-* dropped, session
  *                                       headers and cookies added
- *   src/ngx_http_stytch_tat_cache.c     the shared-memory zone
+ *   src/ngx_http_stytch_tat_cache.c     the shared-memory zone: lookup and
+ *                                       store under its lock, LRU, reload
  *   src/ngx_http_stytch_tat_mint.c      minting the JWT for a request
  *   src/ngx_http_stytch_tat_keys.c      signing keys and the JWKS document
  *   src/ngx_http_stytch_tat_jwks.c      the JWKS content handler
  *   src/ngx_http_stytch_tat_credentials.c  stytch_tat_credentials
  *   src/ngx_http_stytch_tat_status.c    stytch_tat_status
  *   src/ngx_http_stytch_tat_response.c  Stytch's answers (no nginx)
+ *   src/ngx_http_stytch_tat_cache_state.c  the cache's single-flight and
+ *                                       refresh rules (no nginx)
  *   src/ngx_http_stytch_tat_jose.c      JOSE primitives (no nginx)
  *   src/ngx_http_stytch_tat_claims.c    claims JSON (no nginx)
  */
@@ -33,6 +36,7 @@
 
 #include "ngx_http_stytch_tat_jose.h"
 #include "ngx_http_stytch_tat_claims.h"
+#include "ngx_http_stytch_tat_cache_state.h"
 
 
 /* a kid is printable ASCII, short enough for any header */
@@ -90,6 +94,8 @@ typedef struct {
     ngx_atomic_t                waits;
     ngx_atomic_t                evictions;
     ngx_atomic_t                uncached;
+    ngx_atomic_t                jwt_hits;    /* $stytch_tat_jwt reused */
+    ngx_atomic_t                jwt_misses;  /* ... minted and stored */
     ngx_atomic_t                mints[3];    /* RS256, ES256, EdDSA */
     ngx_atomic_t                calls[NGX_HTTP_STYTCH_TAT_NCALLS];
     ngx_atomic_t                latency[NGX_HTTP_STYTCH_TAT_NBUCKETS];
@@ -110,6 +116,9 @@ typedef struct {
     ngx_http_stytch_tat_shctx_t *sh;
     ngx_slab_pool_t            *shpool;
     ngx_shm_zone_t             *shm_zone;
+    ngx_str_t                   file;        /* where first named, */
+    ngx_uint_t                  line;        /* for an undeclared zone */
+    unsigned                    declared:1;  /* by stytch_tat_zone */
 } ngx_http_stytch_tat_zone_t;
 
 
@@ -182,21 +191,11 @@ typedef struct {
 #define NGX_HTTP_STYTCH_TAT_STATE_ANSWERED  2   /* its answer is in */
 #define NGX_HTTP_STYTCH_TAT_STATE_DONE      3
 
-/* $stytch_tat_cache_status */
-#define NGX_HTTP_STYTCH_TAT_NONE     0
-#define NGX_HTTP_STYTCH_TAT_HIT      1
-#define NGX_HTTP_STYTCH_TAT_MISS     2
-#define NGX_HTTP_STYTCH_TAT_EXPIRED  3
-#define NGX_HTTP_STYTCH_TAT_STALE    4
-#define NGX_HTTP_STYTCH_TAT_BYPASS   5
-
-/* what a cache lookup tells the exchange to do */
-#define NGX_HTTP_STYTCH_TAT_CACHE_HIT      1   /* session in ctx */
-#define NGX_HTTP_STYTCH_TAT_CACHE_ATTEST   2   /* lead: attest */
-#define NGX_HTTP_STYTCH_TAT_CACHE_REFRESH  3   /* lead: refresh the JWT */
-#define NGX_HTTP_STYTCH_TAT_CACHE_WAIT     4   /* another request leads */
-#define NGX_HTTP_STYTCH_TAT_CACHE_FAILED   5   /* its outcome in ctx */
-#define NGX_HTTP_STYTCH_TAT_CACHE_BYPASS   6
+/*
+ * $stytch_tat_cache_status (NGX_HTTP_STYTCH_TAT_HIT ...) and what a cache
+ * lookup tells the exchange to do (NGX_HTTP_STYTCH_TAT_CACHE_HIT ...) are
+ * in ngx_http_stytch_tat_cache_state.h.
+ */
 
 
 /* the claims the module owns, first in every token, in this order */
@@ -228,6 +227,7 @@ typedef struct {
     ngx_int_t                   status;      /* the phase handler's answer */
     ngx_str_t                   error;       /* $stytch_tat_error */
     ngx_str_t                   error_message;   /* Stytch's, for the log */
+    ngx_str_t                   retry_after; /* Stytch's, or a leader's */
 
     ngx_http_request_t         *subrequest;
     ngx_str_t                   sr_uri;      /* the location it went to */
@@ -247,9 +247,15 @@ typedef struct {
     u_char                      digest[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
     ngx_uint_t                  cache_status;
     ngx_int_t                   cache_role;  /* ATTEST, REFRESH or 0 */
-    uint64_t                    wait_started;    /* ms, 0: never waited */
+    ngx_msec_t                  cache_claim; /* the lease it leads under */
+    /*
+     * When the exchange began waiting on another request's exchange, for
+     * stytch_tat_cache_lock_timeout: ngx_current_msec (monotonic, like
+     * the cache's leases), 0 before.  The cache keeps its own flag,
+     * cache_waited, and never reads this.
+     */
+    ngx_msec_t                  wait_started;
     ngx_str_t                   body_values[4];  /* profile, org, sessions */
-    ngx_str_t                   retry_after; /* Stytch's, on a 429 */
     ngx_http_stytch_tat_zone_t *zone;        /* where this request leads */
 
     unsigned                    identified:1;
@@ -264,6 +270,8 @@ typedef struct {
     unsigned                    leading:1;   /* holds the zone's lease */
     unsigned                    sr_misrouted:1;
     unsigned                    credentials_added:1;
+    unsigned                    cache_waited:1;  /* the cache said WAIT */
+    unsigned                    cache_claimed:1; /* cache_claim is set */
 } ngx_http_stytch_tat_ctx_t;
 
 
@@ -308,7 +316,7 @@ ngx_int_t ngx_http_stytch_tat_headers_add(ngx_http_request_t *r,
 ngx_int_t ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 
-char *ngx_http_stytch_tat_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+char *ngx_http_stytch_tat_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -322,9 +330,9 @@ void ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
 void ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_uint_t status, time_t negative);
-void ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
-    u_char *digest);
 void ngx_http_stytch_tat_cache_drop(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_ctx_t *ctx);
+void ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);

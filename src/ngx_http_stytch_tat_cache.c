@@ -1,11 +1,16 @@
 /*
  * The cache: a shared-memory zone (stytch_tat_zone) holding, per identity,
  * the minted token and the Stytch session, across workers and reloads.
+ * This file owns the zone's directives, its memory and its locking: the
+ * rbtree and LRU, finding, inserting, evicting, and copying entries out.
+ * What a lookup decides is ngx_http_stytch_tat_cache_state.c's.
  *
  * Modelled on ngx_http_limit_req_module's zone: a slab pool, an rbtree
  * keyed by a SHA-256 digest of everything that makes a session different
  * (the full digest is compared), an LRU queue, expiry of a few stale nodes
- * per insert and forced eviction when the slab is full.
+ * per insert and forced eviction when the slab is full.  As there, a
+ * lookup decides under the lock, then acts: writes the entry back, counts,
+ * copies out.
  *
  * A node is also the single-flight lock: the first request for an identity
  * leaves a PENDING node with a lease and talks to Stytch; the others wait on
@@ -16,77 +21,77 @@
 #include "ngx_http_stytch_tat.h"
 
 
-#define NGX_HTTP_STYTCH_TAT_NODE_NONE      0   /* a minted token only */
-#define NGX_HTTP_STYTCH_TAT_NODE_PENDING   1   /* a leader talks to Stytch */
-#define NGX_HTTP_STYTCH_TAT_NODE_SESSION   2
-#define NGX_HTTP_STYTCH_TAT_NODE_FAILED    3
-
 #define NGX_HTTP_STYTCH_TAT_F_JWT            0
 #define NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN  1
 #define NGX_HTTP_STYTCH_TAT_F_SESSION_JWT    2
 #define NGX_HTTP_STYTCH_TAT_F_USER_ID        3
 #define NGX_HTTP_STYTCH_TAT_F_SESSION_ID     4
 #define NGX_HTTP_STYTCH_TAT_F_ERROR          5
-#define NGX_HTTP_STYTCH_TAT_FIELDS           6
+#define NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER    6
+#define NGX_HTTP_STYTCH_TAT_FIELDS           7
+
+/* a Retry-After is delta-seconds or an HTTP-date: longer is not one */
+#define NGX_HTTP_STYTCH_TAT_RETRY_AFTER_MAX  64
 
 /* refresh Stytch's 5-minute session JWT this long before it expires */
 #define NGX_HTTP_STYTCH_TAT_REFRESH_AHEAD    60
 /* reuse a minted token for $stytch_tat_jwt until this long before exp */
 #define NGX_HTTP_STYTCH_TAT_JWT_LEEWAY       30
-/* how long waiters that were waiting get a failed leader's outcome */
-#define NGX_HTTP_STYTCH_TAT_FAILED_MS        2000
+/* the longest negative caching, s: see ngx_http_stytch_tat_cache_fail() */
+#define NGX_HTTP_STYTCH_TAT_NEGATIVE_MAX     (24 * 86400)
 
 
 typedef struct {
     u_char                        color;
-    u_char                        state;
-    u_char                        refreshing;
     u_char                        dummy;
     uint16_t                      status;        /* FAILED: the answer */
     uint16_t                      len[NGX_HTTP_STYTCH_TAT_FIELDS];
     ngx_queue_t                   queue;
     u_char                        digest[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
-    time_t                        jwt_exp;       /* the minted token */
-    time_t                        expires_at;    /* the session */
-    time_t                        session_jwt_exp;
-    time_t                        negative_until;
-    uint64_t                      lease_until;   /* ms: a leader's claim */
-    uint64_t                      failed_at;     /* ms */
+    ngx_http_stytch_tat_entry_t   entry;
     u_char                        data[1];
 } ngx_http_stytch_tat_node_t;
 
 
-static ngx_int_t ngx_http_stytch_tat_init_zone(ngx_shm_zone_t *shm_zone,
+static ngx_http_stytch_tat_zone_t *ngx_http_stytch_tat_cache_zone_add(
+    ngx_conf_t *cf, ngx_str_t *name);
+static ngx_int_t ngx_http_stytch_tat_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static void ngx_http_stytch_tat_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_find(
+static void ngx_http_stytch_tat_cache_rbtree_insert_value(
+    ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel);
+static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_find(
     ngx_http_stytch_tat_zone_t *zone, u_char *digest);
-static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_alloc(
+static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_alloc(
     ngx_http_stytch_tat_zone_t *zone, ngx_http_request_t *r, size_t len);
-static void ngx_http_stytch_tat_delete(ngx_http_stytch_tat_zone_t *zone,
+static void ngx_http_stytch_tat_cache_delete(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_node_t *tn);
-static void ngx_http_stytch_tat_expire(ngx_http_stytch_tat_zone_t *zone,
+static void ngx_http_stytch_tat_cache_expire(ngx_http_stytch_tat_zone_t *zone,
     ngx_uint_t force);
-static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_replace(
+static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_replace(
     ngx_http_stytch_tat_zone_t *zone, ngx_http_request_t *r,
     ngx_http_stytch_tat_node_t *old, u_char *digest, ngx_str_t *fields);
-static ngx_int_t ngx_http_stytch_tat_copy_out(ngx_http_request_t *r,
+static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_apply(
+    ngx_http_request_t *r, ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_node_t *tn,
+    ngx_http_stytch_tat_decision_t *d);
+static ngx_int_t ngx_http_stytch_tat_cache_copy(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_node_t *tn,
+    ngx_http_stytch_tat_decision_t *d);
+static ngx_int_t ngx_http_stytch_tat_cache_copy_out(ngx_http_request_t *r,
     ngx_http_stytch_tat_node_t *tn, ngx_uint_t field, ngx_str_t *dst);
-static ngx_int_t ngx_http_stytch_tat_copy_session(ngx_http_request_t *r,
+static ngx_int_t ngx_http_stytch_tat_cache_copy_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_node_t *tn, ngx_http_stytch_tat_ctx_t *ctx);
-static uint64_t ngx_http_stytch_tat_now_ms(void);
 
 
 char *
-ngx_http_stytch_tat_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_stytch_tat_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_stytch_tat_main_conf_t *mcf = conf;
 
     u_char                      *p;
     ssize_t                      size;
     ngx_str_t                   *value, name, s;
-    ngx_shm_zone_t              *shm_zone;
     ngx_http_stytch_tat_zone_t  *zone, **zp;
 
     value = cf->args->elts;
@@ -129,26 +134,21 @@ ngx_http_stytch_tat_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_stytch_tat_zone_t));
+    zone = ngx_http_stytch_tat_cache_zone_add(cf, &name);
     if (zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    shm_zone = ngx_shared_memory_add(cf, &name, size,
-                                     &ngx_http_stytch_tat_module);
-    if (shm_zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (shm_zone->data) {
+    if (zone->declared) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "duplicate zone \"%V\"", &name);
         return NGX_CONF_ERROR;
     }
 
-    shm_zone->init = ngx_http_stytch_tat_init_zone;
-    shm_zone->data = zone;
-    zone->shm_zone = shm_zone;
+    /* in place of the stand-in size a stytch_tat_cache may have given it */
+
+    zone->shm_zone->shm.size = size;
+    zone->declared = 1;
 
     zp = ngx_array_push(&mcf->zones);
     if (zp == NULL) {
@@ -166,10 +166,7 @@ ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_stytch_tat_loc_conf_t *lcf = conf;
 
-    ngx_str_t                         *value;
-    ngx_uint_t                         i;
-    ngx_http_stytch_tat_zone_t       **zones;
-    ngx_http_stytch_tat_main_conf_t   *mcf;
+    ngx_str_t  *value;
 
     if (lcf->cache != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -182,32 +179,59 @@ ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    /* zones are declared at http level, before the locations using them */
+    /* like limit_req zone=, the zone may be declared further on */
 
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_stytch_tat_module);
-    zones = mcf->zones.elts;
-
-    for (i = 0; i < mcf->zones.nelts; i++) {
-        if (zones[i]->shm_zone->shm.name.len == value[1].len
-            && ngx_strncmp(zones[i]->shm_zone->shm.name.data, value[1].data,
-                           value[1].len) == 0)
-        {
-            lcf->cache = zones[i];
-            return NGX_CONF_OK;
-        }
+    lcf->cache = ngx_http_stytch_tat_cache_zone_add(cf, &value[1]);
+    if (lcf->cache == NULL) {
+        return NGX_CONF_ERROR;
     }
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "unknown zone \"%V\": declare it with "
-                       "\"stytch_tat_zone zone=%V:SIZE;\" before", &value[1],
-                       &value[1]);
+    return NGX_CONF_OK;
+}
 
-    return NGX_CONF_ERROR;
+
+/*
+ * The zone of this name, made on its first mention, by stytch_tat_zone or
+ * by stytch_tat_cache.  nginx refuses a zone of size 0 without naming the
+ * directive that used it: an undeclared zone gets a stand-in size, so that
+ * init_zone runs and names the stytch_tat_cache that wants it.
+ */
+
+static ngx_http_stytch_tat_zone_t *
+ngx_http_stytch_tat_cache_zone_add(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_shm_zone_t              *shm_zone;
+    ngx_http_stytch_tat_zone_t  *zone;
+
+    shm_zone = ngx_shared_memory_add(cf, name, 0,
+                                     &ngx_http_stytch_tat_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        return shm_zone->data;
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_stytch_tat_zone_t));
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    zone->shm_zone = shm_zone;
+    zone->file = cf->conf_file->file.name;
+    zone->line = cf->conf_file->line;
+
+    shm_zone->data = zone;
+    shm_zone->init = ngx_http_stytch_tat_cache_init_zone;
+    shm_zone->shm.size = 8 * ngx_pagesize;
+
+    return zone;
 }
 
 
 static ngx_int_t
-ngx_http_stytch_tat_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+ngx_http_stytch_tat_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_stytch_tat_zone_t  *ozone = data;
 
@@ -215,6 +239,15 @@ ngx_http_stytch_tat_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_stytch_tat_zone_t  *zone;
 
     zone = shm_zone->data;
+
+    if (!zone->declared) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "unknown zone \"%V\": declare it with "
+                      "\"stytch_tat_zone zone=%V:SIZE;\" before in %V:%ui",
+                      &shm_zone->shm.name, &shm_zone->shm.name, &zone->file,
+                      zone->line);
+        return NGX_ERROR;
+    }
 
     if (ozone) {
         /* a reload: keep the entries of the zone of the same name and size */
@@ -239,7 +272,7 @@ ngx_http_stytch_tat_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     zone->shpool->data = zone->sh;
 
     ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
-                    ngx_http_stytch_tat_rbtree_insert_value);
+                    ngx_http_stytch_tat_cache_rbtree_insert_value);
 
     ngx_queue_init(&zone->sh->queue);
 
@@ -261,7 +294,7 @@ ngx_http_stytch_tat_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 static void
-ngx_http_stytch_tat_rbtree_insert_value(ngx_rbtree_node_t *temp,
+ngx_http_stytch_tat_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
     ngx_rbtree_node_t           **p;
@@ -382,21 +415,9 @@ failed:
 }
 
 
-static uint64_t
-ngx_http_stytch_tat_now_ms(void)
-{
-    ngx_time_t  *tp;
-
-    /* wall clock: leases are compared across worker processes */
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
-}
-
-
 static ngx_http_stytch_tat_node_t *
-ngx_http_stytch_tat_find(ngx_http_stytch_tat_zone_t *zone, u_char *digest)
+ngx_http_stytch_tat_cache_find(ngx_http_stytch_tat_zone_t *zone,
+    u_char *digest)
 {
     ngx_int_t                    rc;
     ngx_rbtree_key_t             key;
@@ -436,7 +457,7 @@ ngx_http_stytch_tat_find(ngx_http_stytch_tat_zone_t *zone, u_char *digest)
 
 
 static ngx_http_stytch_tat_node_t *
-ngx_http_stytch_tat_alloc(ngx_http_stytch_tat_zone_t *zone,
+ngx_http_stytch_tat_cache_alloc(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_request_t *r, size_t len)
 {
     size_t                       size;
@@ -447,7 +468,7 @@ ngx_http_stytch_tat_alloc(ngx_http_stytch_tat_zone_t *zone,
     size = offsetof(ngx_rbtree_node_t, color)
            + offsetof(ngx_http_stytch_tat_node_t, data) + len;
 
-    ngx_http_stytch_tat_expire(zone, 0);
+    ngx_http_stytch_tat_cache_expire(zone, 0);
 
     node = ngx_slab_alloc_locked(zone->shpool, size);
 
@@ -462,7 +483,7 @@ ngx_http_stytch_tat_alloc(ngx_http_stytch_tat_zone_t *zone,
             break;
         }
 
-        ngx_http_stytch_tat_expire(zone, 1);
+        ngx_http_stytch_tat_cache_expire(zone, 1);
         node = ngx_slab_alloc_locked(zone->shpool, size);
     }
 
@@ -484,7 +505,7 @@ ngx_http_stytch_tat_alloc(ngx_http_stytch_tat_zone_t *zone,
 
 
 static void
-ngx_http_stytch_tat_delete(ngx_http_stytch_tat_zone_t *zone,
+ngx_http_stytch_tat_cache_delete(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_node_t *tn)
 {
     ngx_rbtree_node_t  *node;
@@ -501,16 +522,17 @@ ngx_http_stytch_tat_delete(ngx_http_stytch_tat_zone_t *zone,
 
 
 static void
-ngx_http_stytch_tat_expire(ngx_http_stytch_tat_zone_t *zone, ngx_uint_t force)
+ngx_http_stytch_tat_cache_expire(ngx_http_stytch_tat_zone_t *zone,
+    ngx_uint_t force)
 {
     time_t                       now;
-    uint64_t                     now_ms;
+    ngx_msec_t                   now_ms;
     ngx_uint_t                   n;
     ngx_queue_t                 *q;
     ngx_http_stytch_tat_node_t  *tn;
 
     now = ngx_time();
-    now_ms = ngx_http_stytch_tat_now_ms();
+    now_ms = ngx_current_msec;
 
     /* at most two expired entries per insert, or one forced eviction */
 
@@ -523,36 +545,16 @@ ngx_http_stytch_tat_expire(ngx_http_stytch_tat_zone_t *zone, ngx_uint_t force)
         q = ngx_queue_last(&zone->sh->queue);
         tn = ngx_queue_data(q, ngx_http_stytch_tat_node_t, queue);
 
-        if (tn->lease_until > now_ms) {
+        if (ngx_http_stytch_tat_cache_state_leased(&tn->entry, now_ms)) {
             /* a leader is at work on it: waiters depend on it */
             return;
         }
 
         if (!force) {
-            switch (tn->state) {
-
-            case NGX_HTTP_STYTCH_TAT_NODE_SESSION:
-                if (tn->expires_at > now) {
-                    return;
-                }
-                break;
-
-            case NGX_HTTP_STYTCH_TAT_NODE_FAILED:
-                if (tn->negative_until > now
-                    || tn->failed_at + NGX_HTTP_STYTCH_TAT_FAILED_MS > now_ms)
-                {
-                    return;
-                }
-                break;
-
-            case NGX_HTTP_STYTCH_TAT_NODE_NONE:
-                if (tn->jwt_exp > now) {
-                    return;
-                }
-                break;
-
-            default:
-                break;
+            if (!ngx_http_stytch_tat_cache_state_expired(&tn->entry, now,
+                                                         now_ms))
+            {
+                return;
             }
 
             if (n == 2) {
@@ -563,7 +565,7 @@ ngx_http_stytch_tat_expire(ngx_http_stytch_tat_zone_t *zone, ngx_uint_t force)
             ngx_atomic_fetch_add(&zone->sh->stats.evictions, 1);
         }
 
-        ngx_http_stytch_tat_delete(zone, tn);
+        ngx_http_stytch_tat_cache_delete(zone, tn);
 
         if (force) {
             return;
@@ -579,7 +581,7 @@ ngx_http_stytch_tat_expire(ngx_http_stytch_tat_zone_t *zone, ngx_uint_t force)
  */
 
 static ngx_http_stytch_tat_node_t *
-ngx_http_stytch_tat_replace(ngx_http_stytch_tat_zone_t *zone,
+ngx_http_stytch_tat_cache_replace(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_request_t *r, ngx_http_stytch_tat_node_t *old, u_char *digest,
     ngx_str_t *fields)
 {
@@ -609,7 +611,7 @@ ngx_http_stytch_tat_replace(ngx_http_stytch_tat_zone_t *zone,
         ngx_queue_init(&old->queue);
     }
 
-    tn = ngx_http_stytch_tat_alloc(zone, r, len);
+    tn = ngx_http_stytch_tat_cache_alloc(zone, r, len);
 
     if (old) {
         ngx_queue_insert_head(&zone->sh->queue, &old->queue);
@@ -645,7 +647,7 @@ ngx_http_stytch_tat_replace(ngx_http_stytch_tat_zone_t *zone,
     }
 
     if (old) {
-        ngx_http_stytch_tat_delete(zone, old);
+        ngx_http_stytch_tat_cache_delete(zone, old);
     }
 
     node = (ngx_rbtree_node_t *)
@@ -663,7 +665,7 @@ ngx_http_stytch_tat_replace(ngx_http_stytch_tat_zone_t *zone,
 
 
 static ngx_int_t
-ngx_http_stytch_tat_copy_out(ngx_http_request_t *r,
+ngx_http_stytch_tat_cache_copy_out(ngx_http_request_t *r,
     ngx_http_stytch_tat_node_t *tn, ngx_uint_t field, ngx_str_t *dst)
 {
     u_char      *p;
@@ -696,25 +698,30 @@ ngx_http_stytch_tat_copy_out(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_stytch_tat_copy_session(ngx_http_request_t *r,
+ngx_http_stytch_tat_cache_copy_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_node_t *tn, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    ctx->expires_at = tn->expires_at;
-    ctx->session_jwt_exp = tn->session_jwt_exp;
+    ngx_str_t   *dst[4];
+    ngx_uint_t   i, field;
 
-    if (ngx_http_stytch_tat_copy_out(r, tn,
-                                     NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN,
-                                     &ctx->session_token) != NGX_OK
-        || ngx_http_stytch_tat_copy_out(r, tn,
-                                        NGX_HTTP_STYTCH_TAT_F_SESSION_JWT,
-                                        &ctx->session_jwt) != NGX_OK
-        || ngx_http_stytch_tat_copy_out(r, tn, NGX_HTTP_STYTCH_TAT_F_USER_ID,
-                                        &ctx->user_id) != NGX_OK
-        || ngx_http_stytch_tat_copy_out(r, tn,
-                                        NGX_HTTP_STYTCH_TAT_F_SESSION_ID,
-                                        &ctx->session_id) != NGX_OK)
-    {
-        return NGX_ERROR;
+    ctx->expires_at = tn->entry.expires_at;
+    ctx->session_jwt_exp = tn->entry.jwt_exp;
+
+    /* in the order of the fields, from F_SESSION_TOKEN on */
+
+    dst[0] = &ctx->session_token;
+    dst[1] = &ctx->session_jwt;
+    dst[2] = &ctx->user_id;
+    dst[3] = &ctx->session_id;
+
+    for (i = 0; i < 4; i++) {
+        field = NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN + i;
+
+        if (ngx_http_stytch_tat_cache_copy_out(r, tn, field, dst[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -726,181 +733,145 @@ ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_msec_t lease)
 {
-    time_t                       now;
-    uint64_t                     now_ms;
-    ngx_int_t                    rc;
-    ngx_http_stytch_tat_node_t  *tn;
+    ngx_int_t                        rc;
+    ngx_http_stytch_tat_node_t      *tn;
+    ngx_http_stytch_tat_lookup_t     lk;
+    ngx_http_stytch_tat_decision_t   d;
 
-    now = ngx_time();
-    now_ms = ngx_http_stytch_tat_now_ms();
+    ngx_memzero(&lk, sizeof(ngx_http_stytch_tat_lookup_t));
+
+    lk.now = ngx_time();
+    lk.now_ms = ngx_current_msec;
+    lk.lease = lease;
+    lk.ahead = NGX_HTTP_STYTCH_TAT_REFRESH_AHEAD;
+    lk.waited = ctx->cache_waited;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
 
-    if (tn == NULL) {
-        ctx->cache_status = NGX_HTTP_STYTCH_TAT_MISS;
-        goto lead;
+    if (tn) {
+        ngx_queue_remove(&tn->queue);
+        ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
     }
 
-    ngx_queue_remove(&tn->queue);
-    ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
+    ngx_http_stytch_tat_cache_state_decide(tn ? &tn->entry : NULL, &lk, &d);
 
-    switch (tn->state) {
+    tn = ngx_http_stytch_tat_cache_apply(r, zone, ctx, tn, &d);
 
-    case NGX_HTTP_STYTCH_TAT_NODE_SESSION:
-
-        if (tn->expires_at <= now + NGX_HTTP_STYTCH_TAT_REFRESH_AHEAD) {
-            /* the session itself ends: only a new attest helps */
-
-            if (tn->expires_at > now && tn->session_jwt_exp > now) {
-                if (tn->lease_until > now_ms) {
-                    goto stale;
-                }
-
-                /* the others keep the old session while this one attests */
-
-                tn->lease_until = now_ms + lease;
-                tn->refreshing = 0;
-
-                ctx->cache_status = NGX_HTTP_STYTCH_TAT_EXPIRED;
-                ngx_atomic_fetch_add(&zone->sh->stats.expired, 1);
-                ngx_shmtx_unlock(&zone->shpool->mutex);
-
-                return NGX_HTTP_STYTCH_TAT_CACHE_ATTEST;
-            }
-
-            if (tn->lease_until > now_ms) {
-                goto wait;
-            }
-
-            ctx->cache_status = NGX_HTTP_STYTCH_TAT_EXPIRED;
-            goto lead;
-        }
-
-        if (tn->session_jwt_exp > now + NGX_HTTP_STYTCH_TAT_REFRESH_AHEAD) {
-            ctx->cache_status = NGX_HTTP_STYTCH_TAT_HIT;
-            ngx_atomic_fetch_add(&zone->sh->stats.hits, 1);
-            rc = NGX_HTTP_STYTCH_TAT_CACHE_HIT;
-            goto copy;
-        }
-
-        /* the session lives on, its JWT ends soon: one request refreshes */
-
-        if (tn->lease_until > now_ms) {
-            if (tn->session_jwt_exp > now) {
-                goto stale;
-            }
-
-            goto wait;
-        }
-
-        tn->lease_until = now_ms + lease;
-        tn->refreshing = 1;
-
-        ctx->cache_status = NGX_HTTP_STYTCH_TAT_EXPIRED;
-        ngx_atomic_fetch_add(&zone->sh->stats.expired, 1);
-
-        rc = NGX_HTTP_STYTCH_TAT_CACHE_REFRESH;
-        goto copy;
-
-    case NGX_HTTP_STYTCH_TAT_NODE_PENDING:
-
-        if (tn->lease_until > now_ms) {
-            goto wait;
-        }
-
-        /* its leader is gone (a crashed or reloaded worker): take over */
-
-        ctx->cache_status = NGX_HTTP_STYTCH_TAT_MISS;
-        goto lead;
-
-    case NGX_HTTP_STYTCH_TAT_NODE_FAILED:
-
-        if (tn->negative_until > now
-            || (ctx->wait_started && tn->failed_at >= ctx->wait_started))
-        {
-            /* the leader's outcome, for those who waited on it */
-
-            ctx->status = tn->status;
-            ctx->cache_status = ctx->wait_started ? NGX_HTTP_STYTCH_TAT_MISS
-                                                  : NGX_HTTP_STYTCH_TAT_HIT;
-            rc = NGX_HTTP_STYTCH_TAT_CACHE_FAILED;
-
-            if (ngx_http_stytch_tat_copy_out(r, tn,
-                                             NGX_HTTP_STYTCH_TAT_F_ERROR,
-                                             &ctx->error)
-                != NGX_OK)
-            {
-                rc = NGX_ERROR;
-            }
-
-            ngx_shmtx_unlock(&zone->shpool->mutex);
-            return rc;
-        }
-
-        ctx->cache_status = NGX_HTTP_STYTCH_TAT_MISS;
-        goto lead;
-
-    default: /* NGX_HTTP_STYTCH_TAT_NODE_NONE: a minted token only */
-        ctx->cache_status = NGX_HTTP_STYTCH_TAT_MISS;
-        goto lead;
-    }
-
-lead:
-
-    /* this request talks to Stytch; others for the identity wait on it */
-
-    if (tn == NULL) {
-        tn = ngx_http_stytch_tat_replace(zone, r, NULL, ctx->digest, NULL);
-
-        if (tn == NULL) {
-            ngx_shmtx_unlock(&zone->shpool->mutex);
-            ctx->cache_status = NGX_HTTP_STYTCH_TAT_BYPASS;
-            return NGX_HTTP_STYTCH_TAT_CACHE_BYPASS;
-        }
-    }
-
-    tn->state = NGX_HTTP_STYTCH_TAT_NODE_PENDING;
-    tn->refreshing = 0;
-    tn->lease_until = now_ms + lease;
-
-    if (ctx->cache_status == NGX_HTTP_STYTCH_TAT_EXPIRED) {
-        ngx_atomic_fetch_add(&zone->sh->stats.expired, 1);
-
-    } else {
-        ngx_atomic_fetch_add(&zone->sh->stats.misses, 1);
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    return NGX_HTTP_STYTCH_TAT_CACHE_ATTEST;
-
-stale:
-
-    ctx->cache_status = NGX_HTTP_STYTCH_TAT_STALE;
-    ngx_atomic_fetch_add(&zone->sh->stats.stale, 1);
-    rc = NGX_HTTP_STYTCH_TAT_CACHE_HIT;
-
-copy:
-
-    if (ngx_http_stytch_tat_copy_session(r, tn, ctx) != NGX_OK) {
-        rc = NGX_ERROR;
-    }
+    rc = tn ? ngx_http_stytch_tat_cache_copy(r, ctx, tn, &d)
+            : NGX_HTTP_STYTCH_TAT_CACHE_BYPASS;
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return rc;
+}
 
-wait:
 
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+/*
+ * The decision's effects on the zone and the request: a new node for a
+ * new leader, the entry written back, the cache status, the counters.
+ * NULL when there is no room for a new node: the request goes alone.
+ */
 
-    if (!ctx->wait_started) {
-        ngx_atomic_fetch_add(&zone->sh->stats.waits, 1);
+static ngx_http_stytch_tat_node_t *
+ngx_http_stytch_tat_cache_apply(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_http_stytch_tat_node_t *tn, ngx_http_stytch_tat_decision_t *d)
+{
+    ngx_http_stytch_tat_stats_t  *st;
+
+    st = &zone->sh->stats;
+
+    if (d->create) {
+        tn = ngx_http_stytch_tat_cache_replace(zone, r, NULL, ctx->digest,
+                                               NULL);
+        if (tn == NULL) {
+            ctx->cache_status = NGX_HTTP_STYTCH_TAT_BYPASS;
+            return NULL;
+        }
     }
 
-    return NGX_HTTP_STYTCH_TAT_CACHE_WAIT;
+    if (d->update) {
+        /* this request leads: its lease is its claim, see release() */
+        tn->entry = d->entry;
+        ctx->cache_claim = d->entry.lease_until;
+        ctx->cache_claimed = 1;
+    }
+
+    if (d->action == NGX_HTTP_STYTCH_TAT_CACHE_WAIT) {
+        if (!ctx->cache_waited) {
+            ctx->cache_waited = 1;
+            ngx_atomic_fetch_add(&st->waits, 1);
+        }
+
+        return tn;
+    }
+
+    ctx->cache_status = d->status;
+
+    if (d->action == NGX_HTTP_STYTCH_TAT_CACHE_FAILED) {
+        return tn;
+    }
+
+    switch (d->status) {
+
+    case NGX_HTTP_STYTCH_TAT_HIT:
+        ngx_atomic_fetch_add(&st->hits, 1);
+        break;
+
+    case NGX_HTTP_STYTCH_TAT_STALE:
+        ngx_atomic_fetch_add(&st->stale, 1);
+        break;
+
+    case NGX_HTTP_STYTCH_TAT_EXPIRED:
+        ngx_atomic_fetch_add(&st->expired, 1);
+        break;
+
+    default: /* NGX_HTTP_STYTCH_TAT_MISS */
+        ngx_atomic_fetch_add(&st->misses, 1);
+        break;
+    }
+
+    return tn;
+}
+
+
+/* what the request takes from the node, while the zone is locked */
+
+static ngx_int_t
+ngx_http_stytch_tat_cache_copy(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_node_t *tn,
+    ngx_http_stytch_tat_decision_t *d)
+{
+    if (d->action == NGX_HTTP_STYTCH_TAT_CACHE_FAILED) {
+
+        /* the leader's outcome, for those who waited on it */
+
+        ctx->status = tn->status;
+
+        if (ngx_http_stytch_tat_cache_copy_out(r, tn,
+                                               NGX_HTTP_STYTCH_TAT_F_ERROR,
+                                               &ctx->error)
+            != NGX_OK
+            || ngx_http_stytch_tat_cache_copy_out(r, tn,
+                                            NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER,
+                                            &ctx->retry_after)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_HTTP_STYTCH_TAT_CACHE_FAILED;
+    }
+
+    if (d->copy
+        && ngx_http_stytch_tat_cache_copy_session(r, tn, ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return d->action;
 }
 
 
@@ -918,6 +889,7 @@ ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
     fields[NGX_HTTP_STYTCH_TAT_F_USER_ID] = ctx->user_id;
     fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID] = ctx->session_id;
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_ERROR], "");
+    ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER], "");
 
     /*
      * The token sent to Stytch is not kept: it is never sent again, and
@@ -926,22 +898,23 @@ ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_find(zone, ctx->digest);
-    tn = ngx_http_stytch_tat_replace(zone, r, tn, ctx->digest, fields);
+    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_cache_replace(zone, r, tn, ctx->digest, fields);
 
     if (tn) {
-        tn->state = NGX_HTTP_STYTCH_TAT_NODE_SESSION;
-        tn->refreshing = 0;
-        tn->lease_until = 0;
-        tn->expires_at = ctx->expires_at;
-        tn->session_jwt_exp = ctx->session_jwt_exp;
+        tn->entry.state = NGX_HTTP_STYTCH_TAT_NODE_SESSION;
+        tn->entry.leased = 0;
+        tn->entry.refreshing = 0;
+        tn->entry.negative = 0;
+        tn->entry.expires_at = ctx->expires_at;
+        tn->entry.jwt_exp = ctx->session_jwt_exp;
 
     } else {
         /* no room: waiters must not wait on a node that will never fill */
-        tn = ngx_http_stytch_tat_find(zone, ctx->digest);
+        tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
 
         if (tn) {
-            ngx_http_stytch_tat_delete(zone, tn);
+            ngx_http_stytch_tat_cache_delete(zone, tn);
         }
     }
 
@@ -954,20 +927,16 @@ ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_uint_t status, time_t negative)
 {
-    ngx_str_t                    fields[NGX_HTTP_STYTCH_TAT_FIELDS];
-    ngx_http_stytch_tat_node_t  *tn;
+    ngx_str_t                     fields[NGX_HTTP_STYTCH_TAT_FIELDS];
+    ngx_msec_t                    negative_ms;
+    ngx_http_stytch_tat_node_t   *tn;
+    ngx_http_stytch_tat_entry_t   e;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
+    /* a monotonic time 32 bits wide spans 24 days either way */
 
-    tn = ngx_http_stytch_tat_find(zone, ctx->digest);
-
-    if (tn && tn->state == NGX_HTTP_STYTCH_TAT_NODE_SESSION) {
-        /* a failed refresh keeps the session while its JWT is valid */
-        tn->refreshing = 0;
-        tn->lease_until = 0;
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        return;
-    }
+    negative_ms = (ngx_msec_t) ngx_min(negative,
+                                       NGX_HTTP_STYTCH_TAT_NEGATIVE_MAX)
+                  * 1000;
 
     ngx_memzero(fields, sizeof(fields));
 
@@ -976,20 +945,53 @@ ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_USER_ID], "");
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID], "");
     fields[NGX_HTTP_STYTCH_TAT_F_ERROR] = ctx->error;
+    fields[NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER] = ctx->retry_after;
 
     if (fields[NGX_HTTP_STYTCH_TAT_F_ERROR].data == NULL) {
         ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_ERROR], "");
     }
 
-    tn = ngx_http_stytch_tat_replace(zone, r, tn, ctx->digest, fields);
+    /* waiters behind a rate-limited leader get its Retry-After */
+
+    if (fields[NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER].data == NULL
+        || ctx->retry_after.len > NGX_HTTP_STYTCH_TAT_RETRY_AFTER_MAX)
+    {
+        ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER], "");
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
 
     if (tn) {
-        tn->state = NGX_HTTP_STYTCH_TAT_NODE_FAILED;
-        tn->refreshing = 0;
-        tn->lease_until = 0;
+        e = tn->entry;
+
+    } else {
+        ngx_memzero(&e, sizeof(ngx_http_stytch_tat_entry_t));
+    }
+
+    if (ngx_http_stytch_tat_cache_state_fail(&e, ngx_current_msec,
+                                             negative_ms))
+    {
+        /* a failed refresh of the session in tn: it stays, its lease goes */
+        tn->entry = e;
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return;
+    }
+
+    tn = ngx_http_stytch_tat_cache_replace(zone, r, tn, ctx->digest, fields);
+
+    if (tn) {
+        tn->entry = e;
         tn->status = (uint16_t) status;
-        tn->failed_at = ngx_http_stytch_tat_now_ms();
-        tn->negative_until = negative ? ngx_time() + negative : 0;
+
+    } else {
+        /* no room: waiters must not wait on a node that will never fill */
+        tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+
+        if (tn) {
+            ngx_http_stytch_tat_cache_delete(zone, tn);
+        }
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -1004,10 +1006,46 @@ ngx_http_stytch_tat_cache_drop(ngx_http_stytch_tat_zone_t *zone,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
 
     if (tn) {
-        ngx_http_stytch_tat_delete(zone, tn);
+        ngx_http_stytch_tat_cache_delete(zone, tn);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * A leader whose request ends before it records an outcome (its client
+ * went away) gives up its claim at once, so that its waiters need not wait
+ * for the lease to run out: the next request leads.  Nothing happens when
+ * the outcome is in, or the claim was taken over.
+ */
+
+void
+ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_http_stytch_tat_node_t  *tn;
+
+    if (!ctx->cache_claimed) {
+        return;
+    }
+
+    ctx->cache_claimed = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+
+    /* RELEASE_UNLEASE clears the lease of a session in place */
+
+    if (tn
+        && ngx_http_stytch_tat_cache_state_release(&tn->entry, ctx->cache_claim)
+           == NGX_HTTP_STYTCH_TAT_RELEASE_DELETE)
+    {
+        ngx_http_stytch_tat_cache_delete(zone, tn);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -1025,18 +1063,21 @@ ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
 
     if (tn && tn->len[NGX_HTTP_STYTCH_TAT_F_JWT]
-        && tn->jwt_exp > ngx_time() + NGX_HTTP_STYTCH_TAT_JWT_LEEWAY)
+        && tn->entry.token_exp > ngx_time() + NGX_HTTP_STYTCH_TAT_JWT_LEEWAY)
     {
         ngx_queue_remove(&tn->queue);
         ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
 
-        ctx->jwt_exp = tn->jwt_exp;
-        rc = ngx_http_stytch_tat_copy_out(r, tn, NGX_HTTP_STYTCH_TAT_F_JWT,
-                                          &ctx->jwt);
-        ngx_atomic_fetch_add(&zone->sh->stats.hits, 1);
+        ctx->jwt_exp = tn->entry.token_exp;
+        rc = ngx_http_stytch_tat_cache_copy_out(r, tn,
+                                                NGX_HTTP_STYTCH_TAT_F_JWT,
+                                                &ctx->jwt);
+
+        /* a token reused is no session hit: counted apart */
+        ngx_atomic_fetch_add(&zone->sh->stats.jwt_hits, 1);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -1057,14 +1098,14 @@ ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    old = ngx_http_stytch_tat_find(zone, ctx->digest);
+    old = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
 
-    ngx_atomic_fetch_add(&zone->sh->stats.misses, 1);
+    ngx_atomic_fetch_add(&zone->sh->stats.jwt_misses, 1);
 
-    tn = ngx_http_stytch_tat_replace(zone, r, old, ctx->digest, fields);
+    tn = ngx_http_stytch_tat_cache_replace(zone, r, old, ctx->digest, fields);
 
     if (tn) {
-        tn->jwt_exp = ctx->jwt_exp;
+        tn->entry.token_exp = ctx->jwt_exp;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -1109,25 +1150,3 @@ ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
     ngx_atomic_fetch_add(&st->latency_sum, latency);
 }
 
-
-void
-ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
-    u_char *digest)
-{
-    ngx_http_stytch_tat_node_t  *tn;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    tn = ngx_http_stytch_tat_find(zone, digest);
-
-    if (tn && tn->state == NGX_HTTP_STYTCH_TAT_NODE_PENDING) {
-        /* no outcome will come: the next waiter leads at once */
-        ngx_http_stytch_tat_delete(zone, tn);
-
-    } else if (tn && tn->state == NGX_HTTP_STYTCH_TAT_NODE_SESSION) {
-        tn->refreshing = 0;
-        tn->lease_until = 0;
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-}

@@ -120,7 +120,7 @@ ngx_http_stytch_tat_exchange_cleanup(void *data)
 
     if (ctx->leading) {
         ctx->leading = 0;
-        ngx_http_stytch_tat_cache_release(ctx->zone, ctx->digest);
+        ngx_http_stytch_tat_cache_release(ctx->zone, ctx);
     }
 }
 
@@ -289,18 +289,17 @@ static ngx_int_t
 ngx_http_stytch_tat_exchange_wait(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    uint64_t     now;
-    ngx_time_t  *tp;
+    ngx_msec_t  now;
 
-    tp = ngx_timeofday();
-    now = (uint64_t) tp->sec * 1000 + tp->msec;
+    /* monotonic, as the cache's leases */
+    now = ngx_current_msec;
 
     if (ctx->wait_started == 0) {
         ctx->wait_started = now;
 
     } else if (now - ctx->wait_started >= lcf->lock_timeout) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "stytch_tat: waited %uL ms for another request's "
+                      "stytch_tat: waited %M ms for another request's "
                       "exchange in stytch_tat_zone \"%V\", going on alone",
                       now - ctx->wait_started,
                       &lcf->cache->shm_zone->shm.name);

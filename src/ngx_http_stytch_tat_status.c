@@ -11,7 +11,7 @@
 #define NGX_HTTP_STYTCH_TAT_STATUS_JSON        0
 #define NGX_HTTP_STYTCH_TAT_STATUS_PROMETHEUS  1
 
-/* one zone's output is well under this; the rest is per-zone names */
+/* one zone's output is well under this, plus its name 40 times at most */
 #define NGX_HTTP_STYTCH_TAT_ZONE_OUT_MAX       4096
 
 
@@ -98,7 +98,7 @@ ngx_http_stytch_tat_status_handler(ngx_http_request_t *r)
 
     for (i = 0; i < mcf->zones.nelts; i++) {
         len += NGX_HTTP_STYTCH_TAT_ZONE_OUT_MAX
-               + 32 * zones[i]->shm_zone->shm.name.len;
+               + 40 * zones[i]->shm_zone->shm.name.len;
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -181,11 +181,13 @@ ngx_http_stytch_tat_status_json(u_char *p, ngx_http_stytch_tat_zone_t *zone)
     p = ngx_sprintf(p, "\"%V\":{\"size\":%uz,\"free\":%uz,\"entries\":%ui,"
                     "\"hits\":%uA,\"misses\":%uA,\"expired\":%uA,"
                     "\"stale\":%uA,\"bypass\":%uA,\"waits\":%uA,"
-                    "\"evictions\":%uA,\"uncached\":%uA,\"mints\":{",
+                    "\"evictions\":%uA,\"uncached\":%uA,"
+                    "\"jwt_hits\":%uA,\"jwt_misses\":%uA,\"mints\":{",
                     &zone->shm_zone->shm.name, zone->shm_zone->shm.size,
                     zone->shpool->pfree * ngx_pagesize, zone->sh->entries,
                     st->hits, st->misses, st->expired, st->stale, st->bypass,
-                    st->waits, st->evictions, st->uncached);
+                    st->waits, st->evictions, st->uncached, st->jwt_hits,
+                    st->jwt_misses);
 
     for (i = 0; i < 3; i++) {
         p = ngx_sprintf(p, "%s\"%s\":%uA", i ? "," : "",
@@ -243,13 +245,16 @@ ngx_http_stytch_tat_status_prometheus(u_char *p,
             "stytch_tat_cache_total{zone=\"%V\",status=\"bypass\"} %uA\n"
             "stytch_tat_cache_waits_total{zone=\"%V\"} %uA\n"
             "stytch_tat_cache_evictions_total{zone=\"%V\"} %uA\n"
-            "stytch_tat_cache_uncached_total{zone=\"%V\"} %uA\n",
+            "stytch_tat_cache_uncached_total{zone=\"%V\"} %uA\n"
+            "stytch_tat_jwt_cache_total{zone=\"%V\",status=\"hit\"} %uA\n"
+            "stytch_tat_jwt_cache_total{zone=\"%V\",status=\"miss\"} %uA\n",
             name, zone->shm_zone->shm.size,
             name, zone->shpool->pfree * ngx_pagesize,
             name, zone->sh->entries,
             name, st->hits, name, st->misses, name, st->expired,
             name, st->stale, name, st->bypass, name, st->waits,
-            name, st->evictions, name, st->uncached);
+            name, st->evictions, name, st->uncached,
+            name, st->jwt_hits, name, st->jwt_misses);
 
     for (i = 0; i < 3; i++) {
         p = ngx_sprintf(p, "stytch_tat_mints_total{zone=\"%V\",alg=\"%s\"} "

@@ -465,6 +465,21 @@ my ($kid1, $kid2);
     ok((grep { $_ eq $kid2 } @kids), 'rotation: its kid is in the JWKS');
 }
 
+# -- extra: waiters behind a rate-limited leader get its Retry-After -----
+{
+    emu(DELETE => '/calls');
+    emu(POST => '/faults', { path => '/v1/sessions/attest', mode => 'rate_limit',
+                             retry_after => 42, latency_ms => 1000, count => 1 });
+    my @res = concurrent_requests(10, ['GET', '/hang', { 'X-Email' => 'limited@example.com' }],
+                                  { timeout => 10 });
+    my %st; $st{$_->{status} // 'none'}++ for @res;
+    is($st{503}, 10, 'rate limit: the leader and its waiters answer 503') or diag explain \%st;
+    is(scalar(grep { ($_->{headers}{'retry-after'} // '') eq '42' } @res), 10,
+       'rate limit: every one of them with Stytch\'s Retry-After');
+    is(attests(), 1, 'rate limit: one call to Stytch');
+    emu(DELETE => '/faults');
+}
+
 ok(stop_nginx(), 'nginx stops cleanly');
 
 done_testing();

@@ -277,13 +277,24 @@ like($metrics, qr/^stytch_tat_cache_total\{zone="tat",status="hit"\} (\d+)$/m,
 like($metrics, qr/^stytch_tat_call_latency_ms_bucket\{zone="tat",le="\+Inf"\} \d+$/m,
      'prometheus: latency histogram');
 like($metrics, qr/^stytch_tat_zone_entries\{zone="tiny"\} 0$/m, 'prometheus: every zone');
+is($s->{jwt_hits}, 0, 'status: no $stytch_tat_jwt reused yet, none counted as a token hit');
+like($metrics, qr/^stytch_tat_jwt_cache_total\{zone="tat",status="hit"\} 0$/m,
+     'prometheus: token hits apart from session hits');
+like($metrics, qr/^stytch_tat_jwt_cache_total\{zone="tat",status="miss"\} \d+$/m,
+     'prometheus: token misses');
 
 # 8. $stytch_tat_jwt is reused per identity while fresh
+my $before = status();
 my ($a) = (http_request('GET', '/assert', { 'X-Email' => 'assert@example.com' }))[2];
 my ($b) = (http_request('GET', '/assert', { 'X-Email' => 'assert@example.com' }))[2];
 my ($c) = (http_request('GET', '/assert', { 'X-Email' => 'other@example.com' }))[2];
 ok(length($a) > 100 && $a eq $b, 'the same identity gets the cached token');
 isnt($a, $c, 'another identity gets its own');
+my $after = status();
+is($after->{hits}, $before->{hits}, 'a reused $stytch_tat_jwt is no session hit');
+is($after->{misses}, $before->{misses}, 'a minted $stytch_tat_jwt is no session miss');
+is($after->{jwt_hits} - $before->{jwt_hits}, 1, '... but a token hit');
+is($after->{jwt_misses} - $before->{jwt_misses}, 2, '... and two token misses');
 
 # 9. a small zone evicts and keeps serving
 emu(DELETE => '/calls');

@@ -140,6 +140,7 @@ function main() {
           break;
         case 'status':
         case 'rate_limit': {
+          if (fault.latency_ms) await sleep(fault.latency_ms);
           const status = fault.mode === 'rate_limit' ? 429 : fault.status;
           const [dType, dMsg] = defaultErrorFor(status);
           const type = fault.error_type ?? dType;

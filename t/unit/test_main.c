@@ -82,6 +82,20 @@ main(void)
         cmocka_unit_test(test_response_malformed),
         cmocka_unit_test(test_response_rfc3339),
         cmocka_unit_test(test_response_jwt_exp),
+
+        cmocka_unit_test(test_cache_state_new_entry),
+        cmocka_unit_test(test_cache_state_pending_lease),
+        cmocka_unit_test(test_cache_state_session_hit),
+        cmocka_unit_test(test_cache_state_refresh_one_leader),
+        cmocka_unit_test(test_cache_state_refresh_jwt_past_exp),
+        cmocka_unit_test(test_cache_state_session_ending),
+        cmocka_unit_test(test_cache_state_session_ended),
+        cmocka_unit_test(test_cache_state_failed_negative),
+        cmocka_unit_test(test_cache_state_failed_waiters),
+        cmocka_unit_test(test_cache_state_clock_wraps),
+        cmocka_unit_test(test_cache_state_fail),
+        cmocka_unit_test(test_cache_state_release),
+        cmocka_unit_test(test_cache_state_expired),
     };
 
     return cmocka_run_group_tests_name("ngx_http_stytch_tat unit", tests,

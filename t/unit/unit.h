@@ -152,5 +152,20 @@ void test_response_malformed(void **state);
 void test_response_rfc3339(void **state);
 void test_response_jwt_exp(void **state);
 
+/* test_cache_state.c */
+void test_cache_state_new_entry(void **state);
+void test_cache_state_pending_lease(void **state);
+void test_cache_state_session_hit(void **state);
+void test_cache_state_refresh_one_leader(void **state);
+void test_cache_state_refresh_jwt_past_exp(void **state);
+void test_cache_state_session_ending(void **state);
+void test_cache_state_session_ended(void **state);
+void test_cache_state_failed_negative(void **state);
+void test_cache_state_failed_waiters(void **state);
+void test_cache_state_clock_wraps(void **state);
+void test_cache_state_fail(void **state);
+void test_cache_state_release(void **state);
+void test_cache_state_expired(void **state);
+
 
 #endif /* _UNIT_H_INCLUDED_ */

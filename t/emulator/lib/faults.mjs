@@ -33,6 +33,8 @@ export class Faults {
     if (mode === 'latency') f.latency_ms = intField('latency_ms', 1000, 0, 3600000);
     if (mode === 'status') f.status = intField('status', 500, 400, 599);
     if (mode === 'status' || mode === 'rate_limit') {
+      // a slow refusal: those waiting on the call see its outcome
+      f.latency_ms = intField('latency_ms', 0, 0, 3600000);
       if (spec.error_type !== undefined && spec.error_type !== null) {
         if (typeof spec.error_type !== 'string' || !spec.error_type) throw new FaultSpecError('error_type must be a non-empty string');
         f.error_type = spec.error_type;
