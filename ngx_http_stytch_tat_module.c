@@ -552,6 +552,7 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     conf->session_token = NGX_CONF_UNSET_PTR;
     conf->session_jwt = NGX_CONF_UNSET_PTR;
     conf->session_duration = NGX_CONF_UNSET;
+    conf->session_duration_set = NGX_CONF_UNSET;
     conf->refused_status = NGX_CONF_UNSET_UINT;
     conf->fail_open = NGX_CONF_UNSET;
     conf->cookie = NGX_CONF_UNSET;
@@ -592,6 +593,23 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              NULL);
     ngx_conf_merge_ptr_value(conf->session_token, prev->session_token, NULL);
     ngx_conf_merge_ptr_value(conf->session_jwt, prev->session_jwt, NULL);
+    /*
+     * Whether the duration was set here or above: a step-up sends one only
+     * then.  The http level's configuration is never merged itself, so
+     * there "set" is whether it has a value.
+     */
+
+    if (conf->session_duration != NGX_CONF_UNSET) {
+        conf->session_duration_set = 1;
+
+    } else if (prev->session_duration_set != NGX_CONF_UNSET) {
+        conf->session_duration_set = prev->session_duration_set;
+
+    } else {
+        conf->session_duration_set = (prev->session_duration
+                                      != NGX_CONF_UNSET);
+    }
+
     ngx_conf_merge_sec_value(conf->session_duration, prev->session_duration,
                              3600);
     ngx_conf_merge_uint_value(conf->refused_status, prev->refused_status,

@@ -162,6 +162,7 @@ typedef struct {
     ngx_http_complex_value_t   *session_token;
     ngx_http_complex_value_t   *session_jwt;
     time_t                      session_duration;
+    ngx_flag_t                  session_duration_set;   /* explicitly */
     ngx_uint_t                  refused_status;
     ngx_flag_t                  fail_open;
     ngx_flag_t                  cookie;

@@ -412,12 +412,18 @@ ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
         }
     }
 
+    /*
+     * On an existing session Stytch applies the duration from now: a
+     * step-up would cut a long session short unless the operator asked.
+     */
+
     if (json_object_set_new(obj, "token",
                             json_stringn((char *) ctx->jwt.data, ctx->jwt.len))
         != 0
-        || json_object_set_new(obj, "session_duration_minutes",
-                               json_integer(lcf->session_duration / 60))
-           != 0)
+        || ((!ctx->attached || lcf->session_duration_set)
+            && json_object_set_new(obj, "session_duration_minutes",
+                                   json_integer(lcf->session_duration / 60))
+               != 0))
     {
         json_decref(obj);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

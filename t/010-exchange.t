@@ -267,6 +267,14 @@ location /step-up {
     stytch_tat_pass_session_token on;
     proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
+location /step-up-timed {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    stytch_tat_session_token $cookie_stytch_session;
+    stytch_tat_token_id $http_x_validation_id;
+    stytch_tat_session_duration 24h;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
 _EOC_
 --- request
 GET /login
@@ -288,6 +296,21 @@ sub {
     my ($call) = reverse emu_calls();
     $call->{body}{session_token} eq $token or die "no session_token sent\n";
     $call->{token_id} eq 'validation-pin-8812' or die "token id\n";
+    # Stytch applies a duration from now: a step-up must not cut it short
+    exists $call->{body}{session_duration_minutes}
+        and die "a step-up sent session_duration_minutes unasked\n";
+    my ($first_call) = grep { !$_->{body}{session_token} } emu_calls();
+    $first_call->{body}{session_duration_minutes} == 60
+        or die "a new session gets the default 60 minutes\n";
+    ($st) = http_request('GET', '/step-up-timed', {
+        'X-Email' => 'mfa.user@example.com',
+        'X-Validation-Id' => 'validation-pin-8813',
+        'Cookie' => "stytch_session=$token",
+    });
+    $st == 200 or die "timed step-up status $st\n";
+    ($call) = reverse emu_calls();
+    ($call->{body}{session_duration_minutes} // 0) == 1440
+        or die "an explicit duration on a step-up is sent\n";
     1;
 }
 
