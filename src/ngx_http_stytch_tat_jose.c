@@ -33,6 +33,7 @@ static int ngx_http_stytch_tat_set_bn(json_t *obj, const char *name,
     EVP_PKEY *pkey, const char *param, size_t pad);
 static const EVP_MD *ngx_http_stytch_tat_sha256(void);
 static int ngx_http_stytch_tat_key_selftest(EVP_PKEY *pkey, int alg);
+static int ngx_http_stytch_tat_key_alg(EVP_PKEY *key, int *alg, char *err);
 static int ngx_http_stytch_tat_der_to_jose(const unsigned char *der,
     size_t n, unsigned char *sig, size_t *siglen);
 
@@ -103,10 +104,8 @@ int
 ngx_http_stytch_tat_key_load(const unsigned char *pem, size_t len,
     EVP_PKEY **pkey, int *alg, char *err)
 {
-    int        asked, nid, bits;
+    int        asked;
     BIO       *bio;
-    char       group[64];
-    size_t     glen;
     EVP_PKEY  *key;
 
     *pkey = NULL;
@@ -150,48 +149,7 @@ ngx_http_stytch_tat_key_load(const unsigned char *pem, size_t len,
         return -1;
     }
 
-    switch (EVP_PKEY_get_base_id(key)) {
-
-    case EVP_PKEY_RSA:
-        bits = EVP_PKEY_get_bits(key);
-        if (bits < 2048 || bits > 8192) {
-            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
-                     "RSA key of %d bits; RS256 needs 2048 to 8192 bits",
-                     bits);
-            goto failed;
-        }
-
-        *alg = NGX_HTTP_STYTCH_TAT_ALG_RS256;
-        break;
-
-    case EVP_PKEY_EC:
-        if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME,
-                                           group, sizeof(group), &glen)
-            != 1)
-        {
-            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
-                     "EC key without a named curve");
-            goto failed;
-        }
-
-        nid = OBJ_txt2nid(group);
-        if (nid != NID_X9_62_prime256v1) {
-            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
-                     "EC key on curve \"%s\"; ES256 needs P-256", group);
-            goto failed;
-        }
-
-        *alg = NGX_HTTP_STYTCH_TAT_ALG_ES256;
-        break;
-
-    case EVP_PKEY_ED25519:
-        *alg = NGX_HTTP_STYTCH_TAT_ALG_EDDSA;
-        break;
-
-    default:
-        snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
-                 "unsupported key type; use RSA (RS256), P-256 (ES256) "
-                 "or Ed25519 (EdDSA)");
+    if (ngx_http_stytch_tat_key_alg(key, alg, err) != 0) {
         goto failed;
     }
 
@@ -217,6 +175,64 @@ failed:
     ERR_clear_error();
 
     return -1;
+}
+
+
+/* the JWS algorithm a key signs with, or why it cannot be used */
+
+static int
+ngx_http_stytch_tat_key_alg(EVP_PKEY *key, int *alg, char *err)
+{
+    int     nid, bits;
+    char    group[64];
+    size_t  glen;
+
+    switch (EVP_PKEY_get_base_id(key)) {
+
+    case EVP_PKEY_RSA:
+        bits = EVP_PKEY_get_bits(key);
+        if (bits < 2048 || bits > 8192) {
+            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                     "RSA key of %d bits; RS256 needs 2048 to 8192 bits",
+                     bits);
+            return -1;
+        }
+
+        *alg = NGX_HTTP_STYTCH_TAT_ALG_RS256;
+        break;
+
+    case EVP_PKEY_EC:
+        if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME,
+                                           group, sizeof(group), &glen)
+            != 1)
+        {
+            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                     "EC key without a named curve");
+            return -1;
+        }
+
+        nid = OBJ_txt2nid(group);
+        if (nid != NID_X9_62_prime256v1) {
+            snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                     "EC key on curve \"%s\"; ES256 needs P-256", group);
+            return -1;
+        }
+
+        *alg = NGX_HTTP_STYTCH_TAT_ALG_ES256;
+        break;
+
+    case EVP_PKEY_ED25519:
+        *alg = NGX_HTTP_STYTCH_TAT_ALG_EDDSA;
+        break;
+
+    default:
+        snprintf(err, NGX_HTTP_STYTCH_TAT_ERR_LEN,
+                 "unsupported key type; use RSA (RS256), P-256 (ES256) "
+                 "or Ed25519 (EdDSA)");
+        return -1;
+    }
+
+    return 0;
 }
 
 

@@ -8,6 +8,8 @@
 #include <jansson.h>
 
 
+static ngx_int_t ngx_http_stytch_tat_key_kid(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_str_t *kid);
 static ngx_int_t ngx_http_stytch_tat_key_read(ngx_conf_t *cf,
     ngx_str_t *source, ngx_str_t *pem);
 static ngx_int_t ngx_http_stytch_tat_key_env(ngx_conf_t *cf,
@@ -26,7 +28,6 @@ ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
 
     int                         alg;
     char                        err[NGX_HTTP_STYTCH_TAT_ERR_LEN];
-    u_char                     *p;
     ngx_str_t                  *value, pem, kid;
     ngx_uint_t                  i;
     ngx_pool_cleanup_t         *cln;
@@ -36,31 +37,10 @@ ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ngx_str_null(&kid);
 
-    if (cf->args->nelts == 3) {
-        if (ngx_strncmp(value[2].data, "kid=", 4) != 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[2]);
-            return NGX_CONF_ERROR;
-        }
-
-        kid.data = value[2].data + 4;
-        kid.len = value[2].len - 4;
-
-        if (kid.len == 0 || kid.len > NGX_HTTP_STYTCH_TAT_KID_MAX) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "kid must be 1 to %d characters",
-                               NGX_HTTP_STYTCH_TAT_KID_MAX);
-            return NGX_CONF_ERROR;
-        }
-
-        for (p = kid.data; p < kid.data + kid.len; p++) {
-            if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\') {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "kid \"%V\" must be printable ASCII "
-                                   "without quotes or backslashes", &kid);
-                return NGX_CONF_ERROR;
-            }
-        }
+    if (cf->args->nelts == 3
+        && ngx_http_stytch_tat_key_kid(cf, &value[2], &kid) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (value[1].len > 4 && ngx_strncmp(value[1].data, "env:", 4) == 0) {
@@ -127,6 +107,42 @@ ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* "kid=ID": printable, short enough for any header, safe inside JSON */
+
+static ngx_int_t
+ngx_http_stytch_tat_key_kid(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *kid)
+{
+    u_char  *p;
+
+    if (ngx_strncmp(arg->data, "kid=", 4) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", arg);
+        return NGX_ERROR;
+    }
+
+    kid->data = arg->data + 4;
+    kid->len = arg->len - 4;
+
+    if (kid->len == 0 || kid->len > NGX_HTTP_STYTCH_TAT_KID_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "kid must be 1 to %d characters",
+                           NGX_HTTP_STYTCH_TAT_KID_MAX);
+        return NGX_ERROR;
+    }
+
+    for (p = kid->data; p < kid->data + kid->len; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "kid \"%V\" must be printable ASCII "
+                               "without quotes or backslashes", kid);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -18,6 +18,8 @@
 #include "ngx_http_stytch_tat_response.h"
 
 
+static int ngx_http_stytch_tat_response_session(json_t *root,
+    ngx_http_stytch_tat_response_t *resp);
 static int ngx_http_stytch_tat_field(json_t *obj, const char *name,
     ngx_http_stytch_tat_field_t *field);
 
@@ -47,8 +49,7 @@ int
 ngx_http_stytch_tat_response_parse(const unsigned char *body, size_t len,
     int status, ngx_http_stytch_tat_response_t *resp)
 {
-    json_t        *root, *session;
-    const char    *sid;
+    json_t        *root;
     json_error_t   err;
 
     memset(resp, 0, sizeof(ngx_http_stytch_tat_response_t));
@@ -83,6 +84,19 @@ ngx_http_stytch_tat_response_parse(const unsigned char *body, size_t len,
 
         return NGX_HTTP_STYTCH_TAT_RESPONSE_ERROR;
     }
+
+    return ngx_http_stytch_tat_response_session(root, resp);
+}
+
+
+/* a 2xx answer: the session, whichever of Stytch's shapes it comes in */
+
+static int
+ngx_http_stytch_tat_response_session(json_t *root,
+    ngx_http_stytch_tat_response_t *resp)
+{
+    json_t      *session;
+    const char  *sid;
 
     /* consumer: user_id and session; B2B: member_id and member_session */
 
