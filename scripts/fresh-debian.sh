@@ -149,6 +149,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# long CMD...: a long step, waited for in the background, so that a signal
+# to this script stops it at once (bash runs a trap only after a foreground
+# command ends; the trap then stops the step)
+long() {
+    "$@" < /dev/null &
+    wait $!
+}
+
 t_all=$SECONDS
 
 
@@ -156,7 +164,7 @@ t_all=$SECONDS
 
 say "debootstrap --variant=minbase $SUITE from $mirror ($components) into $root"
 t=$SECONDS
-if ! debootstrap --variant=minbase --include=make,git,ca-certificates \
+if ! long debootstrap --variant=minbase --include=make,git,ca-certificates \
         --components="$components" --keyring="$KEYRING" \
         "$SUITE" "$root" "$mirror" > "$logs/debootstrap.log" 2>&1
 then
@@ -234,11 +242,16 @@ in_root() {
     chroot "$root" /usr/bin/env -i "${CHROOT_ENV[@]}" "$@"
 }
 
+# in_root_long CMD...: the same for a long step (see long)
+in_root_long() {
+    long in_root "$@"
+}
+
 # the committed HEAD, as a bundle the root's own git clones from
 git -C "$REPO" bundle create "$root/tmp/repo.bundle" HEAD > /dev/null 2>&1 \
     || die "git bundle of HEAD failed"
 for c in "$CLONE" "$RUN_CLONE"; do
-    in_root git clone -q /tmp/repo.bundle "$c" < /dev/null \
+    in_root git -c advice.detachedHead=false clone -q /tmp/repo.bundle "$c" < /dev/null \
         || die "git clone in the root failed"
 done
 rm -f "$root/tmp/repo.bundle"
@@ -249,7 +262,7 @@ say "cloned $head into $CLONE and $RUN_CLONE"
 
 say "== make test (in $CLONE)"
 t=$SECONDS
-if ! in_root sh -c "cd $CLONE && make test" < /dev/null; then
+if ! in_root_long sh -c "cd $CLONE && make test"; then
     die "make test failed in the fresh Debian $SUITE root (after $((SECONDS - t))s)"
 fi
 t_test=$((SECONDS - t))
@@ -292,7 +305,7 @@ fi
 t_run_ready=$((SECONDS - t))
 say "make run ready in ${t_run_ready}s"
 
-if ! in_root sh -c "$curl_cmd" < /dev/null > "$logs/curl.out" 2> "$logs/curl.err"; then
+if ! in_root timeout 60 sh -c "$curl_cmd" < /dev/null > "$logs/curl.out" 2> "$logs/curl.err"; then
     cat "$logs/run.log" "$logs/curl.err" >&2
     die "the README's curl failed"
 fi
