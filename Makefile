@@ -39,10 +39,12 @@ deps:
 	@sh scripts/apt-ensure.sh $(DEB_BUILD) $(if $(filter clang,$(CC_NAME)),clang)
 
 # Node.js may come from elsewhere than Debian (with its own npm): keep it
+# when it is recent enough; none at all: Debian 12's (18.19+) suffices
 deps-test: deps
 	@sh scripts/apt-ensure.sh $(DEB_TEST)
 	@command -v node >/dev/null && command -v npm >/dev/null \
 	    || sh scripts/apt-ensure.sh nodejs npm
+	@sh scripts/node-check.sh
 
 $(NGX_TREE)/objs/Makefile: config Makefile | deps
 	rm -rf $(NGX_TREE)

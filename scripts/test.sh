@@ -35,7 +35,7 @@ if [ -z "${PROVE_FILES:-}" ]; then
     make -s -C t/unit clean
 
     echo "== emulator fidelity (stytch SDK against the emulator)"
-    node --test t/emulator/test/ || fail "emulator tests"
+    node --test t/emulator/test/*.test.mjs || fail "emulator tests"
 fi
 
 echo "== integration tests (prove)"

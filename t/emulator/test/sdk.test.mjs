@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomUUID } from 'node:crypto';
 import { ensureCerts } from '../lib/certs.mjs';
 
 const CHILD_ENV = 'STYTCH_EMULATOR_TEST_DIR';
@@ -38,7 +39,7 @@ async function defineTests(dir) {
   const { startEmulator, mintTat, startJwksServer } = await import('../testlib/harness.mjs');
 
   const PROJECT_ID = 'project-test-00000000-0000-0000-0000-000000000000';
-  const SECRET = `secret-test-${crypto.randomUUID().replaceAll('-', '')}`;
+  const SECRET = `secret-test-${randomUUID().replaceAll('-', '')}`;
   const P = 'trusted-auth-token-profile-test-pem';
   const P_NOJIT = 'trusted-auth-token-profile-test-nojit';
   const P_JWKS = 'trusted-auth-token-profile-test-jwks';
@@ -53,7 +54,7 @@ async function defineTests(dir) {
   let emu; let jwksSrv; let config; let client; let b2b;
   const keys = {};
   const secretsSeen = [];       // full tokens that must never reach the log
-  const uniq = () => crypto.randomUUID().slice(0, 8);
+  const uniq = () => randomUUID().slice(0, 8);
   const email = () => `user-${uniq()}@example.com`;
   const tat = async (opts = {}) => {
     const t = await mintTat(opts.key ?? keys.rsa.privateKey, opts);

@@ -6,6 +6,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import https from 'node:https';
 import http from 'node:http';
+import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 
 export const EMULATOR_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -96,7 +97,7 @@ export function httpsRequest({ ca, port, method, path, body, auth, timeoutMs = 5
 // Mint a Trusted Auth Token the way Stytch's docs show it (jose SignJWT).
 export async function mintTat(key, {
   alg = 'RS256', kid, iss = 'https://auth.example.com', aud = 'https://api.example.com',
-  sub = 'external-user-1', email = 'alice@example.com', jti = crypto.randomUUID(),
+  sub = 'external-user-1', email = 'alice@example.com', jti = randomUUID(),
   iat, exp, nbf, extra = {}, noExp = false, noJti = false,
 } = {}) {
   const now = Math.floor(Date.now() / 1000);
