@@ -122,6 +122,7 @@ ngx_http_stytch_tat_verify_b64url_value(int c)
  * white space, and zero unused bits in the last character, so that each
  * byte string has one encoding and a token one spelling.  The decoding
  * itself is EVP_DecodeBlock()'s, on a copy in the standard alphabet.
+ * Returns -1 for input that is not that, -2 when out of memory.
  */
 
 static int
@@ -163,7 +164,7 @@ ngx_http_stytch_tat_verify_b64url(const char *src, size_t len,
         free(b64);
         free(out->data);
         out->data = NULL;
-        return -1;
+        return -2;
     }
 
     for (i = 0; i < len; i++) {
@@ -210,8 +211,8 @@ ngx_http_stytch_tat_verify_bn(json_t *jwk, const char *name)
         return NULL;
     }
 
-    bn = (raw.len <= NGX_HTTP_STYTCH_TAT_VERIFY_RSA_MAX_BITS / 8 + 1)
-         ? BN_bin2bn(raw.data, (int) raw.len, NULL) : NULL;
+    /* at most 48 KB from a 64 KB document: the caller checks the bits */
+    bn = BN_bin2bn(raw.data, (int) raw.len, NULL);
 
     free(raw.data);
 
@@ -405,14 +406,20 @@ ngx_http_stytch_tat_verify_keys_parse(const unsigned char *json, size_t len,
     }
 
     set = calloc(1, sizeof(ngx_http_stytch_tat_verify_keys_t));
+    if (set == NULL) {
+        json_decref(root);
+        *reason = "out of memory";
+        return -1;
+    }
 
-    if (set == NULL
-        || (set->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
-    {
+    /* fetched once here, not implicitly (under a lock) per verification */
+
+    set->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (set->sha256 == NULL) {
         free(set);
         json_decref(root);
         ERR_clear_error();
-        *reason = "out of memory";
+        *reason = "OpenSSL has no SHA-256";
         return -1;
     }
 
@@ -821,7 +828,7 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
     const ngx_http_stytch_tat_verify_params_t *params, const char *token,
     size_t len, ngx_http_stytch_tat_verify_result_t *res)
 {
-    int                                 rc;
+    int                                 rc, n;
     json_t                             *header, *claims, *v;
     size_t                              i, kid_len;
     EVP_PKEY                           *pkey;
@@ -862,15 +869,24 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
         return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
-    if (ngx_http_stytch_tat_verify_b64url(token, dot1 - token, &part[0]) != 0
-        || ngx_http_stytch_tat_verify_b64url(dot1 + 1, dot2 - dot1 - 1,
-                                             &part[1]) != 0
-        || ngx_http_stytch_tat_verify_b64url(dot2 + 1,
-                                             len - (dot2 + 1 - token),
-                                             &part[2]) != 0)
-    {
-        res->reason = "a part that is not strict base64url";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    n = ngx_http_stytch_tat_verify_b64url(token, dot1 - token, &part[0]);
+
+    if (n == 0) {
+        n = ngx_http_stytch_tat_verify_b64url(dot1 + 1, dot2 - dot1 - 1,
+                                              &part[1]);
+    }
+
+    if (n == 0) {
+        n = ngx_http_stytch_tat_verify_b64url(dot2 + 1,
+                                              len - (dot2 + 1 - token),
+                                              &part[2]);
+    }
+
+    if (n != 0) {
+        res->reason = (n == -2) ? "out of memory"
+                                : "a part that is not strict base64url";
+        rc = (n == -2) ? NGX_HTTP_STYTCH_TAT_VERIFY_ERROR
+                       : NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
         goto done;
     }
 
