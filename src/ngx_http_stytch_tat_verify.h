@@ -42,7 +42,7 @@
 
 /* Stytch's session JWTs are about 1 KB; cookies end at 4 KB anyway */
 #define NGX_HTTP_STYTCH_TAT_VERIFY_TOKEN_MAX      8192
-/* nesting of the header and the claims: Stytch's go 4 levels deep */
+/* nesting of the header and of the claims; Stytch's nest 5 deep */
 #define NGX_HTTP_STYTCH_TAT_VERIFY_DEPTH_MAX      16
 #define NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX        128
 
@@ -63,7 +63,7 @@ typedef struct {
     const char                   *project_id;
     size_t                        project_id_len;
 
-    /* seconds since the epoch, and the leeway on exp and nbf (>= 0) */
+    /* seconds since the epoch; the leeway on exp and nbf, 0..LEEWAY_MAX */
     long long                     now;
     long long                     leeway;
 
@@ -141,14 +141,17 @@ void ngx_http_stytch_tat_verify_keys_free(
 /*
  * Verifies a compact JWS Stytch session JWT of len bytes, in this order:
  * size (TOO_BIG over TOKEN_MAX); three strict base64url parts and a header
- * JSON object (MALFORMED); alg exactly "RS256" (ALG); a kid (MALFORMED if
- * none or too long) in keys (UNKNOWN_KID; keys may be NULL: no JWKS yet);
- * the RSASSA-PKCS1-v1_5 SHA-256 signature (SIGNATURE); the claims a JSON
- * object without duplicate names, nested at most DEPTH_MAX deep (MALFORMED);
- * iss (ISS); aud (AUD); an integer exp with now < exp + leeway (EXPIRED);
- * nbf, if present, with nbf <= now + leeway (NOT_YET_VALID); a sub and a
- * session id (MALFORMED); the binding claim (BINDING).
+ * JSON object (MALFORMED); alg exactly "RS256" (ALG); no "crit" and a kid
+ * (MALFORMED if not, or too long) in keys (UNKNOWN_KID; keys may be NULL:
+ * no JWKS yet); the RSASSA-PKCS1-v1_5 SHA-256 signature (SIGNATURE); the
+ * claims a JSON object without duplicate names, nested at most DEPTH_MAX
+ * deep (MALFORMED); iss (ISS); aud (AUD); an integer exp with now < exp +
+ * leeway (EXPIRED); nbf, if present, an integer with nbf <= now + leeway
+ * (NOT_YET_VALID); a sub and a session id (MALFORMED); the binding claim
+ * (BINDING).
  *
+ * ERROR: out of memory, or parameters the caller got wrong (no project
+ * id, now outside 0..2^62, an expected value without a claim name).
  * res is always set (res->reason too) and must always be freed.
  */
 int ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
