@@ -24,7 +24,7 @@ build=$root/build/fuzz
 
 seconds=${1:-30}
 shift 2>/dev/null || true
-targets=${*:-fuzz_response fuzz_claims fuzz_keyload fuzz_jwks}
+targets=${*:-fuzz_response fuzz_claims fuzz_keyload fuzz_jwks fuzz_verify}
 
 case $seconds in
 ''|*[!0-9]*) echo "usage: fuzz/run.sh [SECONDS] [TARGET...]" >&2; exit 2 ;;
@@ -39,6 +39,7 @@ max_len() {
     fuzz_response) echo 16384 ;;
     fuzz_claims)   echo 8192 ;;
     fuzz_keyload)  echo 8192 ;;
+    fuzz_verify)   echo 12288 ;;
     *)             echo 4096 ;;
     esac
 }
@@ -47,6 +48,7 @@ dict() {
     case $1 in
     fuzz_response) echo "$fuzz/dict/response.dict" ;;
     fuzz_keyload)  echo "$fuzz/dict/keyload.dict" ;;
+    fuzz_verify)   echo "$fuzz/dict/verify.dict" ;;
     esac
 }
 

@@ -1,0 +1,1023 @@
+/*
+ * Stytch session JWT verification: see ngx_http_stytch_tat_verify.h.
+ * No nginx headers here; OpenSSL's EVP API for the signatures, jansson for
+ * the JSON.
+ */
+
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rsa.h>
+
+#include <jansson.h>
+
+#include "ngx_http_stytch_tat_verify.h"
+
+
+/* "stytch.com/" project_id is the issuer of a project's session JWTs */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_ISS_PREFIX  "stytch.com/"
+
+/* a now this far from the epoch's ends keeps now +- leeway in range */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_NOW_MAX     (1LL << 62)
+
+
+typedef struct {
+    EVP_PKEY                          *pkey;
+    size_t                             kid_len;
+    char                               kid[NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX
+                                           + 1];
+} ngx_http_stytch_tat_verify_key_t;
+
+
+struct ngx_http_stytch_tat_verify_keys_s {
+    EVP_MD                            *sha256;   /* fetched once per set */
+    size_t                             nkeys;
+    size_t                             skipped;
+    ngx_http_stytch_tat_verify_key_t   key[NGX_HTTP_STYTCH_TAT_VERIFY_KEYS_MAX];
+};
+
+
+/* a base64url part of the token, decoded */
+typedef struct {
+    unsigned char                     *data;
+    size_t                             len;
+} ngx_http_stytch_tat_verify_part_t;
+
+
+static int ngx_http_stytch_tat_verify_b64url_value(int c);
+static int ngx_http_stytch_tat_verify_b64url(const char *src, size_t len,
+    ngx_http_stytch_tat_verify_part_t *out);
+static BIGNUM *ngx_http_stytch_tat_verify_bn(json_t *jwk, const char *name);
+static int ngx_http_stytch_tat_verify_key_add(
+    ngx_http_stytch_tat_verify_keys_t *keys, json_t *jwk, const char **why);
+static EVP_PKEY *ngx_http_stytch_tat_verify_rsa(BIGNUM *n, BIGNUM *e);
+static int ngx_http_stytch_tat_verify_depth(json_t *v, int depth);
+static json_t *ngx_http_stytch_tat_verify_json(
+    ngx_http_stytch_tat_verify_part_t *part);
+static int ngx_http_stytch_tat_verify_signature(
+    const ngx_http_stytch_tat_verify_keys_t *keys, EVP_PKEY *pkey,
+    const char *input, size_t len, ngx_http_stytch_tat_verify_part_t *sig,
+    const char **why);
+static int ngx_http_stytch_tat_verify_claims(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_copy_out(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res);
+static const char *ngx_http_stytch_tat_verify_string(json_t *v,
+    size_t *len);
+
+
+static const char *const  ngx_http_stytch_tat_verify_names[] = {
+    "ok",
+    "malformed",
+    "alg",
+    "unknown_kid",
+    "signature",
+    "iss",
+    "aud",
+    "expired",
+    "not_yet_valid",
+    "too_big",
+    "binding",
+    "error"
+};
+
+
+static int
+ngx_http_stytch_tat_verify_b64url_value(int c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+
+    if (c == '-') {
+        return 62;
+    }
+
+    if (c == '_') {
+        return 63;
+    }
+
+    return -1;
+}
+
+
+/*
+ * Strict base64url (RFC 7515 2): the url alphabet only, no padding, no
+ * white space, and zero unused bits in the last character, so that each
+ * byte string has one encoding and a token one spelling.  The decoding
+ * itself is EVP_DecodeBlock()'s, on a copy in the standard alphabet.
+ * Returns -1 for input that is not that, -2 when out of memory.
+ */
+
+static int
+ngx_http_stytch_tat_verify_b64url(const char *src, size_t len,
+    ngx_http_stytch_tat_verify_part_t *out)
+{
+    int             n, v;
+    size_t          i, blen;
+    unsigned char  *b64;
+
+    out->data = NULL;
+    out->len = 0;
+
+    if (len % 4 == 1) {
+        return -1;
+    }
+
+    v = 0;
+
+    for (i = 0; i < len; i++) {
+        v = ngx_http_stytch_tat_verify_b64url_value((unsigned char) src[i]);
+        if (v < 0) {
+            return -1;
+        }
+    }
+
+    /* 2 characters carry 12 bits for 8, 3 carry 18 for 16 */
+    if ((len % 4 == 2 && (v & 0x0f) != 0) || (len % 4 == 3 && (v & 0x03) != 0))
+    {
+        return -1;
+    }
+
+    blen = (len + 3) & ~(size_t) 3;
+
+    b64 = malloc(blen + 1);
+    out->data = malloc(blen / 4 * 3 + 1);
+
+    if (b64 == NULL || out->data == NULL) {
+        free(b64);
+        free(out->data);
+        out->data = NULL;
+        return -2;
+    }
+
+    for (i = 0; i < len; i++) {
+        b64[i] = (src[i] == '-') ? '+' : (src[i] == '_') ? '/' : src[i];
+    }
+
+    for ( /* void */ ; i < blen; i++) {
+        b64[i] = '=';
+    }
+
+    b64[blen] = '\0';
+
+    n = (blen == 0) ? 0 : EVP_DecodeBlock(out->data, b64, (int) blen);
+
+    free(b64);
+
+    if (n < 0) {
+        free(out->data);
+        out->data = NULL;
+        return -1;
+    }
+
+    /* EVP_DecodeBlock() counts each padding character as a zero byte */
+    out->len = (size_t) n - (blen - len);
+
+    return 0;
+}
+
+
+/* a JWK member as a positive BIGNUM, from strict base64url */
+
+static BIGNUM *
+ngx_http_stytch_tat_verify_bn(json_t *jwk, const char *name)
+{
+    BIGNUM                             *bn;
+    const char                         *s;
+    ngx_http_stytch_tat_verify_part_t   raw;
+
+    s = json_string_value(json_object_get(jwk, name));
+
+    if (s == NULL || s[0] == '\0'
+        || ngx_http_stytch_tat_verify_b64url(s, strlen(s), &raw) != 0)
+    {
+        return NULL;
+    }
+
+    /* at most 48 KB from a 64 KB document: the caller checks the bits */
+    bn = BN_bin2bn(raw.data, (int) raw.len, NULL);
+
+    free(raw.data);
+
+    return bn;
+}
+
+
+static EVP_PKEY *
+ngx_http_stytch_tat_verify_rsa(BIGNUM *n, BIGNUM *e)
+{
+    EVP_PKEY        *pkey;
+    OSSL_PARAM      *params;
+    EVP_PKEY_CTX    *ctx;
+    OSSL_PARAM_BLD  *bld;
+
+    pkey = NULL;
+    params = NULL;
+    ctx = NULL;
+
+    bld = OSSL_PARAM_BLD_new();
+    if (bld == NULL) {
+        return NULL;
+    }
+
+    if (OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1
+        || OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1)
+    {
+        goto done;
+    }
+
+    params = OSSL_PARAM_BLD_to_param(bld);
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+
+    if (params == NULL || ctx == NULL
+        || EVP_PKEY_fromdata_init(ctx) != 1
+        || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+    {
+        EVP_PKEY_free(pkey);
+        pkey = NULL;
+    }
+
+done:
+
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+
+    return pkey;
+}
+
+
+static int
+ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
+    json_t *jwk, const char **why)
+{
+    int                                bits;
+    size_t                             i, kid_len;
+    BIGNUM                            *n, *e;
+    EVP_PKEY                          *pkey;
+    const char                        *kty, *alg, *use, *kid;
+    ngx_http_stytch_tat_verify_key_t  *key;
+
+    if (!json_is_object(jwk)) {
+        *why = "a key that is not a JSON object";
+        return -1;
+    }
+
+    kty = json_string_value(json_object_get(jwk, "kty"));
+    alg = json_string_value(json_object_get(jwk, "alg"));
+    use = json_string_value(json_object_get(jwk, "use"));
+
+    if (kty == NULL || strcmp(kty, "RSA") != 0) {
+        *why = "a key that is not RSA";
+        return -1;
+    }
+
+    /* alg and use are optional in a JWK (RFC 7517 4.2, 4.4) */
+
+    if ((json_object_get(jwk, "alg") != NULL
+         && (alg == NULL || strcmp(alg, "RS256") != 0))
+        || (json_object_get(jwk, "use") != NULL
+            && (use == NULL || strcmp(use, "sig") != 0)))
+    {
+        *why = "a key not for RS256 signatures";
+        return -1;
+    }
+
+    kid = ngx_http_stytch_tat_verify_string(json_object_get(jwk, "kid"),
+                                            &kid_len);
+
+    if (kid == NULL || kid_len > NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX) {
+        *why = "a key without a kid, or with one over 128 bytes";
+        return -1;
+    }
+
+    for (i = 0; i < keys->nkeys; i++) {
+        if (keys->key[i].kid_len == kid_len
+            && memcmp(keys->key[i].kid, kid, kid_len) == 0)
+        {
+            *why = "a key with the kid of an earlier one";
+            return -1;
+        }
+    }
+
+    n = ngx_http_stytch_tat_verify_bn(jwk, "n");
+    e = ngx_http_stytch_tat_verify_bn(jwk, "e");
+
+    pkey = NULL;
+
+    if (n == NULL || e == NULL) {
+        *why = "an RSA key whose n or e is not strict base64url";
+        goto done;
+    }
+
+    bits = BN_num_bits(n);
+
+    /* a small modulus is factorable; a huge one makes verifying slow */
+
+    if (bits < NGX_HTTP_STYTCH_TAT_VERIFY_RSA_MIN_BITS
+        || bits > NGX_HTTP_STYTCH_TAT_VERIFY_RSA_MAX_BITS)
+    {
+        *why = "an RSA key under 2048 or over 8192 bits";
+        goto done;
+    }
+
+    /* OpenSSL refuses exponents over 64 bits with large moduli anyway */
+
+    if (!BN_is_odd(e) || BN_is_one(e) || BN_num_bits(e) > 64) {
+        *why = "an RSA key with an even, unit or over 64-bit exponent";
+        goto done;
+    }
+
+    pkey = ngx_http_stytch_tat_verify_rsa(n, e);
+
+    if (pkey == NULL) {
+        *why = "an RSA key OpenSSL cannot use";
+        goto done;
+    }
+
+    key = &keys->key[keys->nkeys++];
+    key->pkey = pkey;
+    key->kid_len = kid_len;
+    memcpy(key->kid, kid, kid_len);
+    key->kid[kid_len] = '\0';
+
+done:
+
+    BN_free(n);
+    BN_free(e);
+    ERR_clear_error();
+
+    return (pkey == NULL) ? -1 : 0;
+}
+
+
+int
+ngx_http_stytch_tat_verify_keys_parse(const unsigned char *json, size_t len,
+    ngx_http_stytch_tat_verify_keys_t **keys, const char **reason)
+{
+    size_t                              i;
+    json_t                             *root, *array;
+    const char                         *why, *first;
+    ngx_http_stytch_tat_verify_keys_t  *set;
+
+    *keys = NULL;
+    *reason = NULL;
+
+    if (json == NULL || len == 0) {
+        *reason = "empty JWKS";
+        return -1;
+    }
+
+    if (len > NGX_HTTP_STYTCH_TAT_VERIFY_JWKS_MAX) {
+        *reason = "JWKS over 64 KB";
+        return -1;
+    }
+
+    root = json_loadb((const char *) json, len, JSON_REJECT_DUPLICATES, NULL);
+    array = json_object_get(root, "keys");
+
+    if (!json_is_array(array)) {
+        json_decref(root);
+        *reason = "JWKS without a \"keys\" array";
+        return -1;
+    }
+
+    if (json_array_size(array) > NGX_HTTP_STYTCH_TAT_VERIFY_KEYS_MAX) {
+        json_decref(root);
+        *reason = "JWKS with more than 16 keys";
+        return -1;
+    }
+
+    set = calloc(1, sizeof(ngx_http_stytch_tat_verify_keys_t));
+    if (set == NULL) {
+        json_decref(root);
+        *reason = "out of memory";
+        return -1;
+    }
+
+    /* fetched once here, not implicitly (under a lock) per verification */
+
+    set->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (set->sha256 == NULL) {
+        free(set);
+        json_decref(root);
+        ERR_clear_error();
+        *reason = "OpenSSL has no SHA-256";
+        return -1;
+    }
+
+    why = NULL;
+    first = NULL;
+
+    for (i = 0; i < json_array_size(array); i++) {
+        if (ngx_http_stytch_tat_verify_key_add(set, json_array_get(array, i),
+                                               &why)
+            != 0)
+        {
+            set->skipped++;
+
+            if (first == NULL) {
+                first = why;
+            }
+        }
+    }
+
+    json_decref(root);
+
+    *reason = first;
+
+    if (set->nkeys == 0) {
+        ngx_http_stytch_tat_verify_keys_free(set);
+
+        if (first == NULL) {
+            *reason = "JWKS without keys";
+        }
+
+        return -1;
+    }
+
+    *keys = set;
+
+    return 0;
+}
+
+
+size_t
+ngx_http_stytch_tat_verify_keys_count(
+    const ngx_http_stytch_tat_verify_keys_t *keys)
+{
+    return (keys == NULL) ? 0 : keys->nkeys;
+}
+
+
+size_t
+ngx_http_stytch_tat_verify_keys_skipped(
+    const ngx_http_stytch_tat_verify_keys_t *keys)
+{
+    return (keys == NULL) ? 0 : keys->skipped;
+}
+
+
+void
+ngx_http_stytch_tat_verify_keys_free(ngx_http_stytch_tat_verify_keys_t *keys)
+{
+    size_t  i;
+
+    if (keys == NULL) {
+        return;
+    }
+
+    for (i = 0; i < keys->nkeys; i++) {
+        EVP_PKEY_free(keys->key[i].pkey);
+    }
+
+    EVP_MD_free(keys->sha256);
+    free(keys);
+}
+
+
+/*
+ * jansson bounds its own recursion (2048 levels); this bounds what the
+ * module accepts, so that no later reader of the claims walks deeper.
+ */
+
+static int
+ngx_http_stytch_tat_verify_depth(json_t *v, int depth)
+{
+    size_t       i;
+    json_t      *item;
+    const char  *name;
+
+    if (!json_is_object(v) && !json_is_array(v)) {
+        return 0;
+    }
+
+    if (depth > NGX_HTTP_STYTCH_TAT_VERIFY_DEPTH_MAX) {
+        return -1;
+    }
+
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, item) {
+            if (ngx_http_stytch_tat_verify_depth(item, depth + 1) != 0) {
+                return -1;
+            }
+        }
+
+        return 0;
+    }
+
+    json_object_foreach(v, name, item) {
+        if (ngx_http_stytch_tat_verify_depth(item, depth + 1) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* a decoded part as a JSON object: duplicate names are ambiguous, refused */
+
+static json_t *
+ngx_http_stytch_tat_verify_json(ngx_http_stytch_tat_verify_part_t *part)
+{
+    json_t  *obj;
+
+    obj = json_loadb((const char *) part->data, part->len,
+                     JSON_REJECT_DUPLICATES, NULL);
+
+    if (!json_is_object(obj) || ngx_http_stytch_tat_verify_depth(obj, 1) != 0)
+    {
+        json_decref(obj);
+        return NULL;
+    }
+
+    return obj;
+}
+
+
+/* a non-empty JSON string and its length, or NULL */
+
+static const char *
+ngx_http_stytch_tat_verify_string(json_t *v, size_t *len)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        *len = 0;
+        return NULL;
+    }
+
+    *len = json_string_length(v);
+
+    return json_string_value(v);
+}
+
+
+static int
+ngx_http_stytch_tat_verify_signature(
+    const ngx_http_stytch_tat_verify_keys_t *keys, EVP_PKEY *pkey,
+    const char *input, size_t len, ngx_http_stytch_tat_verify_part_t *sig,
+    const char **why)
+{
+    int            rc;
+    EVP_MD_CTX    *ctx;
+    EVP_PKEY_CTX  *pctx;
+
+    /* RFC 7518 3.3: the signature is exactly as long as the modulus */
+
+    if (sig->len != (size_t) EVP_PKEY_get_size(pkey)) {
+        *why = "signature of the wrong size";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_SIGNATURE;
+    }
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        *why = "out of memory";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
+    }
+
+    if (EVP_DigestVerifyInit(ctx, &pctx, keys->sha256, NULL, pkey) != 1
+        || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
+    {
+        *why = "cannot set up RS256 verification";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
+
+    } else if (EVP_DigestVerify(ctx, sig->data, sig->len,
+                                (const unsigned char *) input, len)
+               != 1)
+    {
+        *why = "signature does not verify";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_SIGNATURE;
+
+    } else {
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+    }
+
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+
+    return rc;
+}
+
+
+/* the outputs, copied into one block that the result owns */
+
+static int
+ngx_http_stytch_tat_verify_copy_out(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    int                            i;
+    char                          *p, *dump;
+    json_t                        *v;
+    size_t                         size;
+    ngx_http_stytch_tat_field_t    src[4], *dst[4];
+
+    dst[0] = &res->sub;
+    dst[1] = &res->session_id;
+    dst[2] = &res->organization_id;
+    dst[3] = &res->claim;
+
+    src[0].data = ngx_http_stytch_tat_verify_string(
+                      json_object_get(claims, "sub"), &src[0].len);
+
+    src[1].data = ngx_http_stytch_tat_verify_string(
+                      json_object_get(json_object_get(claims,
+                                          "https://stytch.com/session"),
+                                      "id"),
+                      &src[1].len);
+
+    src[2].data = ngx_http_stytch_tat_verify_string(
+                      json_object_get(json_object_get(claims,
+                                          "https://stytch.com/organization"),
+                                      "organization_id"),
+                      &src[2].len);
+
+    src[3].data = NULL;
+    src[3].len = 0;
+    dump = NULL;
+
+    v = (params->claim == NULL)
+        ? NULL : json_object_getn(claims, params->claim, params->claim_len);
+
+    if (json_is_string(v)) {
+        src[3].data = json_string_value(v);
+        src[3].len = json_string_length(v);
+
+    } else if (v != NULL) {
+        dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (dump == NULL) {
+            return -1;
+        }
+
+        src[3].data = dump;
+        src[3].len = strlen(dump);
+    }
+
+    size = 0;
+
+    for (i = 0; i < 4; i++) {
+        size += (src[i].data == NULL) ? 0 : src[i].len + 1;
+    }
+
+    if (size == 0) {
+        return 0;
+    }
+
+    res->mem = malloc(size);
+    if (res->mem == NULL) {
+        free(dump);
+        return -1;
+    }
+
+    p = res->mem;
+
+    for (i = 0; i < 4; i++) {
+        if (src[i].data == NULL) {
+            continue;
+        }
+
+        memcpy(p, src[i].data, src[i].len);
+        p[src[i].len] = '\0';
+
+        dst[i]->data = p;
+        dst[i]->len = src[i].len;
+
+        p += src[i].len + 1;
+    }
+
+    free(dump);
+
+    return 0;
+}
+
+
+static int
+ngx_http_stytch_tat_verify_claims(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    int          found;
+    json_t      *aud, *v, *nbf;
+    size_t       i, len, plen;
+    long long    leeway;
+    const char  *s;
+
+    plen = sizeof(NGX_HTTP_STYTCH_TAT_VERIFY_ISS_PREFIX) - 1;
+
+    s = ngx_http_stytch_tat_verify_string(json_object_get(claims, "iss"),
+                                          &len);
+
+    if (s == NULL || len != plen + params->project_id_len
+        || memcmp(s, NGX_HTTP_STYTCH_TAT_VERIFY_ISS_PREFIX, plen) != 0
+        || memcmp(s + plen, params->project_id, params->project_id_len) != 0)
+    {
+        res->reason = "iss is not stytch.com/ and the project id";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ISS;
+    }
+
+    /* RFC 7519 4.1.3: one string, or an array of them */
+
+    aud = json_object_get(claims, "aud");
+    found = 0;
+
+    if (json_is_array(aud)) {
+        json_array_foreach(aud, i, v) {
+            s = ngx_http_stytch_tat_verify_string(v, &len);
+
+            if (s != NULL && len == params->project_id_len
+                && memcmp(s, params->project_id, len) == 0)
+            {
+                found = 1;
+                break;
+            }
+        }
+
+    } else {
+        s = ngx_http_stytch_tat_verify_string(aud, &len);
+
+        found = (s != NULL && len == params->project_id_len
+                 && memcmp(s, params->project_id, len) == 0);
+    }
+
+    if (!found) {
+        res->reason = "aud does not name the project";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_AUD;
+    }
+
+    leeway = params->leeway;
+
+    if (leeway < 0) {
+        leeway = 0;
+
+    } else if (leeway > NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX) {
+        leeway = NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX;
+    }
+
+    /* Stytch's numeric dates are integers; a fraction is not theirs */
+
+    v = json_object_get(claims, "exp");
+    nbf = json_object_get(claims, "nbf");
+
+    if (!json_is_integer(v) || (nbf != NULL && !json_is_integer(nbf))) {
+        res->reason = "exp missing, or exp or nbf not an integer";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    }
+
+    if (res->exp <= params->now - leeway) {
+        res->reason = "expired";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_EXPIRED;
+    }
+
+    if (nbf != NULL && res->nbf > params->now + leeway) {
+        res->reason = "not valid yet (nbf)";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_NOT_YET_VALID;
+    }
+
+    if (res->sub.data == NULL) {
+        res->reason = "no sub";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    }
+
+    if (res->session_id.data == NULL) {
+        res->reason = "no https://stytch.com/session id";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    }
+
+    if (params->expected.data == NULL) {
+        return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+    }
+
+    v = json_object_getn(claims, params->claim, params->claim_len);
+
+    if (v == NULL) {
+        res->reason = "no binding claim";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_BINDING;
+    }
+
+    if (!json_is_string(v) || json_string_length(v) != params->expected.len
+        || memcmp(json_string_value(v), params->expected.data,
+                  params->expected.len) != 0)
+    {
+        res->reason = "binding claim does not match the identity";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_BINDING;
+    }
+
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
+
+
+int
+ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
+    const ngx_http_stytch_tat_verify_params_t *params, const char *token,
+    size_t len, ngx_http_stytch_tat_verify_result_t *res)
+{
+    int                                 rc, n;
+    json_t                             *header, *claims, *v;
+    size_t                              i, kid_len;
+    EVP_PKEY                           *pkey;
+    const char                         *dot1, *dot2, *alg, *kid, *why;
+    ngx_http_stytch_tat_verify_part_t   part[3];
+
+    memset(res, 0, sizeof(ngx_http_stytch_tat_verify_result_t));
+    memset(part, 0, sizeof(part));
+
+    header = NULL;
+    claims = NULL;
+
+    if (params == NULL || params->project_id == NULL
+        || params->project_id_len == 0
+        || params->now < 0 || params->now > NGX_HTTP_STYTCH_TAT_VERIFY_NOW_MAX
+        || (params->expected.data != NULL && params->claim == NULL)
+        || (token == NULL && len != 0))
+    {
+        res->reason = "bad verification parameters";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
+    }
+
+    if (len > NGX_HTTP_STYTCH_TAT_VERIFY_TOKEN_MAX) {
+        res->reason = "token over 8192 bytes";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_TOO_BIG;
+    }
+
+    /* header.payload.signature: exactly two dots */
+
+    dot1 = (len == 0) ? NULL : memchr(token, '.', len);
+    dot2 = (dot1 == NULL) ? NULL : memchr(dot1 + 1, '.',
+                                          len - (dot1 + 1 - token));
+
+    if (dot2 == NULL || dot1 == token || dot2 == dot1 + 1
+        || memchr(dot2 + 1, '.', len - (dot2 + 1 - token)) != NULL)
+    {
+        res->reason = "not three dot-separated parts";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    }
+
+    n = ngx_http_stytch_tat_verify_b64url(token, dot1 - token, &part[0]);
+
+    if (n == 0) {
+        n = ngx_http_stytch_tat_verify_b64url(dot1 + 1, dot2 - dot1 - 1,
+                                              &part[1]);
+    }
+
+    if (n == 0) {
+        n = ngx_http_stytch_tat_verify_b64url(dot2 + 1,
+                                              len - (dot2 + 1 - token),
+                                              &part[2]);
+    }
+
+    if (n != 0) {
+        res->reason = (n == -2) ? "out of memory"
+                                : "a part that is not strict base64url";
+        rc = (n == -2) ? NGX_HTTP_STYTCH_TAT_VERIFY_ERROR
+                       : NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+        goto done;
+    }
+
+    header = ngx_http_stytch_tat_verify_json(&part[0]);
+
+    if (header == NULL) {
+        res->reason = "header is not a JSON object";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+        goto done;
+    }
+
+    /*
+     * Only RS256: "none", HMAC with the public key as its secret and
+     * every other algorithm a token may ask for are refused here, before
+     * any key is looked at.
+     */
+
+    alg = json_string_value(json_object_get(header, "alg"));
+
+    if (alg == NULL || strcmp(alg, "RS256") != 0) {
+        res->reason = "alg is not RS256";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_ALG;
+        goto done;
+    }
+
+    /* RFC 7515 4.1.11: no extension is understood here, so none is */
+
+    if (json_object_get(header, "crit") != NULL) {
+        res->reason = "header with crit";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+        goto done;
+    }
+
+    kid = ngx_http_stytch_tat_verify_string(json_object_get(header, "kid"),
+                                            &kid_len);
+
+    if (kid == NULL || kid_len > NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX) {
+        res->reason = "no kid, or one over 128 bytes";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+        goto done;
+    }
+
+    memcpy(res->kid, kid, kid_len);
+    res->kid[kid_len] = '\0';
+    res->kid_len = kid_len;
+
+    pkey = NULL;
+
+    for (i = 0; keys != NULL && i < keys->nkeys; i++) {
+        if (keys->key[i].kid_len == kid_len
+            && memcmp(keys->key[i].kid, kid, kid_len) == 0)
+        {
+            pkey = keys->key[i].pkey;
+            break;
+        }
+    }
+
+    if (pkey == NULL) {
+        res->reason = "kid not in the JWKS";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_UNKNOWN_KID;
+        goto done;
+    }
+
+    /* the signing input is the token's text up to the second dot */
+
+    rc = ngx_http_stytch_tat_verify_signature(keys, pkey, token,
+                                              dot2 - token, &part[2], &why);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        res->reason = why;
+        goto done;
+    }
+
+    claims = ngx_http_stytch_tat_verify_json(&part[1]);
+
+    if (claims == NULL) {
+        res->reason = "claims are not a JSON object";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+        goto done;
+    }
+
+    if (ngx_http_stytch_tat_verify_copy_out(claims, params, res) != 0) {
+        res->reason = "out of memory";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
+        goto done;
+    }
+
+    v = json_object_get(claims, "exp");
+    res->exp = json_is_integer(v) ? json_integer_value(v) : 0;
+    v = json_object_get(claims, "nbf");
+    res->nbf = json_is_integer(v) ? json_integer_value(v) : 0;
+    v = json_object_get(claims, "iat");
+    res->iat = json_is_integer(v) ? json_integer_value(v) : 0;
+
+    rc = ngx_http_stytch_tat_verify_claims(claims, params, res);
+
+    if (rc == NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        res->reason = "ok";
+    }
+
+done:
+
+    json_decref(header);
+    json_decref(claims);
+
+    for (i = 0; i < 3; i++) {
+        free(part[i].data);
+    }
+
+    return rc;
+}
+
+
+void
+ngx_http_stytch_tat_verify_result_free(ngx_http_stytch_tat_verify_result_t *res)
+{
+    free(res->mem);
+
+    res->mem = NULL;
+    res->sub.data = NULL;
+    res->session_id.data = NULL;
+    res->organization_id.data = NULL;
+    res->claim.data = NULL;
+}
+
+
+const char *
+ngx_http_stytch_tat_verify_code_name(int rc)
+{
+    if (rc < 0 || rc >= NGX_HTTP_STYTCH_TAT_VERIFY_NCODES) {
+        return "unknown";
+    }
+
+    return ngx_http_stytch_tat_verify_names[rc];
+}

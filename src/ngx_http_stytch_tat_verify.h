@@ -1,0 +1,168 @@
+/*
+ * Local verification of Stytch session JWTs against the project's JWKS
+ * (GET /v1/sessions/jwks/{project_id}, B2B /v1/b2b/sessions/jwks/...).
+ * Free of nginx headers, like ngx_http_stytch_tat_jose.h: no I/O, no
+ * clock, no global state; the caller passes the JWKS text, the token, the
+ * time and the leeway, and owns what comes out.
+ *
+ * A key set is parsed once per JWKS document (per worker: an EVP_PKEY
+ * cannot live in a shared zone, the document's text can) and then used
+ * read-only by any number of verifications.
+ */
+
+#ifndef _NGX_HTTP_STYTCH_TAT_VERIFY_H_INCLUDED_
+#define _NGX_HTTP_STYTCH_TAT_VERIFY_H_INCLUDED_
+
+
+#include <stddef.h>
+
+#include "ngx_http_stytch_tat_response.h"
+
+
+/* results of ngx_http_stytch_tat_verify() */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_OK             0
+#define NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED      1  /* not a usable JWS/JWT */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_ALG            2  /* alg is not RS256 */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_UNKNOWN_KID    3  /* refetch the JWKS */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_SIGNATURE      4
+#define NGX_HTTP_STYTCH_TAT_VERIFY_ISS            5
+#define NGX_HTTP_STYTCH_TAT_VERIFY_AUD            6
+#define NGX_HTTP_STYTCH_TAT_VERIFY_EXPIRED        7
+#define NGX_HTTP_STYTCH_TAT_VERIFY_NOT_YET_VALID  8
+#define NGX_HTTP_STYTCH_TAT_VERIFY_TOO_BIG        9
+#define NGX_HTTP_STYTCH_TAT_VERIFY_BINDING        10
+#define NGX_HTTP_STYTCH_TAT_VERIFY_ERROR          11 /* memory, bad params */
+
+#define NGX_HTTP_STYTCH_TAT_VERIFY_NCODES         12
+
+/* the leeway on exp and nbf that the module uses unless told otherwise */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY         30
+/* a larger leeway is taken as this one: clock skew, not a second life */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX     300
+
+/* Stytch's session JWTs are about 1 KB; cookies end at 4 KB anyway */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_TOKEN_MAX      8192
+/* nesting of the header and of the claims; Stytch's nest 5 deep */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_DEPTH_MAX      16
+#define NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX        128
+
+/* the JWKS document: Stytch publishes two keys, more during a rotation */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_JWKS_MAX       65536
+#define NGX_HTTP_STYTCH_TAT_VERIFY_KEYS_MAX       16
+/* RSA moduli accepted, as for the module's own signing keys */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_RSA_MIN_BITS   2048
+#define NGX_HTTP_STYTCH_TAT_VERIFY_RSA_MAX_BITS   8192
+
+
+typedef struct ngx_http_stytch_tat_verify_keys_s
+    ngx_http_stytch_tat_verify_keys_t;
+
+
+typedef struct {
+    /* "iss" must be "stytch.com/" project_id, "aud" must contain it */
+    const char                   *project_id;
+    size_t                        project_id_len;
+
+    /* seconds since the epoch; the leeway on exp and nbf, 0..LEEWAY_MAX */
+    long long                     now;
+    long long                     leeway;
+
+    /*
+     * An optional top-level claim (the identity binding the module sets
+     * through session_custom_claims) to copy out; when expected.data is
+     * set, the claim must be a JSON string equal to it, else BINDING.
+     */
+    const char                   *claim;
+    size_t                        claim_len;
+    ngx_http_stytch_tat_field_t   expected;
+} ngx_http_stytch_tat_verify_params_t;
+
+
+/*
+ * What a verification found.  The strings are copies, NUL-terminated,
+ * owned by the result: release them with
+ * ngx_http_stytch_tat_verify_result_free().
+ *
+ * sub, the session id (the "id" of the https://stytch.com/session claim),
+ * organization_id (of https://stytch.com/organization), the claim the
+ * caller named and the times are read only once the signature has
+ * verified, and are the identity only when the result is OK; after
+ * ISS, AUD, EXPIRED, NOT_YET_VALID or BINDING they say whose token it was,
+ * for the log line.  kid is the token's, as soon as the header is read:
+ * chosen by whoever sent the token, like the other strings before OK, so
+ * escape them all before logging.
+ */
+
+typedef struct {
+    ngx_http_stytch_tat_field_t   sub;             /* user or member id */
+    ngx_http_stytch_tat_field_t   session_id;      /* its "id" */
+    ngx_http_stytch_tat_field_t   organization_id; /* B2B, or empty */
+    ngx_http_stytch_tat_field_t   claim;           /* params->claim, or empty;
+                                                      compact JSON if not a
+                                                      string */
+    long long                     exp;
+    long long                     nbf;             /* 0 if absent */
+    long long                     iat;             /* 0 if absent */
+
+    char                          kid[NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX + 1];
+    size_t                        kid_len;
+
+    const char                   *reason;          /* static, for logs */
+    void                         *mem;             /* owns the strings */
+} ngx_http_stytch_tat_verify_result_t;
+
+
+/*
+ * Parses a JWKS document into a key set.  Keys that are not RSA for
+ * RS256 signatures (kty "RSA"; alg "RS256" or absent; use "sig" or
+ * absent), that have no kid or one longer than KID_MAX, a modulus outside
+ * RSA_MIN_BITS..RSA_MAX_BITS, an even or tiny exponent or one over 64
+ * bits, base64url that is not strict, or a kid an earlier key has, are
+ * skipped and counted.
+ *
+ * Returns 0 and a key set to free with ngx_http_stytch_tat_verify_keys_free()
+ * when at least one key is usable; *reason then names why the first
+ * skipped key was skipped, or is NULL.  Returns -1 with *reason set when
+ * the document is not JSON, larger than JWKS_MAX, holds more than
+ * KEYS_MAX keys, or no usable one.
+ */
+int ngx_http_stytch_tat_verify_keys_parse(const unsigned char *json,
+    size_t len, ngx_http_stytch_tat_verify_keys_t **keys,
+    const char **reason);
+
+size_t ngx_http_stytch_tat_verify_keys_count(
+    const ngx_http_stytch_tat_verify_keys_t *keys);
+size_t ngx_http_stytch_tat_verify_keys_skipped(
+    const ngx_http_stytch_tat_verify_keys_t *keys);
+
+void ngx_http_stytch_tat_verify_keys_free(
+    ngx_http_stytch_tat_verify_keys_t *keys);
+
+/*
+ * Verifies a compact JWS Stytch session JWT of len bytes, in this order:
+ * size (TOO_BIG over TOKEN_MAX); three strict base64url parts and a header
+ * JSON object (MALFORMED); alg exactly "RS256" (ALG); no "crit" and a kid
+ * (MALFORMED if not, or too long) in keys (UNKNOWN_KID; keys may be NULL:
+ * no JWKS yet); the RSASSA-PKCS1-v1_5 SHA-256 signature (SIGNATURE); the
+ * claims a JSON object without duplicate names, nested at most DEPTH_MAX
+ * deep (MALFORMED); iss (ISS); aud (AUD); an integer exp with now < exp +
+ * leeway (EXPIRED); nbf, if present, an integer with nbf <= now + leeway
+ * (NOT_YET_VALID); a sub and a session id (MALFORMED); the binding claim
+ * (BINDING).
+ *
+ * ERROR: out of memory, or parameters the caller got wrong (no project
+ * id, now outside 0..2^62, an expected value without a claim name).
+ * res is always set (res->reason too) and must always be freed.
+ */
+int ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
+    const ngx_http_stytch_tat_verify_params_t *params, const char *token,
+    size_t len, ngx_http_stytch_tat_verify_result_t *res);
+
+void ngx_http_stytch_tat_verify_result_free(
+    ngx_http_stytch_tat_verify_result_t *res);
+
+/* "ok", "malformed", "alg", ...: a result as a word for counters */
+const char *ngx_http_stytch_tat_verify_code_name(int rc);
+
+
+#endif /* _NGX_HTTP_STYTCH_TAT_VERIFY_H_INCLUDED_ */
