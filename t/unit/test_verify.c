@@ -5,9 +5,8 @@
  * session id and binding claim; the JWKS parser's bounds; exp and nbf at
  * the edges of the leeway.  Times come from the fixture, never the clock.
  *
- * These tests run as a cmocka group of their own, before test_main.c's
- * group (a constructor), so that this file is added without editing the
- * runner; a failure here makes the runner exit non-zero too.
+ * Each test loads the fixture in its setup (test_verify_setup) and frees
+ * it in its teardown: the runner's one group holds them all.
  */
 
 #include <stdio.h>
@@ -94,8 +93,8 @@ fx_dump(const char *name)
 }
 
 
-static int
-verify_setup(void **state)
+int
+test_verify_setup(void **state)
 {
     size_t        i;
     char         *jwks;
@@ -164,8 +163,8 @@ verify_setup(void **state)
 }
 
 
-static int
-verify_teardown(void **state)
+int
+test_verify_teardown(void **state)
 {
     (void) state;
 
@@ -232,7 +231,7 @@ assert_time(const char *name, const char *what, long long got, json_t *want)
 
 
 /* each fixture token gets the result it names, and its outputs */
-static void
+void
 test_verify_fixture_tokens(void **state)
 {
     int                                   rc, n;
@@ -291,7 +290,7 @@ test_verify_fixture_tokens(void **state)
 }
 
 
-static void
+void
 test_verify_outputs(void **state)
 {
     ngx_http_stytch_tat_verify_result_t  res;
@@ -329,7 +328,7 @@ test_verify_outputs(void **state)
 
 
 /* without an expected value the binding claim is only copied out */
-static void
+void
 test_verify_binding_optional(void **state)
 {
     ngx_http_stytch_tat_verify_params_t  params;
@@ -386,7 +385,7 @@ test_verify_binding_optional(void **state)
 
 
 /* exp and nbf at the edges of the leeway; valid: nbf = iat, exp = iat+300 */
-static void
+void
 test_verify_times(void **state)
 {
     long long                            exp, nbf;
@@ -446,7 +445,7 @@ test_verify_times(void **state)
 }
 
 
-static void
+void
 test_verify_other_project(void **state)
 {
     ngx_http_stytch_tat_verify_params_t  params;
@@ -470,7 +469,7 @@ test_verify_other_project(void **state)
 }
 
 
-static void
+void
 test_verify_params(void **state)
 {
     const char                           *token;
@@ -529,7 +528,7 @@ test_verify_params(void **state)
 }
 
 
-static void
+void
 test_verify_size(void **state)
 {
     char                                 *buf;
@@ -584,7 +583,7 @@ test_verify_size(void **state)
 
 
 /* any byte of a valid token changed to another base64url one: refused */
-static void
+void
 test_verify_every_byte(void **state)
 {
     int                                   rc;
@@ -645,7 +644,7 @@ keys_parse(const char *json, ngx_http_stytch_tat_verify_keys_t **keys,
 }
 
 
-static void
+void
 test_verify_jwks(void **state)
 {
     char                               *jwks;
@@ -764,7 +763,7 @@ expect_refused(char *jwks, const char *why)
 }
 
 
-static void
+void
 test_verify_jwks_refused(void **state)
 {
     int                                 i;
@@ -911,7 +910,7 @@ test_verify_jwks_refused(void **state)
 }
 
 
-static void
+void
 test_verify_code_names(void **state)
 {
     int          i, j;
@@ -947,7 +946,7 @@ test_verify_code_names(void **state)
  * The jose-made tokens also verify with OpenSSL alone, from the JWK's n
  * and e: the fixture is what it says, whatever the module does.
  */
-static void
+void
 test_verify_fixture_independent(void **state)
 {
     long            n;
@@ -977,46 +976,3 @@ test_verify_fixture_independent(void **state)
     EVP_PKEY_free(pkey);
 }
 
-
-static int  verify_failed;
-
-
-/* after main(): _exit() is how a handler changes the exit status */
-static void
-verify_status(void)
-{
-    if (verify_failed) {
-        fflush(NULL);
-        _exit(1);
-    }
-}
-
-
-/*
- * Before main(), so that libcrypto (whose cleanup runs at exit) is still
- * there; the runner's own group then runs as usual.
- */
-__attribute__((constructor)) static void
-verify_group(void)
-{
-    const struct CMUnitTest  tests[] = {
-        cmocka_unit_test(test_verify_fixture_independent),
-        cmocka_unit_test(test_verify_fixture_tokens),
-        cmocka_unit_test(test_verify_outputs),
-        cmocka_unit_test(test_verify_binding_optional),
-        cmocka_unit_test(test_verify_times),
-        cmocka_unit_test(test_verify_other_project),
-        cmocka_unit_test(test_verify_params),
-        cmocka_unit_test(test_verify_size),
-        cmocka_unit_test(test_verify_every_byte),
-        cmocka_unit_test(test_verify_jwks),
-        cmocka_unit_test(test_verify_jwks_refused),
-        cmocka_unit_test(test_verify_code_names),
-    };
-
-    atexit(verify_status);
-
-    verify_failed = cmocka_run_group_tests_name("ngx_http_stytch_tat verify",
-                                                tests, verify_setup,
-                                                verify_teardown);
-}

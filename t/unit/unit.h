@@ -167,5 +167,21 @@ void test_cache_state_fail(void **state);
 void test_cache_state_release(void **state);
 void test_cache_state_expired(void **state);
 
+/* test_verify.c: each test with the fixture loaded and freed */
+int test_verify_setup(void **state);
+int test_verify_teardown(void **state);
+void test_verify_fixture_tokens(void **state);
+void test_verify_outputs(void **state);
+void test_verify_binding_optional(void **state);
+void test_verify_times(void **state);
+void test_verify_other_project(void **state);
+void test_verify_params(void **state);
+void test_verify_size(void **state);
+void test_verify_every_byte(void **state);
+void test_verify_jwks(void **state);
+void test_verify_jwks_refused(void **state);
+void test_verify_code_names(void **state);
+void test_verify_fixture_independent(void **state);
+
 
 #endif /* _UNIT_H_INCLUDED_ */
