@@ -60,10 +60,11 @@ fi
 
 # "URI SUITE COMPONENT" for every enabled deb source of the host, as apt
 # itself reads them (one-line or deb822 files alike)
-sources=$(apt-get indextargets --no-release-info \
+targets=$(apt-get indextargets --no-release-info \
         --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' \
-        'Created-By: Packages' 'Target-Of: deb' \
-    | awk -v s="$SUITE" '$2 == s || index($2, s "-") == 1' | sort -u)
+        'Created-By: Packages' 'Target-Of: deb') \
+    || die "apt-get indextargets failed: cannot read the host's apt sources"
+sources=$(awk -v s="$SUITE" '$2 == s || index($2, s "-") == 1' <<< "$targets" | sort -u)
 mirror=$(awk -v s="$SUITE" '$2 == s { print $1; exit }' <<< "$sources")
 [ -n "$mirror" ] \
     || die "the host's apt sources have no Debian $SUITE suite (apt-get indextargets); nothing to debootstrap from"
