@@ -62,7 +62,7 @@ my %id = ('X-Email' => 'ada.lovelace@example.com');
 my @cases = (
     [{ mode => 'status', status => 500 }, 502, 'internal_server_error',
      qr/\[error\].*Stytch failed through "\/_stytch_attest": status 500, error_type "internal_server_error"/],
-    [{ mode => 'status', status => 503 }, 502, 'service_unavailable',
+    [{ mode => 'status', status => 503 }, 502, 'server_unavailable',
      qr/\[error\].*Stytch failed through "\/_stytch_attest": status 503/],
     [{ mode => 'rate_limit', retry_after => 42 }, 503, 'too_many_requests',
      qr/\[error\].*Stytch rate-limited the exchange: "too_many_requests"/],

@@ -5,6 +5,9 @@ import { isPlainObject } from './util.mjs';
 export const SUPPORTED_ALGS = ['RS256', 'ES256', 'EdDSA'];
 export const DEFAULT_MAX_LIFETIME = 3600;
 export const DEFAULT_SKEW = 60;
+// reserved names in session_custom_claims: refused (Stytch's custom claims
+// guide) or dropped (its attest reference)
+export const CUSTOM_CLAIMS_RESERVED = ['error', 'ignore'];
 const DEFAULT_MAPPING = { email: 'email', token_id: 'jti' };
 
 export class ConfigError extends Error {}
@@ -125,6 +128,12 @@ export function parseRuntimeConfig(c) {
   }
   if (c.max_token_lifetime_seconds !== undefined) out.max_token_lifetime_seconds = num(c.max_token_lifetime_seconds, 'max_token_lifetime_seconds');
   if (c.clock_skew_seconds !== undefined) out.clock_skew_seconds = num(c.clock_skew_seconds, 'clock_skew_seconds');
+  if (c.custom_claims_reserved !== undefined) {
+    if (!CUSTOM_CLAIMS_RESERVED.includes(c.custom_claims_reserved)) {
+      throw new ConfigError(`custom_claims_reserved must be one of ${CUSTOM_CLAIMS_RESERVED.join(', ')}`);
+    }
+    out.custom_claims_reserved = c.custom_claims_reserved;
+  }
   return out;
 }
 
@@ -136,6 +145,7 @@ export function parseConfig(c) {
     secret: str(c.secret, 'secret'),
     max_token_lifetime_seconds: rt.max_token_lifetime_seconds ?? DEFAULT_MAX_LIFETIME,
     clock_skew_seconds: rt.clock_skew_seconds ?? DEFAULT_SKEW,
+    custom_claims_reserved: rt.custom_claims_reserved ?? 'error',
     profiles: rt.profiles ?? new Map(),
     organizations: rt.organizations ?? new Map(),
   };

@@ -230,26 +230,53 @@ async function defineTests(dir) {
       assert.equal(c.session.authentication_factors.length, 3);
       assert.equal(c.session.expires_at, b.session.expires_at, 'no duration: expiry unchanged');
       await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: email() }), session_token: a.session_token }),
-        400, 'session_user_mismatch');
+        400, 'user_id_mismatch');
       await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: mail }), session_token: 'x'.repeat(44) }),
         404, 'session_not_found');
       await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: mail }), session_token: a.session_token, session_jwt: a.session_jwt }),
         400, 'too_many_session_arguments');
     });
 
-    it('stores custom claims on a new session, ignoring reserved ones, capped at 4 KB', async () => {
+    it('stores custom claims on a new session and in its JWT; refuses reserved ones and more than 4 KB', async () => {
       const r = await client.sessions.attest({
         profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5,
-        session_custom_claims: { tier: 'gold', iss: 'evil', 'https://stytch.com/session': 1 },
+        session_custom_claims: { tier: 'gold', groups: ['a', 'b'] },
       });
-      assert.deepEqual(r.session.custom_claims, { tier: 'gold' });
+      assert.deepEqual(r.session.custom_claims, { tier: 'gold', groups: ['a', 'b'] });
       const p = jose.decodeJwt(r.session_jwt);
       assert.equal(p.tier, 'gold');
       assert.equal(p.iss, `stytch.com/${PROJECT_ID}`);
-      await expectStytchError(client.sessions.attest({
-        profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5,
-        session_custom_claims: { big: 'x'.repeat(5000) },
-      }), 400, 'invalid_session_custom_claims');
+      const local = await client.sessions.authenticateJwtLocal({ session_jwt: r.session_jwt });
+      assert.deepEqual(local.custom_claims, { tier: 'gold', groups: ['a', 'b'] }, 'the SDK reads them from the JWT');
+      // Stytch's custom claims guide: reserved names and its namespace are errors
+      for (const [claims, type] of [[{ iss: 'evil' }, 'reserved_claims_in_custom_claims'],
+        [{ jti: 'x' }, 'reserved_claims_in_custom_claims'],
+        [{ 'https://stytch.com/session': 1 }, 'stytch_claims_in_custom_claims'],
+        [{ big: 'x'.repeat(5000) }, 'custom_claims_too_large']]) {
+        await expectStytchError(client.sessions.attest({
+          profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5, session_custom_claims: claims,
+        }), 400, type);
+      }
+      // the boundary: 4096 bytes of JSON pass
+      const fill = 'y'.repeat(4096 - JSON.stringify({ f: '' }).length);
+      const big = await client.sessions.attest({
+        profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5, session_custom_claims: { f: fill },
+      });
+      assert.equal(big.session.custom_claims.f.length, fill.length);
+      // on authenticate the same rules apply
+      await expectStytchError(client.sessions.authenticate({ session_token: r.session_token, session_custom_claims: { sub: 'x' } }),
+        400, 'reserved_claims_in_custom_claims');
+      // the attest reference's reading, "ignored": a setting
+      await emu.control('POST', '/config', { custom_claims_reserved: 'ignore' });
+      try {
+        const ign = await client.sessions.attest({
+          profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5,
+          session_custom_claims: { tier: 'silver', iss: 'evil', 'https://stytch.com/session': 1 },
+        });
+        assert.deepEqual(ign.session.custom_claims, { tier: 'silver' });
+      } finally {
+        await emu.control('POST', '/config', { custom_claims_reserved: 'error' });
+      }
     });
 
     it('accepts ES256 only on a profile that lists it', async () => {
@@ -339,9 +366,23 @@ async function defineTests(dir) {
       await expectStytchError(client.sessions.attest({ token: await tat() }), 400, 'missing_profile_id');
       await expectStytchError(client.sessions.attest({ profile_id: P }), 400, 'missing_token');
       await expectStytchError(client.sessions.attest({ profile_id: P, token: 'not-a-jwt' }), 400, 'invalid_trusted_auth_token', /well-formed/);
-      await expectStytchError(client.sessions.authenticate({}), 400, 'missing_session_arguments');
+      await expectStytchError(client.sessions.authenticate({}), 400, 'no_session_arguments');
       await expectStytchError(client.sessions.authenticate({ session_token: 'a', session_jwt: 'b' }), 400, 'too_many_session_arguments');
       await expectStytchError(client.sessions.authenticate({ session_token: 'y'.repeat(44) }), 404, 'session_not_found');
+      await expectStytchError(client.sessions.authenticate({ session_jwt: 'not-a-jwt' }), 400, 'unable_to_parse_session_jwt');
+      const foreign = await tat({ email: email() });   // signed, but not with the project's key
+      await expectStytchError(client.sessions.authenticate({ session_jwt: foreign }), 400, 'unable_to_parse_session_jwt');
+      // signed with the project's key (kept in DIR) but for another project
+      const saved = JSON.parse(readFileSync(join(dir, 'project-key.json'), 'utf8'));
+      const pkey = await jose.importPKCS8(saved.private_pem, 'RS256');
+      const now = Math.floor(Date.now() / 1000);
+      const projectJwt = (iss, aud) => new jose.SignJWT({ 'https://stytch.com/session': { id: 'session-test-x' } })
+        .setProtectedHeader({ alg: 'RS256', kid: saved.kid, typ: 'JWT' }).setIssuer(iss).setAudience(aud)
+        .setSubject('user-test-x').setIssuedAt(now).setExpirationTime(now + 300).sign(pkey);
+      await expectStytchError(client.sessions.authenticate({ session_jwt: await projectJwt('stytch.com/project-test-other', [PROJECT_ID]) }),
+        400, 'jwt_invalid_issuer');
+      await expectStytchError(client.sessions.authenticate({ session_jwt: await projectJwt(`stytch.com/${PROJECT_ID}`, ['project-test-other']) }),
+        400, 'jwt_invalid_audience');
       const r = await emu.request('POST', '/v1/sessions/attest', { rawBody: '{"profile_id":', auth: `${PROJECT_ID}:${SECRET}` });
       assert.equal(r.status, 400);
       assert.equal(JSON.parse(r.text).error_type, 'invalid_request_body');
@@ -421,6 +462,10 @@ async function defineTests(dir) {
       // same member again via the organization_id in the body
       const r2 = await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: mail }), organization_id: ORG, session_duration_minutes: 15 });
       assert.equal(r2.member_id, r.member_id);
+      // another member's session
+      const other = await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email(), extra: { org: ORG } }) });
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: mail, extra: { org: ORG } }), session_token: other.session_token }),
+        400, 'member_session_member_id_mismatch');
       // a consumer session is not a B2B session
       const c = await client.sessions.attest({ profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5 });
       await expectStytchError(b2b.sessions.authenticate({ session_token: c.session_token }), 404, 'session_not_found');
@@ -429,7 +474,7 @@ async function defineTests(dir) {
     it('B2B errors', async () => {
       await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ extra: { org: 'organization-test-nope' } }) }),
         404, 'organization_not_found');
-      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat() }), 400, 'missing_organization_id');
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat() }), 400, 'token_missing_organization_id_claim');
       await expectStytchError(b2b.sessions.attest({ profile_id: P, token: await tat({ extra: { org: ORG } }) }), 404, 'trusted_token_profile_not_found');
       await expectStytchError(client.sessions.attest({ profile_id: P_B2B, token: await tat() }), 404, 'trusted_token_profile_not_found');
     });
