@@ -279,6 +279,10 @@ sub repo_root {
     return abs_path(dirname($here) . '/../../..');
 }
 
+# the kernel may hand the same ephemeral port out again once it is closed:
+# a port is given once per test process, so two servers never share one
+my %PortsGiven;
+
 sub free_port {
     for (1 .. 50) {
         my $s = IO::Socket::INET->new(
@@ -287,7 +291,8 @@ sub free_port {
         ) or next;
         my $p = $s->sockport;
         close $s;
-        return $p if $p;
+        next if !$p || $PortsGiven{$p}++;
+        return $p;
     }
     die "free_port: could not find a free TCP port: $!\n";
 }
