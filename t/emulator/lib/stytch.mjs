@@ -500,13 +500,14 @@ export class StytchApi {
       const member = this.#memberById(s.subject_id);
       const org = this.config.organizations.get(s.organization_id);
       if (!member || !org) throw E(404, 'session_not_found', 'Session could not be found.');
+      // no top-level member_id / user_id: the SDK's types have none here
       return {
         status: 200,
-        body: { ...common, member_id: member.member_id, member_session: this.#sessionView(s), member, organization: this.#orgView(org) },
+        body: { ...common, member_session: this.#sessionView(s), member, organization: this.#orgView(org) },
       };
     }
     const user = this.#userById(s.subject_id);
     if (!user) throw E(404, 'session_not_found', 'Session could not be found.');
-    return { status: 200, body: { ...common, user_id: user.user_id, session: this.#sessionView(s), user } };
+    return { status: 200, body: { ...common, session: this.#sessionView(s), user } };
   }
 }

@@ -199,6 +199,8 @@ async function defineTests(dir) {
       assert.equal(byToken.session.session_id, a.session.session_id);
       assert.equal(byToken.session_token, a.session_token);
       assert.equal(byToken.user.user_id, a.user_id);
+      assert.equal('user_id' in byToken, false, 'SessionsAuthenticateResponse has no top-level user_id');
+      assert.equal(byToken.session.user_id, a.user_id);
       assert.ok(byToken.session_jwt && byToken.session_jwt.split('.').length === 3);
       const byJwt = await client.sessions.authenticate({ session_jwt: a.session_jwt, session_duration_minutes: 120 });
       assert.equal(byJwt.session.session_id, a.session.session_id);
@@ -455,6 +457,8 @@ async function defineTests(dir) {
       const auth = await b2b.sessions.authenticate({ session_token: r.session_token });
       assert.equal(auth.member_session.member_session_id, ms.member_session_id);
       assert.equal(auth.member.member_id, r.member_id);
+      assert.equal('member_id' in auth, false, 'B2BSessionsAuthenticateResponse has no top-level member_id');
+      assert.equal(auth.member_session.member_id, r.member_id);
       assert.equal(auth.organization.organization_id, ORG);
       const local = await b2b.sessions.authenticateJwtLocal({ session_jwt: r.session_jwt });
       assert.equal(local.member_session_id ?? local.session_id, ms.member_session_id);
