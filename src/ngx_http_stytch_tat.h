@@ -150,7 +150,8 @@ typedef struct {
     ngx_http_complex_value_t   *email;
     ngx_http_complex_value_t   *subject;
     ngx_http_complex_value_t   *token_id;
-    ngx_array_t                *claims;      /* claim_conf_t */
+    ngx_array_t                *claims;      /* claim_conf_t, as minted */
+    ngx_array_t                *claims_conf; /* ... of stytch_tat_claim */
     ngx_array_t                *trusted;     /* ngx_cidr_t */
     time_t                      token_ttl;
 
@@ -159,6 +160,9 @@ typedef struct {
     ngx_uint_t                  uri_line;
     ngx_http_complex_value_t   *profile_id;
     ngx_http_complex_value_t   *organization_id;
+    ngx_str_t                   organization_claim;  /* claim=NAME */
+    ngx_str_t                   organization_file;
+    ngx_uint_t                  organization_line;
     ngx_http_complex_value_t   *session_token;
     ngx_http_complex_value_t   *session_jwt;
     time_t                      session_duration;

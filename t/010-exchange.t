@@ -316,15 +316,16 @@ sub {
 
 
 
-=== TEST 9: B2B: organization id switches to member sessions
+=== TEST 9: B2B: organization id switches to member sessions; under JIT provisioning the organization is a claim (the profile maps organization_id to "org")
 --- http_config eval: $::HttpConfig
 --- config eval
 $::ServerConfig . <<'_EOC_'
 location /app {
     stytch_tat /_stytch_attest_b2b;
     stytch_tat_profile_id $TEST_NGINX_B2B_PROFILE;
-    stytch_tat_organization_id $TEST_NGINX_ORG;
+    stytch_tat_organization_id $TEST_NGINX_ORG claim=org;
     stytch_tat_email $http_x_email;
+    stytch_tat_claim assignments $http_x_groups list=,;
     proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
@@ -332,6 +333,7 @@ _EOC_
 GET /app
 --- more_headers
 X-Email: member@example.com
+X-Groups: reader
 --- error_code: 200
 --- response_body_check eval
 sub {
@@ -345,6 +347,9 @@ sub {
         eq $OrgId or die "organization claim\n";
     my ($call) = reverse emu_calls('/v1/b2b/sessions/attest');
     $call->{body}{organization_id} eq $OrgId or die "no organization_id\n";
+    my (undef, $c) = jwt_parts($call->{body}{token});
+    ($c->{org} // '') eq $OrgId or die "no organization claim in the token\n";
+    "@{$c->{assignments}}" eq 'reader' or die "the other claims are kept\n";
     1;
 }
 
@@ -400,3 +405,42 @@ X-Email: ada.lovelace@example.com
 [200, 200]
 --- response_body_like eval
 [qr/^user=user-test-/m, qr/^\[\]$/]
+
+
+
+=== TEST 12: the organization and its claim are inherited together, the claims apart
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+stytch_tat_organization_id org-server claim=org;
+stytch_tat_email $http_x_email;
+location /own-claims {
+    stytch_tat_claim dept sales;
+    return 200 $stytch_tat_jwt;
+}
+location /inherited {
+    return 200 $stytch_tat_jwt;
+}
+location /own-organization {
+    stytch_tat_organization_id org-location;
+    return 200 $stytch_tat_jwt;
+}
+location /own-claim-name {
+    stytch_tat_organization_id org-location claim=tenant;
+    return 200 $stytch_tat_jwt;
+}
+_EOC_
+--- request eval
+["GET /own-claims", "GET /inherited", "GET /own-organization", "GET /own-claim-name"]
+--- more_headers
+X-Email: ada.lovelace@example.com
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body_check eval
+[map { my $want = $_; sub {
+    my (undef, $c) = jwt_parts($_[0]) or die "no token\n";
+    my $got = join ',', map { "$_=" . ($c->{$_} // '-') } qw(org tenant dept);
+    $got eq $want or die "claims $got, not $want\n";
+    1;
+} } ('org=org-server,tenant=-,dept=sales', 'org=org-server,tenant=-,dept=-',
+     'org=-,tenant=-,dept=-', 'org=-,tenant=org-location,dept=-')]
