@@ -360,6 +360,9 @@ else
     say "    issuer    $ISSUER"
     say "    audience  $AUDIENCE"
     say "    mapping   email -> email, token_id -> jti, external_user_id -> sub, role_ids -> assignments"
+    if [ -n "${TPL_B2B_PROFILE_ID:-}" ]; then
+        say "              (the B2B profile: external_member_id -> sub and organization_id -> org)"
+    fi
     say "    keys      the JWKS URL $JWKS_URL,"
     say "              which Stytch's servers must be able to fetch: on loopback they cannot,"
     say "              so publish it (a public host or a tunnel to port $PORT) and use that URL;"

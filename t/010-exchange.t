@@ -355,6 +355,31 @@ sub {
 
 
 
+=== TEST 9b: B2B under JIT provisioning with the organization only in the body: Stytch refuses it
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest_b2b;
+    stytch_tat_profile_id $TEST_NGINX_B2B_PROFILE;
+    stytch_tat_organization_id $TEST_NGINX_ORG;
+    stytch_tat_email $http_x_email;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app
+--- more_headers
+X-Email: new.member@example.com
+--- error_code: 403
+--- response_headers
+X-Error: token_missing_organization_id_claim
+--- error_log eval
+qr/\[warn\].*Stytch refused the identity: status 400, error_type "token_missing_organization_id_claim"/
+
+
+
 === TEST 10: identity only from trusted addresses: others get 403
 --- http_config eval: $::HttpConfig
 --- config eval

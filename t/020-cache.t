@@ -93,7 +93,7 @@ location /b2b {
     stytch_tat_refresh /_stytch_authenticate_b2b;
     stytch_tat_cache tat;
     stytch_tat_profile_id $TEST_NGINX_B2B_PROFILE;
-    stytch_tat_organization_id $TEST_NGINX_ORG;
+    stytch_tat_organization_id $TEST_NGINX_ORG claim=org;
     stytch_tat_email $http_x_email;
     add_header X-Cache $stytch_tat_cache_status always;
     add_header X-Error $stytch_tat_error always;

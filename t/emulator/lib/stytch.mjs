@@ -426,6 +426,12 @@ export class StytchApi {
   }
 
   async #attestB2B(profile, v, { duration, customClaims, existing, bodyOrgId, seenKey }) {
+    // "The token must have an organization ID claim if JIT provisioning is
+    // enabled" (the attest reference): the body's organization_id is not enough
+    if (profile.jit_provisioning && !v.organizationId) {
+      throw E(400, 'token_missing_organization_id_claim',
+        `The token has no organization ID claim (${profile.attribute_mapping.organization_id ?? 'organization_id is not mapped'}), which a profile with JIT provisioning requires.`);
+    }
     if (v.organizationId && bodyOrgId && v.organizationId !== bodyOrgId) {
       throw E(400, 'organization_id_mismatch', 'organization_id in the request differs from the token\'s organization claim.');
     }

@@ -46,6 +46,7 @@ async function defineTests(dir) {
   const P_ES = 'trusted-auth-token-profile-test-es256';
   const P_B2B = 'trusted-auth-token-profile-test-b2b';
   const P_ED = 'trusted-auth-token-profile-test-eddsa';
+  const P_B2B_NOJIT = 'trusted-auth-token-profile-test-b2b-nojit';
   const ORG = 'organization-test-11111111-1111-1111-1111-111111111111';
   const MAPPING = { email: 'email', token_id: 'jti', external_user_id: 'sub', role_ids: 'assignments' };
   const ISS = 'https://auth.example.com';
@@ -96,6 +97,10 @@ async function defineTests(dir) {
         { ...base, profile_id: P_ED, public_keys: [await jose.exportSPKI(keys.ed.publicKey), rsaPem], algorithms: ['EdDSA', 'RS256'] },
         {
           ...base, profile_id: P_B2B, public_keys: [rsaPem], b2b: true,
+          attribute_mapping: { ...MAPPING, organization_id: 'org', external_member_id: 'sub' },
+        },
+        {
+          ...base, profile_id: P_B2B_NOJIT, public_keys: [rsaPem], b2b: true, jit_provisioning: false,
           attribute_mapping: { ...MAPPING, organization_id: 'org', external_member_id: 'sub' },
         },
       ],
@@ -463,9 +468,12 @@ async function defineTests(dir) {
       const local = await b2b.sessions.authenticateJwtLocal({ session_jwt: r.session_jwt });
       assert.equal(local.member_session_id ?? local.session_id, ms.member_session_id);
 
-      // same member again via the organization_id in the body
-      const r2 = await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: mail }), organization_id: ORG, session_duration_minutes: 15 });
+      // same member again via the organization_id in the body: only without JIT provisioning
+      const r2 = await b2b.sessions.attest({ profile_id: P_B2B_NOJIT, token: await tat({ email: mail }), organization_id: ORG, session_duration_minutes: 15 });
       assert.equal(r2.member_id, r.member_id);
+      // both, equal: accepted
+      const r3 = await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: mail, extra: { org: ORG } }), organization_id: ORG });
+      assert.equal(r3.member_id, r.member_id);
       // another member's session
       const other = await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email(), extra: { org: ORG } }) });
       await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: mail, extra: { org: ORG } }), session_token: other.session_token }),
@@ -479,6 +487,17 @@ async function defineTests(dir) {
       await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ extra: { org: 'organization-test-nope' } }) }),
         404, 'organization_not_found');
       await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat() }), 400, 'token_missing_organization_id_claim');
+      // JIT provisioning on: the organization only in the body is refused, even for a known member
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email() }), organization_id: ORG }),
+        400, 'token_missing_organization_id_claim', /JIT provisioning/);
+      const known = await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email(), extra: { org: ORG } }) });
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: known.member.email_address }), organization_id: ORG }),
+        400, 'token_missing_organization_id_claim');
+      // JIT provisioning off: the body suffices, an unknown member is member_not_found
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B_NOJIT, token: await tat({ email: email() }), organization_id: ORG }),
+        404, 'member_not_found');
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ extra: { org: ORG } }), organization_id: 'organization-test-other' }),
+        400, 'organization_id_mismatch');
       await expectStytchError(b2b.sessions.attest({ profile_id: P, token: await tat({ extra: { org: ORG } }) }), 404, 'trusted_token_profile_not_found');
       await expectStytchError(client.sessions.attest({ profile_id: P_B2B, token: await tat() }), 404, 'trusted_token_profile_not_found');
     });
