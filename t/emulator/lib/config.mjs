@@ -128,6 +128,12 @@ export function parseRuntimeConfig(c) {
   }
   if (c.max_token_lifetime_seconds !== undefined) out.max_token_lifetime_seconds = num(c.max_token_lifetime_seconds, 'max_token_lifetime_seconds');
   if (c.clock_skew_seconds !== undefined) out.clock_skew_seconds = num(c.clock_skew_seconds, 'clock_skew_seconds');
+  if (c.rbac_roles !== undefined) {
+    if (c.rbac_roles !== null && (!Array.isArray(c.rbac_roles) || !c.rbac_roles.every((r) => typeof r === 'string' && r !== ''))) {
+      throw new ConfigError('rbac_roles must be an array of role ids, or null');
+    }
+    out.rbac_roles = c.rbac_roles;
+  }
   if (c.custom_claims_reserved !== undefined) {
     if (!CUSTOM_CLAIMS_RESERVED.includes(c.custom_claims_reserved)) {
       throw new ConfigError(`custom_claims_reserved must be one of ${CUSTOM_CLAIMS_RESERVED.join(', ')}`);
@@ -146,6 +152,7 @@ export function parseConfig(c) {
     max_token_lifetime_seconds: rt.max_token_lifetime_seconds ?? DEFAULT_MAX_LIFETIME,
     clock_skew_seconds: rt.clock_skew_seconds ?? DEFAULT_SKEW,
     custom_claims_reserved: rt.custom_claims_reserved ?? 'error',
+    rbac_roles: rt.rbac_roles ?? null,
     profiles: rt.profiles ?? new Map(),
     organizations: rt.organizations ?? new Map(),
   };

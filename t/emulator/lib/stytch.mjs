@@ -258,6 +258,18 @@ export class StytchApi {
 
   // ---- users, members, organizations ---------------------------------------
 
+  // Role ids must exist in the project's RBAC policy (config.rbac_roles, with
+  // Stytch's default roles); without rbac_roles every role id is accepted.
+  #checkRoles(roles, defaults) {
+    const known = this.config.rbac_roles;
+    if (!roles || !known) return;
+    for (const r of roles) {
+      if (!known.includes(r) && !defaults.includes(r)) {
+        throw E(400, 'invalid_rbac_role_id', `The role id ${JSON.stringify(r)} is not in the project's RBAC policy.`);
+      }
+    }
+  }
+
   #userById(id) {
     for (const u of this.users.values()) if (u.user_id === id) return u;
     return undefined;
@@ -403,6 +415,14 @@ export class StytchApi {
     if (existing && (!user || existing.subject_id !== user.user_id)) {
       throw E(400, 'user_id_mismatch', 'The session given belongs to another user than the token\'s.');
     }
+    this.#checkRoles(v.roles, ['stytch_user']);
+    if (v.externalUserId !== undefined) {
+      for (const u of this.users.values()) {
+        if (u !== user && u.external_id === v.externalUserId) {
+          throw E(400, 'duplicate_user_external_id', 'Another user has this external_id.');
+        }
+      }
+    }
     if (!user) {
       if (!profile.jit_provisioning) throw E(404, 'user_not_found', 'User could not be found.');
       user = this.#newUser(v.email);
@@ -445,12 +465,20 @@ export class StytchApi {
     if (existing && (!member || existing.subject_id !== member.member_id)) {
       throw E(400, 'member_session_member_id_mismatch', 'The session given belongs to another member than the token\'s.');
     }
+    this.#checkRoles(v.roles, ['stytch_member', 'stytch_admin']);
+    const ext = v.externalMemberId ?? v.externalUserId;
+    if (ext !== undefined) {
+      for (const m of this.members.values()) {
+        if (m !== member && m.organization_id === org.organization_id && m.external_id === ext) {
+          throw E(400, 'duplicate_member_external_id', 'Another member of the organization has this external_id.');
+        }
+      }
+    }
     if (!member) {
       if (!profile.jit_provisioning) throw E(404, 'member_not_found', 'Member could not be found.');
       member = this.#newMember(org, v.email);
       this.members.set(key, member);
     }
-    const ext = v.externalMemberId ?? v.externalUserId;
     if (ext !== undefined) member.external_id = ext;
     if (v.roles !== undefined) {
       member.roles = [{ role_id: 'stytch_member', sources: [{ type: 'direct_assignment', details: {} }] },

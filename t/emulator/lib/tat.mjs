@@ -11,6 +11,15 @@ const JWKS_FETCH_TIMEOUT_MS = 5000;
 
 const bad = (msg) => new StytchError(400, 'invalid_trusted_auth_token', msg);
 
+// An address as RFC 5322's dot-atom: IAP's "accounts.google.com:ada@..."
+// is not one (":" is no atext).  Stytch's exact rules are not published.
+const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+";
+const EMAIL_RE = new RegExp(`^${ATEXT}(?:\\.${ATEXT})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}$`);
+
+export function isEmailAddress(s) {
+  return s.length <= 254 && EMAIL_RE.test(s);
+}
+
 function keyFitsAlg(key, alg) {
   const t = key.asymmetricKeyType;
   if (alg === 'RS256') return t === 'rsa';
@@ -152,7 +161,9 @@ export async function verifyTrustedAuthToken(token, profile, settings, jwks, opt
 
   const email = claims[m.email];
   if (typeof email !== 'string' || email === '') throw bad(`The token has no email claim (${m.email}) as a string.`);
-  if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw bad(`The token's email claim (${m.email}) is not an email address.`);
+  if (!isEmailAddress(email)) {
+    throw new StytchError(400, 'invalid_email', `The token's email claim (${m.email}) is not a valid email address.`);
+  }
   const tokenId = claims[m.token_id];
   if (typeof tokenId !== 'string' || tokenId === '') throw bad(`The token has no token id claim (${m.token_id}) as a string.`);
 

@@ -89,6 +89,7 @@ async function defineTests(dir) {
       secret: SECRET,
       max_token_lifetime_seconds: 3600,
       clock_skew_seconds: 60,
+      rbac_roles: ['reader', 'writer', 'admin'],
       profiles: [
         { ...base, profile_id: P, public_keys: [rsaPem] },
         { ...base, profile_id: P_NOJIT, public_keys: [rsaPem], jit_provisioning: false },
@@ -349,6 +350,46 @@ async function defineTests(dir) {
       await expectStytchError(client.sessions.attest({ profile_id: P, token }), 400, 'invalid_trusted_auth_token', /token_id already used/);
       const again = await tat({ email: email(), jti: jose.decodeJwt(token).jti });
       await expectStytchError(client.sessions.attest({ profile_id: P, token: again }), 400, 'invalid_trusted_auth_token', /already used/);
+    });
+    it('an email that is no address: invalid_email (Google IAP\'s prefixed form)', async () => {
+      const mail = `iap-${uniq()}@example.com`;
+      await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: `accounts.google.com:${mail}` }) }),
+        400, 'invalid_email');
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: 'no-domain@', extra: { org: ORG } }) }),
+        400, 'invalid_email');
+      const ok = await client.sessions.attest({ profile_id: P, token: await tat({ email: mail }) });
+      assert.equal(ok.user.emails[0].email, mail);
+    });
+    it('an external id another user has: duplicate_user_external_id (B2B: duplicate_member_external_id)', async () => {
+      const ext = `ext-${uniq()}`;
+      const first = email();
+      await client.sessions.attest({ profile_id: P, token: await tat({ email: first, sub: ext }) });
+      const again = await client.sessions.attest({ profile_id: P, token: await tat({ email: first, sub: ext }) });
+      assert.equal(again.user.external_id, ext, 'the same user keeps it');
+      const before = (await emu.control('GET', '/state')).body.users;
+      await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: email(), sub: ext }) }),
+        400, 'duplicate_user_external_id');
+      assert.equal((await emu.control('GET', '/state')).body.users, before, 'no user created');
+      await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email(), sub: ext, extra: { org: ORG } }) });
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email(), sub: ext, extra: { org: ORG } }) }),
+        400, 'duplicate_member_external_id');
+    });
+    it('a role id not in the project\'s RBAC policy: invalid_rbac_role_id', async () => {
+      const mail = email();
+      await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: mail, extra: { assignments: ['reader', 'nope'] } }) }),
+        400, 'invalid_rbac_role_id', /"nope"/);
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: mail, extra: { org: ORG, assignments: ['nope'] } }) }),
+        400, 'invalid_rbac_role_id');
+      const ok = await client.sessions.attest({ profile_id: P, token: await tat({ email: mail, extra: { assignments: ['stytch_user', 'admin'] } }) });
+      assert.deepEqual(ok.user.roles, ['stytch_user', 'admin'], 'Stytch\'s default role and a policy role');
+      // without a policy in the configuration every role id passes
+      await emu.control('POST', '/config', { rbac_roles: null });
+      try {
+        const any = await client.sessions.attest({ profile_id: P, token: await tat({ email: mail, extra: { assignments: ['nope'] } }) });
+        assert.deepEqual(any.user.roles, ['stytch_user', 'nope']);
+      } finally {
+        await emu.control('POST', '/config', { rbac_roles: config.rbac_roles });
+      }
     });
     it('unknown profile', async () => {
       await expectStytchError(client.sessions.attest({ profile_id: 'trusted-auth-token-profile-test-nope', token: await tat() }),
