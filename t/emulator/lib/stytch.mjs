@@ -389,7 +389,9 @@ export class StytchApi {
     });
     this.#purge();
     const seenKey = `${profile.profile_id}\n${v.tokenId}`;
-    if (this.seen.has(seenKey)) throw E(400, 'invalid_trusted_auth_token', 'token_id already used.');
+    if (profile.token_id_replay === 'reject' && this.seen.has(seenKey)) {
+      throw E(400, 'invalid_trusted_auth_token', 'token_id already used.');
+    }
 
     const existing = sessionArgs.token || sessionArgs.jwt ? await this.#findSession(sessionArgs, b2b) : undefined;
     return b2b ? this.#attestB2B(profile, v, { duration, customClaims, existing, bodyOrgId, seenKey })

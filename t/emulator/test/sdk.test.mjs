@@ -474,6 +474,57 @@ async function defineTests(dir) {
     });
   });
 
+  describe('profile settings for what Stytch does not publish', () => {
+    const P_SET = 'trusted-auth-token-profile-test-settings';
+    const withProfile = async (settings, fn) => {
+      const r = await emu.control('POST', '/config', {
+        profiles: [...config.profiles, { ...config.profiles[0], profile_id: P_SET, ...settings }],
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      try { await fn(); } finally { await emu.control('POST', '/config', { profiles: config.profiles }); }
+    };
+
+    it('token_id_replay: reject (default) or allow', async () => {
+      await withProfile({ token_id_replay: 'allow' }, async () => {
+        const token = await tat({ email: email() });
+        await client.sessions.attest({ profile_id: P_SET, token });
+        assert.equal((await client.sessions.attest({ profile_id: P_SET, token })).status_code, 200, 'a replay passes');
+      });
+      assert.equal((await emu.control('POST', '/config', {
+        profiles: [{ ...config.profiles[0], token_id_replay: 'sometimes' }],
+      })).status, 400);
+    });
+
+    it('max_token_lifetime_seconds and clock_skew_seconds per profile', async () => {
+      const now = Math.floor(Date.now() / 1000);
+      await withProfile({ max_token_lifetime_seconds: 300, clock_skew_seconds: 0 }, async () => {
+        assert.equal((await client.sessions.attest({ profile_id: P_SET, token: await tat({ email: email(), iat: now, exp: now + 300 }) })).status_code, 200);
+        await expectStytchError(client.sessions.attest({ profile_id: P_SET, token: await tat({ iat: now, exp: now + 301 }) }),
+          400, 'invalid_trusted_auth_token', /lifetime of 301s exceeds the maximum of 300s/);
+        await expectStytchError(client.sessions.attest({ profile_id: P_SET, token: await tat({ iat: now + 30, exp: now + 300 }) }),
+          400, 'invalid_trusted_auth_token', /iat/);
+      });
+    });
+
+    it('jwks_cache_seconds and jwks_min_refetch_seconds per profile', async () => {
+      const fetches = async () => (await emu.control('GET', '/jwks_fetches')).body.fetches.filter((f) => f.url === jwksSrv.url).length;
+      jwksSrv.keys = [await jwkFor(keys.jwksA.publicKey, 'kid-a')];
+      await withProfile({ jwks_url: jwksSrv.url, public_keys: undefined, jwks_cache_seconds: 60, jwks_min_refetch_seconds: 0 }, async () => {
+        const n0 = await fetches();
+        const now = Math.floor(Date.now() / 1000);
+        await client.sessions.attest({ profile_id: P_SET, token: await tat({ key: keys.jwksA.privateKey, kid: 'kid-a', email: email() }) });
+        assert.equal(await fetches(), n0 + 1);
+        // an unknown kid refetches at once: no rate limit here
+        await expectStytchError(client.sessions.attest({ profile_id: P_SET, token: await tat({ key: keys.jwksA.privateKey, kid: 'kid-x' }) }),
+          400, 'invalid_trusted_auth_token', /No key with kid "kid-x"/);
+        assert.equal(await fetches(), n0 + 2);
+        await emu.control('POST', '/clock', { offset_seconds: 61 });
+        await client.sessions.attest({ profile_id: P_SET, token: await tat({ key: keys.jwksA.privateKey, kid: 'kid-a', email: email(), iat: now + 61, exp: now + 300 }) });
+        assert.equal(await fetches(), n0 + 3, 'refetched after 60 s');
+      });
+    });
+  });
+
   describe('B2B through the SDK', () => {
     it('attests a member into an organization and authenticates the member session', async () => {
       const jti = `b2b-${uniq()}`;
