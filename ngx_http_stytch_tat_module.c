@@ -25,7 +25,7 @@ static char *ngx_http_stytch_tat_email(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_stytch_tat_claim_name(ngx_conf_t *cf, ngx_str_t *name,
-    const char **reserved);
+    ngx_uint_t session);
 static char *ngx_http_stytch_tat_organization_id(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_stytch_tat_merge_claims(ngx_conf_t *cf,
@@ -273,7 +273,14 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
       ngx_http_stytch_tat_claim,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, claims_conf),
+      NULL },
+
+    { ngx_string("stytch_tat_session_claim"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
+      ngx_http_stytch_tat_claim,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_stytch_tat_loc_conf_t, session_claims),
       NULL },
 
     { ngx_string("stytch_tat_jwks"),
@@ -360,6 +367,14 @@ static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
 static const char  *ngx_http_stytch_tat_reserved_claims[] = {
     "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "email", NULL
 };
+
+
+/* Stytch refuses these in session_custom_claims, and its own namespace */
+static const char  *ngx_http_stytch_tat_reserved_session_claims[] = {
+    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", NULL
+};
+
+#define NGX_HTTP_STYTCH_TAT_STYTCH_NAMESPACE  "https://stytch.com/"
 
 
 static ngx_int_t
@@ -551,6 +566,7 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     conf->subject = NGX_CONF_UNSET_PTR;
     conf->token_id = NGX_CONF_UNSET_PTR;
     conf->claims_conf = NGX_CONF_UNSET_PTR;
+    conf->session_claims = NGX_CONF_UNSET_PTR;
     conf->trusted = NGX_CONF_UNSET_PTR;
     conf->token_ttl = NGX_CONF_UNSET;
     conf->profile_id = NGX_CONF_UNSET_PTR;
@@ -594,6 +610,9 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_ptr_value(conf->profile_id, prev->profile_id, NULL);
+    ngx_conf_merge_ptr_value(conf->session_claims, prev->session_claims,
+                             NULL);
+
     if (ngx_http_stytch_tat_merge_claims(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
@@ -810,36 +829,40 @@ ngx_http_stytch_tat_email(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* stytch_tat_claim and stytch_tat_session_claim: NAME VALUE [list=SEP] */
+
 static char *
 ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
-
     ngx_str_t                          *value;
     ngx_uint_t                          i;
+    ngx_array_t                       **a;
     ngx_http_stytch_tat_claim_conf_t   *claim, *claims;
     ngx_http_compile_complex_value_t    ccv;
 
     value = cf->args->elts;
+    a = (ngx_array_t **) ((char *) conf + cmd->offset);
 
     if (ngx_http_stytch_tat_claim_name(cf, &value[1],
-                                       ngx_http_stytch_tat_reserved_claims)
+                              cmd->offset
+                              == offsetof(ngx_http_stytch_tat_loc_conf_t,
+                                          session_claims))
         != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
 
-    if (lcf->claims_conf == NGX_CONF_UNSET_PTR) {
-        lcf->claims_conf = ngx_array_create(cf->pool, 4,
-                                 sizeof(ngx_http_stytch_tat_claim_conf_t));
-        if (lcf->claims_conf == NULL) {
+    if (*a == NGX_CONF_UNSET_PTR) {
+        *a = ngx_array_create(cf->pool, 4,
+                              sizeof(ngx_http_stytch_tat_claim_conf_t));
+        if (*a == NULL) {
             return NGX_CONF_ERROR;
         }
     }
 
-    claims = lcf->claims_conf->elts;
+    claims = (*a)->elts;
 
-    for (i = 0; i < lcf->claims_conf->nelts; i++) {
+    for (i = 0; i < (*a)->nelts; i++) {
         if (ngx_strcmp(claims[i].name.data, value[1].data) == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate claim \"%V\"", &value[1]);
@@ -847,14 +870,14 @@ ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    if (lcf->claims_conf->nelts == NGX_HTTP_STYTCH_TAT_CLAIMS_MAX) {
+    if ((*a)->nelts == NGX_HTTP_STYTCH_TAT_CLAIMS_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "too many claims, at most %d",
                            NGX_HTTP_STYTCH_TAT_CLAIMS_MAX);
         return NGX_CONF_ERROR;
     }
 
-    claim = ngx_array_push(lcf->claims_conf);
+    claim = ngx_array_push(*a);
     if (claim == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -892,13 +915,18 @@ ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* a claim's name: printable ASCII, short, none the module sets itself */
+/*
+ * A claim's name: printable ASCII, short, none the module sets itself; a
+ * session claim's: none Stytch reserves, nothing in Stytch's namespace.
+ */
 
 static char *
 ngx_http_stytch_tat_claim_name(ngx_conf_t *cf, ngx_str_t *name,
-    const char **reserved)
+    ngx_uint_t session)
 {
-    u_char  *p;
+    u_char        *p;
+    size_t         n;
+    const char   **reserved;
 
     if (name->len == 0 || name->len > 64) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -915,17 +943,44 @@ ngx_http_stytch_tat_claim_name(ngx_conf_t *cf, ngx_str_t *name,
         }
     }
 
+    reserved = session ? ngx_http_stytch_tat_reserved_session_claims
+                       : ngx_http_stytch_tat_reserved_claims;
+
     for ( /* void */ ; *reserved; reserved++) {
-        if (name->len == ngx_strlen(*reserved)
-            && ngx_strncmp(name->data, *reserved, name->len) == 0)
+        if (name->len != ngx_strlen(*reserved)
+            || ngx_strncmp(name->data, *reserved, name->len) != 0)
         {
+            continue;
+        }
+
+        if (session) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "session claim \"%V\" is reserved: Stytch "
+                               "refuses it", name);
+
+        } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "claim \"%V\" is set by the module itself; "
                                "use the stytch_tat_issuer, _audience, "
                                "_subject, _email or _token_id directives",
                                name);
-            return NGX_CONF_ERROR;
         }
+
+        return NGX_CONF_ERROR;
+    }
+
+    n = sizeof(NGX_HTTP_STYTCH_TAT_STYTCH_NAMESPACE) - 1;
+
+    if (session && name->len >= n
+        && ngx_strncasecmp(name->data,
+                           (u_char *) NGX_HTTP_STYTCH_TAT_STYTCH_NAMESPACE, n)
+           == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "session claim \"%V\" is in Stytch's namespace "
+                           "\"" NGX_HTTP_STYTCH_TAT_STYTCH_NAMESPACE "\": "
+                           "Stytch refuses it", name);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -971,9 +1026,7 @@ ngx_http_stytch_tat_organization_id(ngx_conf_t *cf, ngx_command_t *cmd,
     name.data = value[2].data + sizeof("claim=") - 1;
     name.len = value[2].len - (sizeof("claim=") - 1);
 
-    if (ngx_http_stytch_tat_claim_name(cf, &name,
-                                       ngx_http_stytch_tat_reserved_claims)
-        != NGX_CONF_OK)
+    if (ngx_http_stytch_tat_claim_name(cf, &name, 0) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }

@@ -152,6 +152,7 @@ typedef struct {
     ngx_http_complex_value_t   *token_id;
     ngx_array_t                *claims;      /* claim_conf_t, as minted */
     ngx_array_t                *claims_conf; /* ... of stytch_tat_claim */
+    ngx_array_t                *session_claims;  /* claim_conf_t */
     ngx_array_t                *trusted;     /* ngx_cidr_t */
     time_t                      token_ttl;
 
@@ -261,6 +262,7 @@ typedef struct {
      */
     ngx_msec_t                  wait_started;
     ngx_str_t                   body_values[4];  /* profile, org, sessions */
+    ngx_str_t                   session_claims;  /* JSON object, or empty */
     ngx_http_stytch_tat_zone_t *zone;        /* where this request leads */
 
     unsigned                    identified:1;

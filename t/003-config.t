@@ -398,3 +398,31 @@ location /org {
 --- must_die
 --- error_log eval
 qr/"stytch_tat_organization_id" in .*nginx\.conf:\d+: claim "org" is a "stytch_tat_claim" too/
+
+
+
+=== TEST 38: a session claim Stytch reserves
+--- http_config
+stytch_tat_session_claim exp 0;
+--- must_die
+--- error_log eval
+qr/session claim "exp" is reserved: Stytch refuses it in .*nginx\.conf:\d+/
+
+
+
+=== TEST 39: a session claim in Stytch's namespace, in any case
+--- http_config
+stytch_tat_session_claim HTTPS://Stytch.com/session x;
+--- must_die
+--- error_log eval
+qr{session claim "HTTPS://Stytch.com/session" is in Stytch's namespace "https://stytch.com/": Stytch refuses it in .*nginx\.conf:\d+}
+
+
+
+=== TEST 40: session claims: list= and duplicates as stytch_tat_claim's
+--- http_config
+stytch_tat_session_claim groups $http_x_groups list=,;
+stytch_tat_session_claim groups $http_x_other;
+--- must_die
+--- error_log eval
+qr/duplicate claim "groups" in .*nginx\.conf:\d+/

@@ -469,3 +469,128 @@ X-Email: ada.lovelace@example.com
     1;
 } } ('org=org-server,tenant=-,dept=sales', 'org=org-server,tenant=-,dept=-',
      'org=-,tenant=-,dept=-', 'org=-,tenant=org-location,dept=-')]
+
+
+
+=== TEST 13: session claims: sent as session_custom_claims, at the top level of the session JWT the upstream gets
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    stytch_tat_session_claim department $http_x_department;
+    stytch_tat_session_claim groups $http_x_groups list=,;
+    stytch_tat_session_claim email $http_x_email;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+_EOC_
+--- request eval
+["GET /app", "GET /app"]
+--- more_headers eval
+["X-Email: claims\@example.com\nX-Department: engineering\nX-Groups: editor, reader",
+ "X-Email: no-claims\@example.com"]
+--- error_code eval
+[200, 200]
+--- response_body_check eval
+[sub {
+    main::session_ok(0)->($_[0]);
+    my $e = main::echo($_[0]);
+    my $v = verify_jwt($e->{jwt}, jwks => session_jwks_url(0), alg => 'RS256',
+                       iss => "stytch.com/$ProjectId", aud => $ProjectId);
+    my $p = $v->{payload};
+    ($p->{department} // '') eq 'engineering' or die "no department claim\n";
+    json_encode($p->{groups}) eq '["editor","reader"]' or die "groups\n";
+    ($p->{email} // '') eq 'claims@example.com' or die "email claim\n";
+    my ($call) = grep { ($_->{body}{session_custom_claims}{email} // '')
+                        eq 'claims@example.com' } emu_calls();
+    json_encode($call->{body}{session_custom_claims})
+        eq '{"department":"engineering","email":"claims@example.com","groups":["editor","reader"]}'
+        or die "session_custom_claims " . json_encode($call->{body}{session_custom_claims}) . "\n";
+    1;
+}, sub {
+    # empty values are left out, an empty list is a list
+    my ($call) = grep { ($_->{body}{session_custom_claims}{email} // '')
+                        eq 'no-claims@example.com' } emu_calls();
+    json_encode($call->{body}{session_custom_claims})
+        eq '{"email":"no-claims@example.com","groups":[]}'
+        or die "session_custom_claims " . json_encode($call->{body}{session_custom_claims}) . "\n";
+    1;
+}]
+
+
+
+=== TEST 14: session claims: a bad value or more than 4096 bytes of JSON is a 400, nothing sent
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    stytch_tat_session_claim a $http_x_a;
+    stytch_tat_session_claim b $http_x_a;
+    stytch_tat_session_claim c $http_x_a;
+    stytch_tat_session_claim d $http_x_a;
+    stytch_tat_session_claim e $http_x_b;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+_EOC_
+--- request eval
+["GET /app", "GET /app", "GET /app"]
+--- more_headers eval
+["X-Email: big\@example.com\nX-A: " . ('x' x 1000) . "\nX-B: " . ('y' x 61),
+ "X-Email: big\@example.com\nX-A: " . ('x' x 1000) . "\nX-B: " . ('y' x 60),
+ "X-Email: bad\@example.com\nX-B: \xc3\x28"]
+--- error_code eval
+[400, 200, 400]
+--- response_headers eval
+["X-Error: identity_invalid", "!X-Error", "X-Error: identity_invalid"]
+--- error_log eval
+[qr/\[error\].*stytch_tat: no exchange: session claim "\*": claims exceed 4096 bytes of JSON/,
+ qr/\[error\].*stytch_tat: no exchange: session claim "e": value is not valid UTF-8/]
+--- response_body_check eval
+[sub { 1 },
+ sub {
+    # 4096 bytes of JSON pass; the other two requests reached no Stytch
+    my @calls = grep { my $c = (jwt_parts($_->{body}{token}))[1];
+                       $c && $c->{email} =~ /^(big|bad)\@/ } emu_calls();
+    @calls == 1 or die scalar(@calls) . " attest calls\n";
+    length(json_encode($calls[0]{body}{session_custom_claims})) == 4096
+        or die "not 4096 bytes\n";
+    1;
+ },
+ sub { 1 }]
+
+
+
+=== TEST 15: session claims are part of the cache key
+--- http_config eval: $::HttpConfig . "stytch_tat_zone zone=claims:1m;\n"
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_cache claims;
+    stytch_tat_email $http_x_email;
+    stytch_tat_session_claim department $http_x_department;
+    add_header X-Cache $stytch_tat_cache_status always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+_EOC_
+--- request eval
+["GET /app", "GET /app", "GET /app"]
+--- more_headers eval
+["X-Email: keyed\@example.com\nX-Department: sales",
+ "X-Email: keyed\@example.com\nX-Department: sales",
+ "X-Email: keyed\@example.com\nX-Department: legal"]
+--- error_code eval
+[200, 200, 200]
+--- response_headers eval
+["X-Cache: MISS", "X-Cache: HIT", "X-Cache: MISS"]
+--- response_body_check eval
+[sub { 1 }, sub { 1 }, sub {
+    my $p = (jwt_parts(main::echo($_[0])->{jwt}))[1];
+    ($p->{department} // '') eq 'legal' or die "another department's session\n";
+    1;
+}]
+
