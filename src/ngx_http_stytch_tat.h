@@ -233,6 +233,7 @@ typedef struct {
     ngx_int_t                   status;      /* the phase handler's answer */
     ngx_str_t                   error;       /* $stytch_tat_error */
     ngx_str_t                   error_message;   /* Stytch's, for the log */
+    ngx_str_t                   request_id;      /* Stytch's, for the log */
     ngx_str_t                   retry_after; /* Stytch's, or a leader's */
 
     ngx_http_request_t         *subrequest;
@@ -273,6 +274,7 @@ typedef struct {
     unsigned                    attached:1;  /* adds a factor to a session */
     unsigned                    keyed:1;
     unsigned                    refused:1;
+    unsigned                    token_refused:1; /* the token, not the user */
     unsigned                    evaluated:1;
     unsigned                    leading:1;   /* holds the zone's lease */
     unsigned                    sr_misrouted:1;

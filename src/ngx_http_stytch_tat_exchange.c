@@ -892,11 +892,16 @@ ngx_http_stytch_tat_exchange_finish(ngx_http_request_t *r,
         return ngx_http_stytch_tat_exchange_failed_refresh(r, lcf, ctx, rc);
     }
 
+    /*
+     * A refusal of the module's own token is no verdict on the identity:
+     * its waiters get it once, and the next request asks Stytch again.
+     */
+
     if (ctx->leading) {
         ctx->leading = 0;
         ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc,
-                                       ctx->refused ? lcf->cache_refusals
-                                                    : 0);
+                                       (ctx->refused && !ctx->token_refused)
+                                       ? lcf->cache_refusals : 0);
     }
 
     return ngx_http_stytch_tat_outcome_fail_mode(r, lcf, ctx, rc);
