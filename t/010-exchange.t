@@ -9,6 +9,18 @@ use Test::StytchTat::Util;
 use Test::StytchTat::Exchange;
 
 $ENV{TEST_NGINX_B2B_PROFILE} = $B2bProfileId;
+
+# the README's Google IAP recipe, exactly as written there: its two maps
+our $IapMaps = do {
+    open my $fh, '<', 'README.md' or die "README.md: $!\n";
+    local $/;
+    my $readme = <$fh>;
+    my ($block) = $readme =~ /```nginx\n(\s*# Google IAP: .*?)```/s
+        or die "no Google IAP recipe in README.md\n";
+    my @maps = $block =~ /^(\s*map .*?^\s*\})/msg;
+    @maps == 2 or die "the IAP recipe has no two maps\n";
+    join "\n", @maps;
+};
 $ENV{TEST_NGINX_ORG} = $OrgId;
 emu_setup();
 
@@ -593,4 +605,46 @@ _EOC_
     ($p->{department} // '') eq 'legal' or die "another department's session\n";
     1;
 }]
+
+
+
+=== TEST 16: Google IAP: the README's recipe strips "accounts.google.com:"; without it Stytch refuses the email
+--- http_config eval: $::HttpConfig . $::IapMaps
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat_trusted_addresses 127.0.0.0/8;
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $iap_email;
+    stytch_tat_subject $iap_user;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+location /raw {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_goog_authenticated_user_email;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+_EOC_
+--- request eval
+["GET /app", "GET /app", "GET /raw"]
+--- more_headers eval
+["X-Goog-Authenticated-User-Email: accounts.google.com:iap.user\@example.com\nX-Goog-Authenticated-User-Id: accounts.google.com:1234567890",
+ "X-Goog-Authenticated-User-Email: iap.user\@example.com",
+ "X-Goog-Authenticated-User-Email: accounts.google.com:iap.raw\@example.com"]
+--- error_code eval
+[200, 401, 403]
+--- response_headers eval
+["!X-Error", "X-Error: identity_missing", "X-Error: invalid_email"]
+--- response_body_check eval
+[sub {
+    main::session_ok(0)->($_[0]);
+    my ($call) = grep { my $c = (jwt_parts($_->{body}{token}))[1];
+                        $c && $c->{email} eq 'iap.user@example.com' } emu_calls();
+    $call or die "no attest for iap.user\@example.com\n";
+    my $c = (jwt_parts($call->{body}{token}))[1];
+    $c->{sub} eq '1234567890' or die "sub $c->{sub}\n";
+    1;
+}, sub { 1 }, sub { 1 }]
 
