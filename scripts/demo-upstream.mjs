@@ -29,6 +29,19 @@ function parseListen(argv) {
 
 const { host, port } = parseListen(process.argv.slice(2));
 
+// The session JWT's claims, decoded to show them (custom claims at the top
+// level, the session under https://stytch.com/session); NOT verified: an
+// application verifies it against Stytch's JWKS.
+function jwtPayload(jwt) {
+  const part = typeof jwt === 'string' ? jwt.split('.')[1] : undefined;
+  if (!part) return undefined;
+  try {
+    return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 const server = http.createServer((req, res) => {
   // headers as received: rawHeaders keeps the sender's spelling and repeats
   const headers = {};
@@ -46,9 +59,10 @@ const server = http.createServer((req, res) => {
   let bodyBytes = 0;
   req.on('data', (chunk) => { bodyBytes += chunk.length; });
   req.on('end', () => {
-    const echo = JSON.stringify(
-      { method: req.method, url: req.url, headers, body_bytes: bodyBytes },
-      null, 2) + '\n';
+    const out = { method: req.method, url: req.url, headers, body_bytes: bodyBytes };
+    const claims = jwtPayload(req.headers['x-stytch-session-jwt']);
+    if (claims) out.session_jwt_payload_unverified = claims;
+    const echo = JSON.stringify(out, null, 2) + '\n';
     res.writeHead(200, {
       'Content-Type': 'application/json',
       'Content-Length': Buffer.byteLength(echo),

@@ -150,7 +150,9 @@ typedef struct {
     ngx_http_complex_value_t   *email;
     ngx_http_complex_value_t   *subject;
     ngx_http_complex_value_t   *token_id;
-    ngx_array_t                *claims;      /* claim_conf_t */
+    ngx_array_t                *claims;      /* claim_conf_t, as minted */
+    ngx_array_t                *claims_conf; /* ... of stytch_tat_claim */
+    ngx_array_t                *session_claims;  /* claim_conf_t */
     ngx_array_t                *trusted;     /* ngx_cidr_t */
     time_t                      token_ttl;
 
@@ -159,6 +161,9 @@ typedef struct {
     ngx_uint_t                  uri_line;
     ngx_http_complex_value_t   *profile_id;
     ngx_http_complex_value_t   *organization_id;
+    ngx_str_t                   organization_claim;  /* claim=NAME */
+    ngx_str_t                   organization_file;
+    ngx_uint_t                  organization_line;
     ngx_http_complex_value_t   *session_token;
     ngx_http_complex_value_t   *session_jwt;
     time_t                      session_duration;
@@ -228,6 +233,7 @@ typedef struct {
     ngx_int_t                   status;      /* the phase handler's answer */
     ngx_str_t                   error;       /* $stytch_tat_error */
     ngx_str_t                   error_message;   /* Stytch's, for the log */
+    ngx_str_t                   request_id;      /* Stytch's, for the log */
     ngx_str_t                   retry_after; /* Stytch's, or a leader's */
 
     ngx_http_request_t         *subrequest;
@@ -257,6 +263,7 @@ typedef struct {
      */
     ngx_msec_t                  wait_started;
     ngx_str_t                   body_values[4];  /* profile, org, sessions */
+    ngx_str_t                   session_claims;  /* JSON object, or empty */
     ngx_http_stytch_tat_zone_t *zone;        /* where this request leads */
 
     unsigned                    identified:1;
@@ -267,6 +274,7 @@ typedef struct {
     unsigned                    attached:1;  /* adds a factor to a session */
     unsigned                    keyed:1;
     unsigned                    refused:1;
+    unsigned                    token_refused:1; /* the token, not the user */
     unsigned                    evaluated:1;
     unsigned                    leading:1;   /* holds the zone's lease */
     unsigned                    sr_misrouted:1;

@@ -27,10 +27,15 @@ static ngx_int_t ngx_http_stytch_tat_exchange_start(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_evaluate(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_exchange_session_claims(
+    ngx_http_request_t *r, ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_wait(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static void ngx_http_stytch_tat_exchange_wake(ngx_http_request_t *r);
 static ngx_int_t ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static json_t *ngx_http_stytch_tat_exchange_attest_body(
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
@@ -200,7 +205,7 @@ ngx_http_stytch_tat_exchange_evaluate(ngx_http_request_t *r,
 {
     size_t                      i;
     ngx_int_t                   rc;
-    ngx_str_t                  *value, extra[3];
+    ngx_str_t                  *value, extra[4];
     ngx_http_complex_value_t   *cv[4];
     static const char          *names[4] = {
         "profile_id", "organization_id", "session_token", "session_jwt"
@@ -263,6 +268,13 @@ ngx_http_stytch_tat_exchange_evaluate(ngx_http_request_t *r,
         ngx_str_null(&value[3]);
     }
 
+    if (lcf->session_claims) {
+        rc = ngx_http_stytch_tat_exchange_session_claims(r, lcf, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
     ctx->attached = (value[2].len || value[3].len) ? 1 : 0;
     ctx->evaluated = 1;
 
@@ -276,10 +288,83 @@ ngx_http_stytch_tat_exchange_evaluate(ngx_http_request_t *r,
     extra[0].len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
     extra[1] = value[0];
     extra[2] = value[1];
+    extra[3] = ctx->session_claims;   /* names, types and values, as JSON */
 
-    if (ngx_http_stytch_tat_cache_key(r, ctx, extra, 3) != NGX_OK) {
+    if (ngx_http_stytch_tat_cache_key(r, ctx, extra,
+                                      lcf->session_claims ? 4 : 3)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * stytch_tat_session_claim: the session_custom_claims object, built and
+ * checked like the token's claims (each value, then at most 4096 bytes of
+ * JSON: Stytch's bound).  Its values come from the request: a bad one is
+ * the request's fault, a 400.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_exchange_session_claims(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    int                                rc;
+    u_char                            *buf;
+    size_t                             len, bad;
+    ngx_str_t                          value;
+    ngx_uint_t                         i, n;
+    ngx_http_stytch_tat_claim_t       *c;
+    ngx_http_stytch_tat_claim_conf_t  *cc;
+
+    n = lcf->session_claims->nelts;
+    cc = lcf->session_claims->elts;
+
+    c = ngx_pcalloc(r->pool, n * sizeof(ngx_http_stytch_tat_claim_t));
+    buf = ngx_pnalloc(r->pool, NGX_HTTP_STYTCH_TAT_PAYLOAD_MAX);
+
+    if (c == NULL || buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_complex_value(r, &cc[i].value, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        c[i].name = (char *) cc[i].name.data;
+        c[i].data = value.data;
+        c[i].len = value.len;
+
+        if (cc[i].sep) {
+            c[i].type = NGX_HTTP_STYTCH_TAT_CLAIM_LIST;
+            c[i].sep = cc[i].sep;
+        }
+    }
+
+    rc = ngx_http_stytch_tat_claims_json(c, n, buf,
+                                         NGX_HTTP_STYTCH_TAT_PAYLOAD_MAX,
+                                         &len, &bad);
+
+    if (rc == NGX_HTTP_STYTCH_TAT_CLAIM_NOMEM) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_HTTP_STYTCH_TAT_CLAIM_OK) {
+        /* the value itself is the client's: name the claim, not its value */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: no exchange: session claim \"%s\": %s",
+                      bad < n ? c[bad].name : "*",
+                      ngx_http_stytch_tat_claim_strerror(rc));
+        ngx_str_set(&ctx->error, "identity_invalid");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    ctx->session_claims.data = buf;
+    ctx->session_claims.len = len;
 
     return NGX_OK;
 }
@@ -350,14 +435,9 @@ static ngx_int_t
 ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    size_t      i;
     json_t     *obj;
     ngx_int_t   rc;
-    ngx_str_t   body, *value;
-
-    static const char  *names[4] = {
-        "profile_id", "organization_id", "session_token", "session_jwt"
-    };
+    ngx_str_t   body;
 
     /* a token of its own: one JWT is never sent to Stytch twice */
 
@@ -393,9 +473,39 @@ ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
                                         + ctx->mint_alg - 1, 0);
     }
 
-    obj = json_object();
+    obj = ngx_http_stytch_tat_exchange_attest_body(lcf, ctx);
     if (obj == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_stytch_tat_exchange_json(r, obj, &body) != NGX_OK
+        || ngx_http_stytch_tat_exchange_subrequest(r, &lcf->uri, ctx, &body)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* the attest's JSON body, or NULL */
+
+static json_t *
+ngx_http_stytch_tat_exchange_attest_body(ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx)
+{
+    size_t      i;
+    json_t     *obj;
+    ngx_str_t  *value;
+
+    static const char  *names[4] = {
+        "profile_id", "organization_id", "session_token", "session_jwt"
+    };
+
+    obj = json_object();
+    if (obj == NULL) {
+        return NULL;
     }
 
     value = ctx->body_values;
@@ -407,8 +517,7 @@ ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
                                                 value[i].len))
                != 0)
         {
-            json_decref(obj);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto failed;
         }
     }
 
@@ -425,18 +534,27 @@ ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
                                    json_integer(lcf->session_duration / 60))
                != 0))
     {
-        json_decref(obj);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
-    if (ngx_http_stytch_tat_exchange_json(r, obj, &body) != NGX_OK
-        || ngx_http_stytch_tat_exchange_subrequest(r, &lcf->uri, ctx, &body)
-           != NGX_OK)
+    /* "{}": every session claim's value was empty, nothing to send */
+
+    if (ctx->session_claims.len > 2
+        && json_object_set_new(obj, "session_custom_claims",
+                               json_loadb((char *) ctx->session_claims.data,
+                                          ctx->session_claims.len, 0, NULL))
+           != 0)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto failed;
     }
 
-    return NGX_AGAIN;
+    return obj;
+
+failed:
+
+    json_decref(obj);
+
+    return NULL;
 }
 
 
@@ -774,11 +892,16 @@ ngx_http_stytch_tat_exchange_finish(ngx_http_request_t *r,
         return ngx_http_stytch_tat_exchange_failed_refresh(r, lcf, ctx, rc);
     }
 
+    /*
+     * A refusal of the module's own token is no verdict on the identity:
+     * its waiters get it once, and the next request asks Stytch again.
+     */
+
     if (ctx->leading) {
         ctx->leading = 0;
         ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc,
-                                       ctx->refused ? lcf->cache_refusals
-                                                    : 0);
+                                       (ctx->refused && !ctx->token_refused)
+                                       ? lcf->cache_refusals : 0);
     }
 
     return ngx_http_stytch_tat_outcome_fail_mode(r, lcf, ctx, rc);

@@ -17,6 +17,7 @@
 
 
 #define NGX_HTTP_STYTCH_TAT_NO_PROFILE  "trusted_token_profile_not_found"
+#define NGX_HTTP_STYTCH_TAT_BAD_TOKEN   "invalid_trusted_auth_token"
 
 
 static ngx_int_t ngx_http_stytch_tat_outcome_transport(ngx_http_request_t *r,
@@ -26,6 +27,11 @@ static ngx_int_t ngx_http_stytch_tat_outcome_session(ngx_http_request_t *r,
 static ngx_int_t ngx_http_stytch_tat_outcome_refusal(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_http_stytch_tat_response_t *resp);
+static void ngx_http_stytch_tat_outcome_token_refused(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx);
+static void ngx_http_stytch_tat_outcome_log_string(ngx_str_t *s, size_t max);
+static ngx_int_t ngx_http_stytch_tat_outcome_is(ngx_str_t *s,
+    const char *name);
 static ngx_int_t ngx_http_stytch_tat_outcome_keep_retry_after(
     ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_outcome_error(
@@ -165,29 +171,24 @@ ngx_http_stytch_tat_outcome_refusal(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_http_stytch_tat_response_t *resp)
 {
-    ngx_uint_t  i, status;
+    ngx_uint_t  status;
 
     status = ctx->sr_status;
 
     if (ngx_http_stytch_tat_outcome_copy(r, &ctx->error, &resp->error_type)
         != NGX_OK
         || ngx_http_stytch_tat_outcome_copy(r, &ctx->error_message,
-                                            &resp->error_message) != NGX_OK)
+                                            &resp->error_message) != NGX_OK
+        || ngx_http_stytch_tat_outcome_copy(r, &ctx->request_id,
+                                            &resp->request_id) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* Stytch's message goes to the log: one line, bounded */
+    /* Stytch's message and request id go to the log: one line, bounded */
 
-    if (ctx->error_message.len > 256) {
-        ctx->error_message.len = 256;
-    }
-
-    for (i = 0; i < ctx->error_message.len; i++) {
-        if (ctx->error_message.data[i] < 0x20) {
-            ctx->error_message.data[i] = ' ';
-        }
-    }
+    ngx_http_stytch_tat_outcome_log_string(&ctx->error_message, 256);
+    ngx_http_stytch_tat_outcome_log_string(&ctx->request_id, 128);
 
     if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR
         || status < NGX_HTTP_BAD_REQUEST)
@@ -199,9 +200,8 @@ ngx_http_stytch_tat_outcome_refusal(ngx_http_request_t *r,
     }
 
     if (status == NGX_HTTP_UNAUTHORIZED
-        || (ctx->error.len == sizeof(NGX_HTTP_STYTCH_TAT_NO_PROFILE) - 1
-            && ngx_strncmp(ctx->error.data, NGX_HTTP_STYTCH_TAT_NO_PROFILE,
-                           ctx->error.len) == 0))
+        || ngx_http_stytch_tat_outcome_is(&ctx->error,
+                                          NGX_HTTP_STYTCH_TAT_NO_PROFILE))
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "stytch_tat: Stytch refused the module's own "
@@ -224,14 +224,99 @@ ngx_http_stytch_tat_outcome_refusal(ngx_http_request_t *r,
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "stytch_tat: Stytch refused the identity: status %ui, "
-                  "error_type \"%V\", \"%V\"", status, &ctx->error,
-                  &ctx->error_message);
-
     ctx->refused = 1;
 
+    if (ngx_http_stytch_tat_outcome_is(&ctx->error,
+                                       NGX_HTTP_STYTCH_TAT_BAD_TOKEN))
+    {
+        ngx_http_stytch_tat_outcome_token_refused(r, ctx);
+        return lcf->refused_status;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "stytch_tat: Stytch refused the identity: status %ui, "
+                  "error_type \"%V\", \"%V\", request_id \"%V\"", status,
+                  &ctx->error, &ctx->error_message, &ctx->request_id);
+
     return lcf->refused_status;
+}
+
+
+/*
+ * invalid_trusted_auth_token: the token the module minted.  An unreachable
+ * JWKS URL, a kid Stytch does not know after a key rotation, clock skew, an
+ * issuer or audience that differs from the profile's all answer so: a
+ * configuration fault more likely than a refused user.  The line says what
+ * the module sent (never the token) and what Stytch said; such a refusal
+ * is never remembered for the identity (stytch_tat_cache_refusals).
+ */
+
+static void
+ngx_http_stytch_tat_outcome_token_refused(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx)
+{
+    time_t                            iat;
+    ngx_http_stytch_tat_key_t        *key;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    ctx->token_refused = 1;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
+    key = mcf->keys.elts;
+
+    iat = ctx->claims ? (time_t) ctx->claims[NGX_HTTP_STYTCH_TAT_IAT].number
+                      : 0;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "stytch_tat: Stytch refused the module's token: "
+                  "\"invalid_trusted_auth_token\", \"%V\", request_id "
+                  "\"%V\"; the token had kid \"%V\", iat %T, exp %T (this "
+                  "host's clock)%s: likely a configuration fault, not the "
+                  "user: check the profile's issuer, audience and keys or "
+                  "JWKS URL against \"stytch_tat_issuer\", "
+                  "\"stytch_tat_audience\" and \"stytch_tat_signing_key\", "
+                  "and this host's clock",
+                  &ctx->error_message, &ctx->request_id, &key[0].kid, iat,
+                  ctx->jwt_exp,
+                  ctx->explicit_jti ? ", its token id from "
+                                      "\"stytch_tat_token_id\" (a replay?)"
+                                    : "");
+}
+
+
+/*
+ * A string of Stytch's for the log: one line, at most max bytes, its
+ * double quotes single, so that the line's own quoting holds.
+ */
+
+static void
+ngx_http_stytch_tat_outcome_log_string(ngx_str_t *s, size_t max)
+{
+    size_t  i;
+
+    if (s->len > max) {
+        s->len = max;
+    }
+
+    for (i = 0; i < s->len; i++) {
+        if (s->data[i] < 0x20 || s->data[i] == 0x7f) {
+            s->data[i] = ' ';
+
+        } else if (s->data[i] == '"') {
+            s->data[i] = '\'';
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_outcome_is(ngx_str_t *s, const char *name)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    return s->len == len && ngx_strncmp(s->data, name, len) == 0;
 }
 
 

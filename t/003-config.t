@@ -362,3 +362,67 @@ location /app {
 --- must_die
 --- error_log eval
 qr{"stytch_tat /_stytch_attest" in .*nginx\.conf:\d+ leads to location "/_stytch_attest", which has no proxy_pass}
+
+
+
+=== TEST 35: stytch_tat_organization_id claim= names a claim the module sets
+--- http_config
+stytch_tat_organization_id organization-test-1 claim=sub;
+--- must_die
+--- error_log eval
+qr/claim "sub" is set by the module itself.* in .*nginx\.conf:\d+/
+
+
+
+=== TEST 36: stytch_tat_organization_id takes claim=NAME only
+--- http_config
+stytch_tat_organization_id organization-test-1 org;
+--- must_die
+--- error_log eval
+qr/invalid parameter "org", expected "claim=" and the claim's name in .*nginx\.conf:\d+/
+
+
+
+=== TEST 37: the organization's claim may not be a stytch_tat_claim too
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem;
+stytch_tat_issuer https://auth.example.com;
+stytch_tat_audience https://api.example.com;
+stytch_tat_claim org $http_x_org;
+--- config
+location /org {
+    stytch_tat_organization_id organization-test-1 claim=org;
+    stytch_tat_email $http_x_email;
+    return 200;
+}
+--- must_die
+--- error_log eval
+qr/"stytch_tat_organization_id" in .*nginx\.conf:\d+: claim "org" is a "stytch_tat_claim" too/
+
+
+
+=== TEST 38: a session claim Stytch reserves
+--- http_config
+stytch_tat_session_claim exp 0;
+--- must_die
+--- error_log eval
+qr/session claim "exp" is reserved: Stytch refuses it in .*nginx\.conf:\d+/
+
+
+
+=== TEST 39: a session claim in Stytch's namespace, in any case
+--- http_config
+stytch_tat_session_claim HTTPS://Stytch.com/session x;
+--- must_die
+--- error_log eval
+qr{session claim "HTTPS://Stytch.com/session" is in Stytch's namespace "https://stytch.com/": Stytch refuses it in .*nginx\.conf:\d+}
+
+
+
+=== TEST 40: session claims: list= and duplicates as stytch_tat_claim's
+--- http_config
+stytch_tat_session_claim groups $http_x_groups list=,;
+stytch_tat_session_claim groups $http_x_other;
+--- must_die
+--- error_log eval
+qr/duplicate claim "groups" in .*nginx\.conf:\d+/

@@ -9,6 +9,18 @@ use Test::StytchTat::Util;
 use Test::StytchTat::Exchange;
 
 $ENV{TEST_NGINX_B2B_PROFILE} = $B2bProfileId;
+
+# the README's Google IAP recipe, exactly as written there: its two maps
+our $IapMaps = do {
+    open my $fh, '<', 'README.md' or die "README.md: $!\n";
+    local $/;
+    my $readme = <$fh>;
+    my ($block) = $readme =~ /```nginx\n(\s*# Google IAP: .*?)```/s
+        or die "no Google IAP recipe in README.md\n";
+    my @maps = $block =~ /^(\s*map .*?^\s*\})/msg;
+    @maps == 2 or die "the IAP recipe has no two maps\n";
+    join "\n", @maps;
+};
 $ENV{TEST_NGINX_ORG} = $OrgId;
 emu_setup();
 
@@ -316,15 +328,16 @@ sub {
 
 
 
-=== TEST 9: B2B: organization id switches to member sessions
+=== TEST 9: B2B: organization id switches to member sessions; under JIT provisioning the organization is a claim (the profile maps organization_id to "org")
 --- http_config eval: $::HttpConfig
 --- config eval
 $::ServerConfig . <<'_EOC_'
 location /app {
     stytch_tat /_stytch_attest_b2b;
     stytch_tat_profile_id $TEST_NGINX_B2B_PROFILE;
-    stytch_tat_organization_id $TEST_NGINX_ORG;
+    stytch_tat_organization_id $TEST_NGINX_ORG claim=org;
     stytch_tat_email $http_x_email;
+    stytch_tat_claim assignments $http_x_groups list=,;
     proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
 }
 _EOC_
@@ -332,6 +345,7 @@ _EOC_
 GET /app
 --- more_headers
 X-Email: member@example.com
+X-Groups: reader
 --- error_code: 200
 --- response_body_check eval
 sub {
@@ -345,8 +359,36 @@ sub {
         eq $OrgId or die "organization claim\n";
     my ($call) = reverse emu_calls('/v1/b2b/sessions/attest');
     $call->{body}{organization_id} eq $OrgId or die "no organization_id\n";
+    my (undef, $c) = jwt_parts($call->{body}{token});
+    ($c->{org} // '') eq $OrgId or die "no organization claim in the token\n";
+    "@{$c->{assignments}}" eq 'reader' or die "the other claims are kept\n";
     1;
 }
+
+
+
+=== TEST 9b: B2B under JIT provisioning with the organization only in the body: Stytch refuses it
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest_b2b;
+    stytch_tat_profile_id $TEST_NGINX_B2B_PROFILE;
+    stytch_tat_organization_id $TEST_NGINX_ORG;
+    stytch_tat_email $http_x_email;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+_EOC_
+--- request
+GET /app
+--- more_headers
+X-Email: new.member@example.com
+--- error_code: 403
+--- response_headers
+X-Error: token_missing_organization_id_claim
+--- error_log eval
+qr/\[warn\].*Stytch refused the identity: status 400, error_type "token_missing_organization_id_claim"/
 
 
 
@@ -400,3 +442,209 @@ X-Email: ada.lovelace@example.com
 [200, 200]
 --- response_body_like eval
 [qr/^user=user-test-/m, qr/^\[\]$/]
+
+
+
+=== TEST 12: the organization and its claim are inherited together, the claims apart
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+stytch_tat_organization_id org-server claim=org;
+stytch_tat_email $http_x_email;
+location /own-claims {
+    stytch_tat_claim dept sales;
+    return 200 $stytch_tat_jwt;
+}
+location /inherited {
+    return 200 $stytch_tat_jwt;
+}
+location /own-organization {
+    stytch_tat_organization_id org-location;
+    return 200 $stytch_tat_jwt;
+}
+location /own-claim-name {
+    stytch_tat_organization_id org-location claim=tenant;
+    return 200 $stytch_tat_jwt;
+}
+_EOC_
+--- request eval
+["GET /own-claims", "GET /inherited", "GET /own-organization", "GET /own-claim-name"]
+--- more_headers
+X-Email: ada.lovelace@example.com
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body_check eval
+[map { my $want = $_; sub {
+    my (undef, $c) = jwt_parts($_[0]) or die "no token\n";
+    my $got = join ',', map { "$_=" . ($c->{$_} // '-') } qw(org tenant dept);
+    $got eq $want or die "claims $got, not $want\n";
+    1;
+} } ('org=org-server,tenant=-,dept=sales', 'org=org-server,tenant=-,dept=-',
+     'org=-,tenant=-,dept=-', 'org=-,tenant=org-location,dept=-')]
+
+
+
+=== TEST 13: session claims: sent as session_custom_claims, at the top level of the session JWT the upstream gets
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    stytch_tat_session_claim department $http_x_department;
+    stytch_tat_session_claim groups $http_x_groups list=,;
+    stytch_tat_session_claim email $http_x_email;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+_EOC_
+--- request eval
+["GET /app", "GET /app"]
+--- more_headers eval
+["X-Email: claims\@example.com\nX-Department: engineering\nX-Groups: editor, reader",
+ "X-Email: no-claims\@example.com"]
+--- error_code eval
+[200, 200]
+--- response_body_check eval
+[sub {
+    main::session_ok(0)->($_[0]);
+    my $e = main::echo($_[0]);
+    my $v = verify_jwt($e->{jwt}, jwks => session_jwks_url(0), alg => 'RS256',
+                       iss => "stytch.com/$ProjectId", aud => $ProjectId);
+    my $p = $v->{payload};
+    ($p->{department} // '') eq 'engineering' or die "no department claim\n";
+    json_encode($p->{groups}) eq '["editor","reader"]' or die "groups\n";
+    ($p->{email} // '') eq 'claims@example.com' or die "email claim\n";
+    my ($call) = grep { ($_->{body}{session_custom_claims}{email} // '')
+                        eq 'claims@example.com' } emu_calls();
+    json_encode($call->{body}{session_custom_claims})
+        eq '{"department":"engineering","email":"claims@example.com","groups":["editor","reader"]}'
+        or die "session_custom_claims " . json_encode($call->{body}{session_custom_claims}) . "\n";
+    1;
+}, sub {
+    # empty values are left out, an empty list is a list
+    my ($call) = grep { ($_->{body}{session_custom_claims}{email} // '')
+                        eq 'no-claims@example.com' } emu_calls();
+    json_encode($call->{body}{session_custom_claims})
+        eq '{"email":"no-claims@example.com","groups":[]}'
+        or die "session_custom_claims " . json_encode($call->{body}{session_custom_claims}) . "\n";
+    1;
+}]
+
+
+
+=== TEST 14: session claims: a bad value or more than 4096 bytes of JSON is a 400, nothing sent
+--- http_config eval: $::HttpConfig
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_email;
+    stytch_tat_session_claim a $http_x_a;
+    stytch_tat_session_claim b $http_x_a;
+    stytch_tat_session_claim c $http_x_a;
+    stytch_tat_session_claim d $http_x_a;
+    stytch_tat_session_claim e $http_x_b;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+_EOC_
+--- request eval
+["GET /app", "GET /app", "GET /app"]
+--- more_headers eval
+["X-Email: big\@example.com\nX-A: " . ('x' x 1000) . "\nX-B: " . ('y' x 61),
+ "X-Email: big\@example.com\nX-A: " . ('x' x 1000) . "\nX-B: " . ('y' x 60),
+ "X-Email: bad\@example.com\nX-B: \xc3\x28"]
+--- error_code eval
+[400, 200, 400]
+--- response_headers eval
+["X-Error: identity_invalid", "!X-Error", "X-Error: identity_invalid"]
+--- error_log eval
+[qr/\[error\].*stytch_tat: no exchange: session claim "\*": claims exceed 4096 bytes of JSON/,
+ qr/\[error\].*stytch_tat: no exchange: session claim "e": value is not valid UTF-8/]
+--- response_body_check eval
+[sub { 1 },
+ sub {
+    # 4096 bytes of JSON pass; the other two requests reached no Stytch
+    my @calls = grep { my $c = (jwt_parts($_->{body}{token}))[1];
+                       $c && $c->{email} =~ /^(big|bad)\@/ } emu_calls();
+    @calls == 1 or die scalar(@calls) . " attest calls\n";
+    length(json_encode($calls[0]{body}{session_custom_claims})) == 4096
+        or die "not 4096 bytes\n";
+    1;
+ },
+ sub { 1 }]
+
+
+
+=== TEST 15: session claims are part of the cache key
+--- http_config eval: $::HttpConfig . "stytch_tat_zone zone=claims:1m;\n"
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat /_stytch_attest;
+    stytch_tat_cache claims;
+    stytch_tat_email $http_x_email;
+    stytch_tat_session_claim department $http_x_department;
+    add_header X-Cache $stytch_tat_cache_status always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+_EOC_
+--- request eval
+["GET /app", "GET /app", "GET /app"]
+--- more_headers eval
+["X-Email: keyed\@example.com\nX-Department: sales",
+ "X-Email: keyed\@example.com\nX-Department: sales",
+ "X-Email: keyed\@example.com\nX-Department: legal"]
+--- error_code eval
+[200, 200, 200]
+--- response_headers eval
+["X-Cache: MISS", "X-Cache: HIT", "X-Cache: MISS"]
+--- response_body_check eval
+[sub { 1 }, sub { 1 }, sub {
+    my $p = (jwt_parts(main::echo($_[0])->{jwt}))[1];
+    ($p->{department} // '') eq 'legal' or die "another department's session\n";
+    1;
+}]
+
+
+
+=== TEST 16: Google IAP: the README's recipe strips "accounts.google.com:"; without it Stytch refuses the email
+--- http_config eval: $::HttpConfig . $::IapMaps
+--- config eval
+$::ServerConfig . <<'_EOC_'
+location /app {
+    stytch_tat_trusted_addresses 127.0.0.0/8;
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $iap_email;
+    stytch_tat_subject $iap_user;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+location /raw {
+    stytch_tat /_stytch_attest;
+    stytch_tat_email $http_x_goog_authenticated_user_email;
+    add_header X-Error $stytch_tat_error always;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_BACKEND_PORT/backend/;
+}
+_EOC_
+--- request eval
+["GET /app", "GET /app", "GET /raw"]
+--- more_headers eval
+["X-Goog-Authenticated-User-Email: accounts.google.com:iap.user\@example.com\nX-Goog-Authenticated-User-Id: accounts.google.com:1234567890",
+ "X-Goog-Authenticated-User-Email: iap.user\@example.com",
+ "X-Goog-Authenticated-User-Email: accounts.google.com:iap.raw\@example.com"]
+--- error_code eval
+[200, 401, 403]
+--- response_headers eval
+["!X-Error", "X-Error: identity_missing", "X-Error: invalid_email"]
+--- response_body_check eval
+[sub {
+    main::session_ok(0)->($_[0]);
+    my ($call) = grep { my $c = (jwt_parts($_->{body}{token}))[1];
+                        $c && $c->{email} eq 'iap.user@example.com' } emu_calls();
+    $call or die "no attest for iap.user\@example.com\n";
+    my $c = (jwt_parts($call->{body}{token}))[1];
+    $c->{sub} eq '1234567890' or die "sub $c->{sub}\n";
+    1;
+}, sub { 1 }, sub { 1 }]
+

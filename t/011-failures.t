@@ -49,11 +49,23 @@ location = /_stytch_dead {
     proxy_pass https://127.0.0.1:$dead/v1/sessions/attest;
 }
 location = /fast { return 200 "fast\\n"; }
+location /cfg {
+    stytch_tat /_stytch_attest;
+    stytch_tat_cache cfg;
+    stytch_tat_cache_refusals 30s;
+    stytch_tat_email \$http_x_email;
+    add_header X-Error \$stytch_tat_error always;
+    add_header X-Cache \$stytch_tat_cache_status always;
+    proxy_pass http://127.0.0.1:\$TEST_NGINX_BACKEND_PORT/backend/;
+}
+# a JWKS without the module's key: Stytch's view after a rotation it missed
+location = /jwks-old { default_type application/json; return 200 '{"keys":[]}'; }
 _EOC_
 
 emu_setup();
 
-ok(start_nginx({ http_config => $HttpConfig, config => $config }),
+ok(start_nginx({ http_config => $HttpConfig . "stytch_tat_zone zone=cfg:1m;\n",
+                 config => $config }),
    'nginx starts') or BAIL_OUT(last_error());
 
 my %id = ('X-Email' => 'ada.lovelace@example.com');
@@ -62,7 +74,7 @@ my %id = ('X-Email' => 'ada.lovelace@example.com');
 my @cases = (
     [{ mode => 'status', status => 500 }, 502, 'internal_server_error',
      qr/\[error\].*Stytch failed through "\/_stytch_attest": status 500, error_type "internal_server_error"/],
-    [{ mode => 'status', status => 503 }, 502, 'service_unavailable',
+    [{ mode => 'status', status => 503 }, 502, 'server_unavailable',
      qr/\[error\].*Stytch failed through "\/_stytch_attest": status 503/],
     [{ mode => 'rate_limit', retry_after => 42 }, 503, 'too_many_requests',
      qr/\[error\].*Stytch rate-limited the exchange: "too_many_requests"/],
@@ -88,7 +100,10 @@ my @cases = (
      qr/\[error\].*check "stytch_tat_profile_id"/],
     [{ mode => 'status', status => 400, error_type => 'invalid_trusted_auth_token' },
      403, 'invalid_trusted_auth_token',
-     qr/\[warn\].*Stytch refused the identity: status 400, error_type "invalid_trusted_auth_token"/],
+     qr/\[error\].*Stytch refused the module's token: "invalid_trusted_auth_token", "Emulated invalid_trusted_auth_token\.", request_id "request-id-test-[0-9a-f-]{36}"; the token had kid "[\w-]+", iat \d+, exp \d+ \(this host's clock\): likely a configuration fault, not the user/],
+    [{ mode => 'status', status => 400, error_type => 'user_not_found' },
+     403, 'user_not_found',
+     qr/\[warn\].*Stytch refused the identity: status 400, error_type "user_not_found", "Emulated user_not_found\.", request_id "request-id-test-[0-9a-f-]{36}"/],
     [{ mode => 'status', status => 404, error_type => 'session_not_found' },
      403, 'session_not_found', qr/refused the identity: status 404/],
     [{ mode => 'latency', latency_ms => 300 }, 200, '', undef],
@@ -184,6 +199,43 @@ emu(DELETE => '/faults');
     my $resp = do { local $/; <$s> };
     like($resp, qr{^HTTP/1\.1 504}, '... with 504');
     emu(DELETE => '/faults');
+}
+
+# Configuration faults Stytch answers invalid_trusted_auth_token, as a
+# refused user would be: the log tells them apart (Stytch's message and
+# request id, the kid and iat sent), and nothing is remembered for the
+# identity, even with stytch_tat_cache_refusals
+{
+    my $port = server_port();
+    my @faults = (
+        ['an unreachable JWKS URL', sub { emu_setup(jwks => "http://127.0.0.1:$dead/jwks") },
+         qr/Could not fetch the profile's JWKS/],
+        ['a kid Stytch does not know (a rotation it missed)',
+         sub { emu_setup(jwks => "http://127.0.0.1:$port/jwks-old") },
+         qr/No key with kid '[\w-]+' in the profile's JWKS/],
+        ['clock skew: this host 5 minutes ahead of Stytch',
+         sub { emu_setup(); emu(POST => '/clock', { offset_seconds => -300 }) },
+         qr/not valid yet \(nbf is in the future\)|issued in the future \(iat\)/],
+    );
+    for my $f (@faults) {
+        my ($name, $setup, $msg) = @$f;
+        $setup->();
+        my $off = error_log_offset();
+        my ($st, $h) = http_request('GET', '/cfg', { 'X-Email' => 'operator@example.com' });
+        is("$st $h->{'x-error'}", '403 invalid_trusted_auth_token', "$name: 403");
+        my $log = error_log_since($off);
+        like($log, qr/\[error\].*Stytch refused the module's token: "invalid_trusted_auth_token", "[^"]*$msg[^"]*", request_id "request-id-test-[0-9a-f-]{36}"; the token had kid "[\w-]+", iat \d+, exp \d+ \(this host's clock\): likely a configuration fault/,
+             "$name: the log line says what Stytch said and what the module sent");
+        unlike($log, qr/\[warn\].*refused the identity/, "$name: not logged as a refused identity");
+        my $before = scalar emu_calls();
+        ($st, $h) = http_request('GET', '/cfg', { 'X-Email' => 'operator@example.com' });
+        is("$st $h->{'x-cache'}", '403 MISS', "$name: not remembered for the identity");
+        is(scalar emu_calls(), $before + 1, "$name: ... Stytch was asked again");
+        emu(POST => '/clock', { offset_seconds => 0 });
+    }
+    emu_setup();
+    my ($st, $h) = http_request('GET', '/cfg', { 'X-Email' => 'operator@example.com' });
+    is("$st $h->{'x-cache'}", '200 MISS', 'the fault fixed: a session at once');
 }
 
 ok(stop_nginx(), 'nginx stops cleanly: no crash, no alert');

@@ -93,7 +93,7 @@ location /b2b {
     stytch_tat_refresh /_stytch_authenticate_b2b;
     stytch_tat_cache tat;
     stytch_tat_profile_id $TEST_NGINX_B2B_PROFILE;
-    stytch_tat_organization_id $TEST_NGINX_ORG;
+    stytch_tat_organization_id $TEST_NGINX_ORG claim=org;
     stytch_tat_email $http_x_email;
     add_header X-Cache $stytch_tat_cache_status always;
     add_header X-Error $stytch_tat_error always;
@@ -310,21 +310,49 @@ ok($tiny->{entries} < 60, "and holds $tiny->{entries}");
 
 # 9b. negative caching: a refusal is remembered, when asked, and only then
 emu(DELETE => '/calls');
-emu(POST => '/faults', { path => '/v1/sessions/attest', mode => 'status', status => 400,
-                         error_type => 'invalid_trusted_auth_token', count => 1 });
+emu(POST => '/faults', { path => '/v1/sessions/attest', mode => 'status', status => 404,
+                         error_type => 'user_not_found', count => 1 });
 my (undef, $h1);
 ($st, $cs, undef, $h1) = get('/negative', 'refused@example.com');
-is("$st $cs $h1->{'x-error'}", '403 MISS invalid_trusted_auth_token', 'a refusal');
+is("$st $cs $h1->{'x-error'}", '403 MISS user_not_found', 'a refusal');
 ($st, $cs, undef, $h1) = get('/negative', 'refused@example.com');
-is("$st $cs $h1->{'x-error'}", '403 HIT invalid_trusted_auth_token',
+is("$st $cs $h1->{'x-error'}", '403 HIT user_not_found',
    'stytch_tat_cache_refusals: the same refusal from the cache');
 is(attests(), 1, '... without asking Stytch again');
-emu(POST => '/faults', { path => '/v1/sessions/attest', mode => 'status', status => 400,
-                         error_type => 'invalid_trusted_auth_token', count => 1 });
+emu(POST => '/faults', { path => '/v1/sessions/attest', mode => 'status', status => 404,
+                         error_type => 'user_not_found', count => 1 });
 ($st) = get('/app', 'refused-once@example.com');
 is($st, 403, 'without it a refusal ...');
 ($st, $cs) = get('/app', 'refused-once@example.com');
 is("$st $cs", '200 MISS', '... is not remembered');
+
+# 9b'. Stytch refusing the module's own token (invalid_trusted_auth_token:
+# a JWKS it cannot fetch, an unknown kid, clock skew) is no refusal of the
+# identity: never remembered, even with stytch_tat_cache_refusals; those
+# waiting on the leader get its 403 once
+emu(DELETE => '/calls');
+emu(POST => '/faults', { path => '/v1/sessions/attest', mode => 'status', status => 400,
+                         error_type => 'invalid_trusted_auth_token', count => 1 });
+($st, $cs, undef, $h1) = get('/negative', 'token-refused@example.com');
+is("$st $cs $h1->{'x-error'}", '403 MISS invalid_trusted_auth_token', 'the token refused');
+($st, $cs) = get('/negative', 'token-refused@example.com');
+is("$st $cs", '200 MISS', '... is not remembered for the identity: Stytch is asked again');
+is(attests(), 2, '... two attest calls');
+emu(DELETE => '/calls');
+emu(POST => '/faults', { path => '/v1/sessions/attest', mode => 'status', status => 400,
+                         error_type => 'invalid_trusted_auth_token', latency_ms => 1000,
+                         count => 1 });
+@res = concurrent_requests(8, ['GET', '/negative', { 'X-Email' => 'token-burst@example.com' }]);
+my %burst; $burst{($_->{status} // 'none') . ' ' . ($_->{headers}{'x-error'} // '')}++ for @res;
+ok(($burst{'403 invalid_trusted_auth_token'} // 0) >= 1, 'a burst: the leader\'s 403')
+    or diag explain \%burst;
+is(($burst{'403 invalid_trusted_auth_token'} // 0) + ($burst{'200 '} // 0), 8,
+   'a burst: every request got the leader\'s 403 or, after it, a session')
+    or diag explain \%burst;
+ok(attests() <= 2, 'a burst: one attest, at most one retry after the failure, never a herd: '
+                   . attests() . ' calls');
+($st, $cs) = get('/negative', 'token-burst@example.com');
+like("$st $cs", qr/^200 (MISS|HIT)$/, 'a burst: then a session, nothing remembered');
 
 # 9c. waiters are bounded: past stytch_tat_cache_lock_timeout they go on alone.
 # Every attest is slow, not only the leader's: a waiter that takes over the

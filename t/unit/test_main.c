@@ -78,6 +78,7 @@ main(void)
         cmocka_unit_test(test_response_consumer),
         cmocka_unit_test(test_response_b2b),
         cmocka_unit_test(test_response_authenticate_without_top_user_id),
+        cmocka_unit_test(test_response_b2b_authenticate_without_top_member_id),
         cmocka_unit_test(test_response_error),
         cmocka_unit_test(test_response_malformed),
         cmocka_unit_test(test_response_rfc3339),

@@ -110,6 +110,31 @@ test_response_authenticate_without_top_user_id(void **state)
 
 
 void
+test_response_b2b_authenticate_without_top_member_id(void **state)
+{
+    ngx_http_stytch_tat_response_t  resp;
+
+    /* B2B authenticate answers carry the member in the member session */
+    static const char  body[] =
+        "{\"status_code\":200,\"session_token\":\"tok\","
+        "\"session_jwt\":\"" JWT_EXP "\",\"member_session\":{"
+        "\"member_session_id\":\"member-session-1\","
+        "\"member_id\":\"member-from-session\","
+        "\"expires_at\":\"2026-11-28T20:31:40Z\"},"
+        "\"member\":{},\"organization\":{}}";
+
+    (void) state;
+
+    assert_int_equal(parse(body, 200, &resp),
+                     NGX_HTTP_STYTCH_TAT_RESPONSE_SESSION);
+    assert_field(&resp.user_id, "member-from-session");
+    assert_field(&resp.session_id, "member-session-1");
+
+    ngx_http_stytch_tat_response_free(&resp);
+}
+
+
+void
 test_response_error(void **state)
 {
     ngx_http_stytch_tat_response_t  resp;

@@ -147,6 +147,7 @@ void test_claims_list_tab_at_edge(void **state);
 void test_response_consumer(void **state);
 void test_response_b2b(void **state);
 void test_response_authenticate_without_top_user_id(void **state);
+void test_response_b2b_authenticate_without_top_member_id(void **state);
 void test_response_error(void **state);
 void test_response_malformed(void **state);
 void test_response_rfc3339(void **state);

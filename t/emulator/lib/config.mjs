@@ -5,6 +5,12 @@ import { isPlainObject } from './util.mjs';
 export const SUPPORTED_ALGS = ['RS256', 'ES256', 'EdDSA'];
 export const DEFAULT_MAX_LIFETIME = 3600;
 export const DEFAULT_SKEW = 60;
+export const DEFAULT_JWKS_CACHE = 300;
+export const DEFAULT_JWKS_MIN_REFETCH = 10;
+export const TOKEN_ID_REPLAY = ['reject', 'allow'];
+// reserved names in session_custom_claims: refused (Stytch's custom claims
+// guide) or dropped (its attest reference)
+export const CUSTOM_CLAIMS_RESERVED = ['error', 'ignore'];
 const DEFAULT_MAPPING = { email: 'email', token_id: 'jti' };
 
 export class ConfigError extends Error {}
@@ -39,7 +45,17 @@ export function parseProfile(p, i) {
     attribute_mapping: { ...DEFAULT_MAPPING },
     algorithms: ['RS256'],
     keys: [],
+    // what Stytch's public material does not settle, per profile; the
+    // lifetime and skew fall back to the top-level settings
+    max_token_lifetime_seconds: num(p.max_token_lifetime_seconds, `${where}.max_token_lifetime_seconds`, undefined),
+    clock_skew_seconds: num(p.clock_skew_seconds, `${where}.clock_skew_seconds`, undefined),
+    jwks_cache_seconds: num(p.jwks_cache_seconds, `${where}.jwks_cache_seconds`, DEFAULT_JWKS_CACHE),
+    jwks_min_refetch_seconds: num(p.jwks_min_refetch_seconds, `${where}.jwks_min_refetch_seconds`, DEFAULT_JWKS_MIN_REFETCH),
+    token_id_replay: p.token_id_replay ?? 'reject',
   };
+  if (!TOKEN_ID_REPLAY.includes(profile.token_id_replay)) {
+    throw new ConfigError(`${where}.token_id_replay must be one of ${TOKEN_ID_REPLAY.join(', ')}`);
+  }
   if (p.attribute_mapping !== undefined) {
     if (!isPlainObject(p.attribute_mapping)) throw new ConfigError(`${where}.attribute_mapping must be an object`);
     for (const [k, v] of Object.entries(p.attribute_mapping)) {
@@ -125,6 +141,18 @@ export function parseRuntimeConfig(c) {
   }
   if (c.max_token_lifetime_seconds !== undefined) out.max_token_lifetime_seconds = num(c.max_token_lifetime_seconds, 'max_token_lifetime_seconds');
   if (c.clock_skew_seconds !== undefined) out.clock_skew_seconds = num(c.clock_skew_seconds, 'clock_skew_seconds');
+  if (c.rbac_roles !== undefined) {
+    if (c.rbac_roles !== null && (!Array.isArray(c.rbac_roles) || !c.rbac_roles.every((r) => typeof r === 'string' && r !== ''))) {
+      throw new ConfigError('rbac_roles must be an array of role ids, or null');
+    }
+    out.rbac_roles = c.rbac_roles;
+  }
+  if (c.custom_claims_reserved !== undefined) {
+    if (!CUSTOM_CLAIMS_RESERVED.includes(c.custom_claims_reserved)) {
+      throw new ConfigError(`custom_claims_reserved must be one of ${CUSTOM_CLAIMS_RESERVED.join(', ')}`);
+    }
+    out.custom_claims_reserved = c.custom_claims_reserved;
+  }
   return out;
 }
 
@@ -136,6 +164,8 @@ export function parseConfig(c) {
     secret: str(c.secret, 'secret'),
     max_token_lifetime_seconds: rt.max_token_lifetime_seconds ?? DEFAULT_MAX_LIFETIME,
     clock_skew_seconds: rt.clock_skew_seconds ?? DEFAULT_SKEW,
+    custom_claims_reserved: rt.custom_claims_reserved ?? 'error',
+    rbac_roles: rt.rbac_roles ?? null,
     profiles: rt.profiles ?? new Map(),
     organizations: rt.organizations ?? new Map(),
   };

@@ -11,6 +11,7 @@ export const CUSTOM_CLAIMS_MAX_BYTES = 4096;
 const SESSION_CLAIM = 'https://stytch.com/session';
 const ORG_CLAIM = 'https://stytch.com/organization';
 const RESERVED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti']);
+const STYTCH_NAMESPACE = 'https://stytch.com/';
 
 const E = (status, type, msg) => new StytchError(status, type, msg);
 
@@ -102,18 +103,27 @@ export class StytchApi {
     return d;
   }
 
-  // Custom claims with reserved names removed; null values kept (delete markers).
+  // Custom claims, null values kept (delete markers).  Stytch's custom
+  // claims guide: reserved names and its own namespace are errors, and the
+  // whole may take at most 4 KB; its attest reference says reserved names
+  // are ignored: config.custom_claims_reserved picks ("error" by default).
   #customClaims(body) {
     const c = body.session_custom_claims;
     if (c === undefined || c === null) return undefined;
     if (!isPlainObject(c)) throw E(400, 'invalid_request_body', 'session_custom_claims must be a JSON object.');
     if (Buffer.byteLength(JSON.stringify(c)) > CUSTOM_CLAIMS_MAX_BYTES) {
-      throw E(400, 'invalid_session_custom_claims', `session_custom_claims must not exceed ${CUSTOM_CLAIMS_MAX_BYTES} bytes.`);
+      throw E(400, 'custom_claims_too_large', `session_custom_claims must not exceed ${CUSTOM_CLAIMS_MAX_BYTES} bytes.`);
     }
     const out = {};
     for (const [k, v] of Object.entries(c)) {
-      if (RESERVED_CLAIMS.has(k) || k.startsWith('https://stytch.com/')) continue;
-      out[k] = v;
+      const reserved = RESERVED_CLAIMS.has(k);
+      const stytch = k.toLowerCase().startsWith(STYTCH_NAMESPACE);
+      if ((reserved || stytch) && this.config.custom_claims_reserved !== 'ignore') {
+        throw reserved
+          ? E(400, 'reserved_claims_in_custom_claims', `The custom claim ${JSON.stringify(k)} is a reserved claim.`)
+          : E(400, 'stytch_claims_in_custom_claims', `The custom claim ${JSON.stringify(k)} is in Stytch's namespace.`);
+      }
+      if (!reserved && !stytch) out[k] = v;
     }
     return out;
   }
@@ -122,7 +132,7 @@ export class StytchApi {
     const token = this.#optString(body, 'session_token');
     const jwt = this.#optString(body, 'session_jwt');
     if (token && jwt) throw E(400, 'too_many_session_arguments', 'Provide either session_token or session_jwt, not both.');
-    if (required && !token && !jwt) throw E(400, 'missing_session_arguments', 'Provide one of session_token or session_jwt.');
+    if (required && !token && !jwt) throw E(400, 'no_session_arguments', 'Provide one of session_token or session_jwt.');
     return { token, jwt };
   }
 
@@ -139,11 +149,14 @@ export class StytchApi {
         const r = await compactVerify(jwt, this.key.publicKey, { algorithms: ['RS256'] });
         payload = JSON.parse(Buffer.from(r.payload).toString('utf8'));
       } catch {
-        throw E(400, 'invalid_session_jwt', 'The session_jwt is malformed or its signature does not verify with the project key.');
+        throw E(400, 'unable_to_parse_session_jwt', 'The session_jwt is malformed or its signature does not verify with the project key.');
       }
       const aud = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
-      if (payload.iss !== `stytch.com/${this.config.project_id}` || !aud.includes(this.config.project_id)) {
-        throw E(400, 'invalid_session_jwt', 'The session_jwt was not issued for this project.');
+      if (payload.iss !== `stytch.com/${this.config.project_id}`) {
+        throw E(400, 'jwt_invalid_issuer', 'The session_jwt was not issued for this project.');
+      }
+      if (!aud.includes(this.config.project_id)) {
+        throw E(400, 'jwt_invalid_audience', 'The session_jwt is not for this project.');
       }
       // An expired JWT is accepted as long as its session is still alive.
       s = this.sessions.get(payload[SESSION_CLAIM]?.id);
@@ -244,6 +257,18 @@ export class StytchApi {
   }
 
   // ---- users, members, organizations ---------------------------------------
+
+  // Role ids must exist in the project's RBAC policy (config.rbac_roles, with
+  // Stytch's default roles); without rbac_roles every role id is accepted.
+  #checkRoles(roles, defaults) {
+    const known = this.config.rbac_roles;
+    if (!roles || !known) return;
+    for (const r of roles) {
+      if (!known.includes(r) && !defaults.includes(r)) {
+        throw E(400, 'invalid_rbac_role_id', `The role id ${JSON.stringify(r)} is not in the project's RBAC policy.`);
+      }
+    }
+  }
 
   #userById(id) {
     for (const u of this.users.values()) if (u.user_id === id) return u;
@@ -364,7 +389,9 @@ export class StytchApi {
     });
     this.#purge();
     const seenKey = `${profile.profile_id}\n${v.tokenId}`;
-    if (this.seen.has(seenKey)) throw E(400, 'invalid_trusted_auth_token', 'token_id already used.');
+    if (profile.token_id_replay === 'reject' && this.seen.has(seenKey)) {
+      throw E(400, 'invalid_trusted_auth_token', 'token_id already used.');
+    }
 
     const existing = sessionArgs.token || sessionArgs.jwt ? await this.#findSession(sessionArgs, b2b) : undefined;
     return b2b ? this.#attestB2B(profile, v, { duration, customClaims, existing, bodyOrgId, seenKey })
@@ -388,7 +415,15 @@ export class StytchApi {
   async #attestConsumer(profile, v, { duration, customClaims, existing, seenKey }) {
     let user = this.users.get(v.email);
     if (existing && (!user || existing.subject_id !== user.user_id)) {
-      throw E(400, 'session_user_mismatch', 'The session given belongs to another user than the token\'s.');
+      throw E(400, 'user_id_mismatch', 'The session given belongs to another user than the token\'s.');
+    }
+    this.#checkRoles(v.roles, ['stytch_user']);
+    if (v.externalUserId !== undefined) {
+      for (const u of this.users.values()) {
+        if (u !== user && u.external_id === v.externalUserId) {
+          throw E(400, 'duplicate_user_external_id', 'Another user has this external_id.');
+        }
+      }
     }
     if (!user) {
       if (!profile.jit_provisioning) throw E(404, 'user_not_found', 'User could not be found.');
@@ -413,25 +448,39 @@ export class StytchApi {
   }
 
   async #attestB2B(profile, v, { duration, customClaims, existing, bodyOrgId, seenKey }) {
+    // "The token must have an organization ID claim if JIT provisioning is
+    // enabled" (the attest reference): the body's organization_id is not enough
+    if (profile.jit_provisioning && !v.organizationId) {
+      throw E(400, 'token_missing_organization_id_claim',
+        `The token has no organization ID claim (${profile.attribute_mapping.organization_id ?? 'organization_id is not mapped'}), which a profile with JIT provisioning requires.`);
+    }
     if (v.organizationId && bodyOrgId && v.organizationId !== bodyOrgId) {
       throw E(400, 'organization_id_mismatch', 'organization_id in the request differs from the token\'s organization claim.');
     }
     const orgId = v.organizationId ?? bodyOrgId;
-    if (!orgId) throw E(400, 'missing_organization_id', 'organization_id is required (in the request or as the token\'s mapped organization claim).');
+    if (!orgId) throw E(400, 'token_missing_organization_id_claim', 'The token has no organization ID claim and the request no organization_id.');
     const org = this.config.organizations.get(orgId);
     if (!org) throw E(404, 'organization_not_found', 'Organization could not be found.');
 
     const key = `${org.organization_id}\n${v.email}`;
     let member = this.members.get(key);
     if (existing && (!member || existing.subject_id !== member.member_id)) {
-      throw E(400, 'session_user_mismatch', 'The session given belongs to another member than the token\'s.');
+      throw E(400, 'member_session_member_id_mismatch', 'The session given belongs to another member than the token\'s.');
+    }
+    this.#checkRoles(v.roles, ['stytch_member', 'stytch_admin']);
+    const ext = v.externalMemberId ?? v.externalUserId;
+    if (ext !== undefined) {
+      for (const m of this.members.values()) {
+        if (m !== member && m.organization_id === org.organization_id && m.external_id === ext) {
+          throw E(400, 'duplicate_member_external_id', 'Another member of the organization has this external_id.');
+        }
+      }
     }
     if (!member) {
       if (!profile.jit_provisioning) throw E(404, 'member_not_found', 'Member could not be found.');
       member = this.#newMember(org, v.email);
       this.members.set(key, member);
     }
-    const ext = v.externalMemberId ?? v.externalUserId;
     if (ext !== undefined) member.external_id = ext;
     if (v.roles !== undefined) {
       member.roles = [{ role_id: 'stytch_member', sources: [{ type: 'direct_assignment', details: {} }] },
@@ -473,7 +522,7 @@ export class StytchApi {
         if (val === null) delete merged[k]; else merged[k] = val;
       }
       if (Buffer.byteLength(JSON.stringify(merged)) > CUSTOM_CLAIMS_MAX_BYTES) {
-        throw E(400, 'invalid_session_custom_claims', `session_custom_claims must not exceed ${CUSTOM_CLAIMS_MAX_BYTES} bytes.`);
+        throw E(400, 'custom_claims_too_large', `session_custom_claims must not exceed ${CUSTOM_CLAIMS_MAX_BYTES} bytes.`);
       }
       s.custom_claims = merged;
     }
@@ -487,13 +536,14 @@ export class StytchApi {
       const member = this.#memberById(s.subject_id);
       const org = this.config.organizations.get(s.organization_id);
       if (!member || !org) throw E(404, 'session_not_found', 'Session could not be found.');
+      // no top-level member_id / user_id: the SDK's types have none here
       return {
         status: 200,
-        body: { ...common, member_id: member.member_id, member_session: this.#sessionView(s), member, organization: this.#orgView(org) },
+        body: { ...common, member_session: this.#sessionView(s), member, organization: this.#orgView(org) },
       };
     }
     const user = this.#userById(s.subject_id);
     if (!user) throw E(404, 'session_not_found', 'Session could not be found.');
-    return { status: 200, body: { ...common, user_id: user.user_id, session: this.#sessionView(s), user } };
+    return { status: 200, body: { ...common, session: this.#sessionView(s), user } };
   }
 }

@@ -49,7 +49,7 @@ export function defaultErrorFor(status) {
     case 429: return ['too_many_requests', 'Too many requests have been made.'];
     case 500: return ['internal_server_error', 'Oops, something seems to have gone wrong, please reach out to support to let us know what went wrong.'];
     case 502: return ['bad_gateway', 'Bad gateway.'];
-    case 503: return ['service_unavailable', 'The service is temporarily unavailable.'];
+    case 503: return ['server_unavailable', 'The service is temporarily unavailable.'];
     case 504: return ['gateway_timeout', 'Gateway timeout.'];
     default: return [status >= 500 ? 'internal_server_error' : 'bad_request', `Emulated error ${status}.`];
   }

@@ -46,6 +46,7 @@ async function defineTests(dir) {
   const P_ES = 'trusted-auth-token-profile-test-es256';
   const P_B2B = 'trusted-auth-token-profile-test-b2b';
   const P_ED = 'trusted-auth-token-profile-test-eddsa';
+  const P_B2B_NOJIT = 'trusted-auth-token-profile-test-b2b-nojit';
   const ORG = 'organization-test-11111111-1111-1111-1111-111111111111';
   const MAPPING = { email: 'email', token_id: 'jti', external_user_id: 'sub', role_ids: 'assignments' };
   const ISS = 'https://auth.example.com';
@@ -88,6 +89,7 @@ async function defineTests(dir) {
       secret: SECRET,
       max_token_lifetime_seconds: 3600,
       clock_skew_seconds: 60,
+      rbac_roles: ['reader', 'writer', 'admin'],
       profiles: [
         { ...base, profile_id: P, public_keys: [rsaPem] },
         { ...base, profile_id: P_NOJIT, public_keys: [rsaPem], jit_provisioning: false },
@@ -96,6 +98,10 @@ async function defineTests(dir) {
         { ...base, profile_id: P_ED, public_keys: [await jose.exportSPKI(keys.ed.publicKey), rsaPem], algorithms: ['EdDSA', 'RS256'] },
         {
           ...base, profile_id: P_B2B, public_keys: [rsaPem], b2b: true,
+          attribute_mapping: { ...MAPPING, organization_id: 'org', external_member_id: 'sub' },
+        },
+        {
+          ...base, profile_id: P_B2B_NOJIT, public_keys: [rsaPem], b2b: true, jit_provisioning: false,
           attribute_mapping: { ...MAPPING, organization_id: 'org', external_member_id: 'sub' },
         },
       ],
@@ -199,6 +205,8 @@ async function defineTests(dir) {
       assert.equal(byToken.session.session_id, a.session.session_id);
       assert.equal(byToken.session_token, a.session_token);
       assert.equal(byToken.user.user_id, a.user_id);
+      assert.equal('user_id' in byToken, false, 'SessionsAuthenticateResponse has no top-level user_id');
+      assert.equal(byToken.session.user_id, a.user_id);
       assert.ok(byToken.session_jwt && byToken.session_jwt.split('.').length === 3);
       const byJwt = await client.sessions.authenticate({ session_jwt: a.session_jwt, session_duration_minutes: 120 });
       assert.equal(byJwt.session.session_id, a.session.session_id);
@@ -230,26 +238,53 @@ async function defineTests(dir) {
       assert.equal(c.session.authentication_factors.length, 3);
       assert.equal(c.session.expires_at, b.session.expires_at, 'no duration: expiry unchanged');
       await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: email() }), session_token: a.session_token }),
-        400, 'session_user_mismatch');
+        400, 'user_id_mismatch');
       await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: mail }), session_token: 'x'.repeat(44) }),
         404, 'session_not_found');
       await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: mail }), session_token: a.session_token, session_jwt: a.session_jwt }),
         400, 'too_many_session_arguments');
     });
 
-    it('stores custom claims on a new session, ignoring reserved ones, capped at 4 KB', async () => {
+    it('stores custom claims on a new session and in its JWT; refuses reserved ones and more than 4 KB', async () => {
       const r = await client.sessions.attest({
         profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5,
-        session_custom_claims: { tier: 'gold', iss: 'evil', 'https://stytch.com/session': 1 },
+        session_custom_claims: { tier: 'gold', groups: ['a', 'b'] },
       });
-      assert.deepEqual(r.session.custom_claims, { tier: 'gold' });
+      assert.deepEqual(r.session.custom_claims, { tier: 'gold', groups: ['a', 'b'] });
       const p = jose.decodeJwt(r.session_jwt);
       assert.equal(p.tier, 'gold');
       assert.equal(p.iss, `stytch.com/${PROJECT_ID}`);
-      await expectStytchError(client.sessions.attest({
-        profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5,
-        session_custom_claims: { big: 'x'.repeat(5000) },
-      }), 400, 'invalid_session_custom_claims');
+      const local = await client.sessions.authenticateJwtLocal({ session_jwt: r.session_jwt });
+      assert.deepEqual(local.custom_claims, { tier: 'gold', groups: ['a', 'b'] }, 'the SDK reads them from the JWT');
+      // Stytch's custom claims guide: reserved names and its namespace are errors
+      for (const [claims, type] of [[{ iss: 'evil' }, 'reserved_claims_in_custom_claims'],
+        [{ jti: 'x' }, 'reserved_claims_in_custom_claims'],
+        [{ 'https://stytch.com/session': 1 }, 'stytch_claims_in_custom_claims'],
+        [{ big: 'x'.repeat(5000) }, 'custom_claims_too_large']]) {
+        await expectStytchError(client.sessions.attest({
+          profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5, session_custom_claims: claims,
+        }), 400, type);
+      }
+      // the boundary: 4096 bytes of JSON pass
+      const fill = 'y'.repeat(4096 - JSON.stringify({ f: '' }).length);
+      const big = await client.sessions.attest({
+        profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5, session_custom_claims: { f: fill },
+      });
+      assert.equal(big.session.custom_claims.f.length, fill.length);
+      // on authenticate the same rules apply
+      await expectStytchError(client.sessions.authenticate({ session_token: r.session_token, session_custom_claims: { sub: 'x' } }),
+        400, 'reserved_claims_in_custom_claims');
+      // the attest reference's reading, "ignored": a setting
+      await emu.control('POST', '/config', { custom_claims_reserved: 'ignore' });
+      try {
+        const ign = await client.sessions.attest({
+          profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5,
+          session_custom_claims: { tier: 'silver', iss: 'evil', 'https://stytch.com/session': 1 },
+        });
+        assert.deepEqual(ign.session.custom_claims, { tier: 'silver' });
+      } finally {
+        await emu.control('POST', '/config', { custom_claims_reserved: 'error' });
+      }
     });
 
     it('accepts ES256 only on a profile that lists it', async () => {
@@ -316,6 +351,46 @@ async function defineTests(dir) {
       const again = await tat({ email: email(), jti: jose.decodeJwt(token).jti });
       await expectStytchError(client.sessions.attest({ profile_id: P, token: again }), 400, 'invalid_trusted_auth_token', /already used/);
     });
+    it('an email that is no address: invalid_email (Google IAP\'s prefixed form)', async () => {
+      const mail = `iap-${uniq()}@example.com`;
+      await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: `accounts.google.com:${mail}` }) }),
+        400, 'invalid_email');
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: 'no-domain@', extra: { org: ORG } }) }),
+        400, 'invalid_email');
+      const ok = await client.sessions.attest({ profile_id: P, token: await tat({ email: mail }) });
+      assert.equal(ok.user.emails[0].email, mail);
+    });
+    it('an external id another user has: duplicate_user_external_id (B2B: duplicate_member_external_id)', async () => {
+      const ext = `ext-${uniq()}`;
+      const first = email();
+      await client.sessions.attest({ profile_id: P, token: await tat({ email: first, sub: ext }) });
+      const again = await client.sessions.attest({ profile_id: P, token: await tat({ email: first, sub: ext }) });
+      assert.equal(again.user.external_id, ext, 'the same user keeps it');
+      const before = (await emu.control('GET', '/state')).body.users;
+      await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: email(), sub: ext }) }),
+        400, 'duplicate_user_external_id');
+      assert.equal((await emu.control('GET', '/state')).body.users, before, 'no user created');
+      await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email(), sub: ext, extra: { org: ORG } }) });
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email(), sub: ext, extra: { org: ORG } }) }),
+        400, 'duplicate_member_external_id');
+    });
+    it('a role id not in the project\'s RBAC policy: invalid_rbac_role_id', async () => {
+      const mail = email();
+      await expectStytchError(client.sessions.attest({ profile_id: P, token: await tat({ email: mail, extra: { assignments: ['reader', 'nope'] } }) }),
+        400, 'invalid_rbac_role_id', /"nope"/);
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: mail, extra: { org: ORG, assignments: ['nope'] } }) }),
+        400, 'invalid_rbac_role_id');
+      const ok = await client.sessions.attest({ profile_id: P, token: await tat({ email: mail, extra: { assignments: ['stytch_user', 'admin'] } }) });
+      assert.deepEqual(ok.user.roles, ['stytch_user', 'admin'], 'Stytch\'s default role and a policy role');
+      // without a policy in the configuration every role id passes
+      await emu.control('POST', '/config', { rbac_roles: null });
+      try {
+        const any = await client.sessions.attest({ profile_id: P, token: await tat({ email: mail, extra: { assignments: ['nope'] } }) });
+        assert.deepEqual(any.user.roles, ['stytch_user', 'nope']);
+      } finally {
+        await emu.control('POST', '/config', { rbac_roles: config.rbac_roles });
+      }
+    });
     it('unknown profile', async () => {
       await expectStytchError(client.sessions.attest({ profile_id: 'trusted-auth-token-profile-test-nope', token: await tat() }),
         404, 'trusted_token_profile_not_found');
@@ -339,9 +414,23 @@ async function defineTests(dir) {
       await expectStytchError(client.sessions.attest({ token: await tat() }), 400, 'missing_profile_id');
       await expectStytchError(client.sessions.attest({ profile_id: P }), 400, 'missing_token');
       await expectStytchError(client.sessions.attest({ profile_id: P, token: 'not-a-jwt' }), 400, 'invalid_trusted_auth_token', /well-formed/);
-      await expectStytchError(client.sessions.authenticate({}), 400, 'missing_session_arguments');
+      await expectStytchError(client.sessions.authenticate({}), 400, 'no_session_arguments');
       await expectStytchError(client.sessions.authenticate({ session_token: 'a', session_jwt: 'b' }), 400, 'too_many_session_arguments');
       await expectStytchError(client.sessions.authenticate({ session_token: 'y'.repeat(44) }), 404, 'session_not_found');
+      await expectStytchError(client.sessions.authenticate({ session_jwt: 'not-a-jwt' }), 400, 'unable_to_parse_session_jwt');
+      const foreign = await tat({ email: email() });   // signed, but not with the project's key
+      await expectStytchError(client.sessions.authenticate({ session_jwt: foreign }), 400, 'unable_to_parse_session_jwt');
+      // signed with the project's key (kept in DIR) but for another project
+      const saved = JSON.parse(readFileSync(join(dir, 'project-key.json'), 'utf8'));
+      const pkey = await jose.importPKCS8(saved.private_pem, 'RS256');
+      const now = Math.floor(Date.now() / 1000);
+      const projectJwt = (iss, aud) => new jose.SignJWT({ 'https://stytch.com/session': { id: 'session-test-x' } })
+        .setProtectedHeader({ alg: 'RS256', kid: saved.kid, typ: 'JWT' }).setIssuer(iss).setAudience(aud)
+        .setSubject('user-test-x').setIssuedAt(now).setExpirationTime(now + 300).sign(pkey);
+      await expectStytchError(client.sessions.authenticate({ session_jwt: await projectJwt('stytch.com/project-test-other', [PROJECT_ID]) }),
+        400, 'jwt_invalid_issuer');
+      await expectStytchError(client.sessions.authenticate({ session_jwt: await projectJwt(`stytch.com/${PROJECT_ID}`, ['project-test-other']) }),
+        400, 'jwt_invalid_audience');
       const r = await emu.request('POST', '/v1/sessions/attest', { rawBody: '{"profile_id":', auth: `${PROJECT_ID}:${SECRET}` });
       assert.equal(r.status, 400);
       assert.equal(JSON.parse(r.text).error_type, 'invalid_request_body');
@@ -385,6 +474,57 @@ async function defineTests(dir) {
     });
   });
 
+  describe('profile settings for what Stytch does not publish', () => {
+    const P_SET = 'trusted-auth-token-profile-test-settings';
+    const withProfile = async (settings, fn) => {
+      const r = await emu.control('POST', '/config', {
+        profiles: [...config.profiles, { ...config.profiles[0], profile_id: P_SET, ...settings }],
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      try { await fn(); } finally { await emu.control('POST', '/config', { profiles: config.profiles }); }
+    };
+
+    it('token_id_replay: reject (default) or allow', async () => {
+      await withProfile({ token_id_replay: 'allow' }, async () => {
+        const token = await tat({ email: email() });
+        await client.sessions.attest({ profile_id: P_SET, token });
+        assert.equal((await client.sessions.attest({ profile_id: P_SET, token })).status_code, 200, 'a replay passes');
+      });
+      assert.equal((await emu.control('POST', '/config', {
+        profiles: [{ ...config.profiles[0], token_id_replay: 'sometimes' }],
+      })).status, 400);
+    });
+
+    it('max_token_lifetime_seconds and clock_skew_seconds per profile', async () => {
+      const now = Math.floor(Date.now() / 1000);
+      await withProfile({ max_token_lifetime_seconds: 300, clock_skew_seconds: 0 }, async () => {
+        assert.equal((await client.sessions.attest({ profile_id: P_SET, token: await tat({ email: email(), iat: now, exp: now + 300 }) })).status_code, 200);
+        await expectStytchError(client.sessions.attest({ profile_id: P_SET, token: await tat({ iat: now, exp: now + 301 }) }),
+          400, 'invalid_trusted_auth_token', /lifetime of 301s exceeds the maximum of 300s/);
+        await expectStytchError(client.sessions.attest({ profile_id: P_SET, token: await tat({ iat: now + 30, exp: now + 300 }) }),
+          400, 'invalid_trusted_auth_token', /iat/);
+      });
+    });
+
+    it('jwks_cache_seconds and jwks_min_refetch_seconds per profile', async () => {
+      const fetches = async () => (await emu.control('GET', '/jwks_fetches')).body.fetches.filter((f) => f.url === jwksSrv.url).length;
+      jwksSrv.keys = [await jwkFor(keys.jwksA.publicKey, 'kid-a')];
+      await withProfile({ jwks_url: jwksSrv.url, public_keys: undefined, jwks_cache_seconds: 60, jwks_min_refetch_seconds: 0 }, async () => {
+        const n0 = await fetches();
+        const now = Math.floor(Date.now() / 1000);
+        await client.sessions.attest({ profile_id: P_SET, token: await tat({ key: keys.jwksA.privateKey, kid: 'kid-a', email: email() }) });
+        assert.equal(await fetches(), n0 + 1);
+        // an unknown kid refetches at once: no rate limit here
+        await expectStytchError(client.sessions.attest({ profile_id: P_SET, token: await tat({ key: keys.jwksA.privateKey, kid: 'kid-x' }) }),
+          400, 'invalid_trusted_auth_token', /No key with kid "kid-x"/);
+        assert.equal(await fetches(), n0 + 2);
+        await emu.control('POST', '/clock', { offset_seconds: 61 });
+        await client.sessions.attest({ profile_id: P_SET, token: await tat({ key: keys.jwksA.privateKey, kid: 'kid-a', email: email(), iat: now + 61, exp: now + 300 }) });
+        assert.equal(await fetches(), n0 + 3, 'refetched after 60 s');
+      });
+    });
+  });
+
   describe('B2B through the SDK', () => {
     it('attests a member into an organization and authenticates the member session', async () => {
       const jti = `b2b-${uniq()}`;
@@ -414,13 +554,22 @@ async function defineTests(dir) {
       const auth = await b2b.sessions.authenticate({ session_token: r.session_token });
       assert.equal(auth.member_session.member_session_id, ms.member_session_id);
       assert.equal(auth.member.member_id, r.member_id);
+      assert.equal('member_id' in auth, false, 'B2BSessionsAuthenticateResponse has no top-level member_id');
+      assert.equal(auth.member_session.member_id, r.member_id);
       assert.equal(auth.organization.organization_id, ORG);
       const local = await b2b.sessions.authenticateJwtLocal({ session_jwt: r.session_jwt });
       assert.equal(local.member_session_id ?? local.session_id, ms.member_session_id);
 
-      // same member again via the organization_id in the body
-      const r2 = await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: mail }), organization_id: ORG, session_duration_minutes: 15 });
+      // same member again via the organization_id in the body: only without JIT provisioning
+      const r2 = await b2b.sessions.attest({ profile_id: P_B2B_NOJIT, token: await tat({ email: mail }), organization_id: ORG, session_duration_minutes: 15 });
       assert.equal(r2.member_id, r.member_id);
+      // both, equal: accepted
+      const r3 = await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: mail, extra: { org: ORG } }), organization_id: ORG });
+      assert.equal(r3.member_id, r.member_id);
+      // another member's session
+      const other = await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email(), extra: { org: ORG } }) });
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: mail, extra: { org: ORG } }), session_token: other.session_token }),
+        400, 'member_session_member_id_mismatch');
       // a consumer session is not a B2B session
       const c = await client.sessions.attest({ profile_id: P, token: await tat({ email: email() }), session_duration_minutes: 5 });
       await expectStytchError(b2b.sessions.authenticate({ session_token: c.session_token }), 404, 'session_not_found');
@@ -429,7 +578,18 @@ async function defineTests(dir) {
     it('B2B errors', async () => {
       await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ extra: { org: 'organization-test-nope' } }) }),
         404, 'organization_not_found');
-      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat() }), 400, 'missing_organization_id');
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat() }), 400, 'token_missing_organization_id_claim');
+      // JIT provisioning on: the organization only in the body is refused, even for a known member
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email() }), organization_id: ORG }),
+        400, 'token_missing_organization_id_claim', /JIT provisioning/);
+      const known = await b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: email(), extra: { org: ORG } }) });
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ email: known.member.email_address }), organization_id: ORG }),
+        400, 'token_missing_organization_id_claim');
+      // JIT provisioning off: the body suffices, an unknown member is member_not_found
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B_NOJIT, token: await tat({ email: email() }), organization_id: ORG }),
+        404, 'member_not_found');
+      await expectStytchError(b2b.sessions.attest({ profile_id: P_B2B, token: await tat({ extra: { org: ORG } }), organization_id: 'organization-test-other' }),
+        400, 'organization_id_mismatch');
       await expectStytchError(b2b.sessions.attest({ profile_id: P, token: await tat({ extra: { org: ORG } }) }), 404, 'trusted_token_profile_not_found');
       await expectStytchError(client.sessions.attest({ profile_id: P_B2B, token: await tat() }), 404, 'trusted_token_profile_not_found');
     });

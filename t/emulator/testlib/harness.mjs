@@ -97,10 +97,12 @@ export function httpsRequest({ ca, port, method, path, body, auth, timeoutMs = 5
 // Mint a Trusted Auth Token the way Stytch's docs show it (jose SignJWT).
 export async function mintTat(key, {
   alg = 'RS256', kid, iss = 'https://auth.example.com', aud = 'https://api.example.com',
-  sub = 'external-user-1', email = 'alice@example.com', jti = randomUUID(),
+  sub, email = 'alice@example.com', jti = randomUUID(),
   iat, exp, nbf, extra = {}, noExp = false, noJti = false,
 } = {}) {
   const now = Math.floor(Date.now() / 1000);
+  // one external id per email: Stytch refuses an external id another user has
+  sub ??= `ext-${String(email ?? 'none').replace(/[^A-Za-z0-9._-]/g, '_')}`;
   const claims = { email, assignments: ['reader', 'writer'], ...extra };
   if (email === null) delete claims.email;
   const header = { alg, typ: 'JWT' };

@@ -86,7 +86,7 @@ _EOC_
 # the emulator's profiles point at this test file's nginx for the JWKS
 sub emu_setup {
     my (%o) = @_;
-    my $jwks = 'http://127.0.0.1:' . server_port() . '/jwks';
+    my $jwks = $o{jwks} // 'http://127.0.0.1:' . server_port() . '/jwks';
     my %mapping = (email => 'email', token_id => 'jti',
                    external_user_id => 'sub', role_ids => 'assignments');
     emu(POST => '/reset');
