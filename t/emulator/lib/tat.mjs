@@ -2,12 +2,31 @@
 // selection (PEM keys or a JWKS URL), algorithm allow-list, registered
 // claims, lifetime bound and the attribute mapping.
 import { createPublicKey } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import { compactVerify, decodeProtectedHeader, decodeJwt, calculateJwkThumbprint } from 'jose';
 import { clock, StytchError, isPlainObject } from './util.mjs';
 
 const JWKS_FETCH_TIMEOUT_MS = 5000;
 
 const bad = (msg) => new StytchError(400, 'invalid_trusted_auth_token', msg);
+
+// GET url on a connection of its own (agent: false), never a kept-alive one:
+// a test's nginx on a port an earlier, stopped nginx had would otherwise get
+// the dead pooled socket, and the fetch fails for the refetch interval.
+function getText(url, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const mod = url.startsWith('https:') ? https : http;
+    const req = mod.get(url, { agent: false, headers: { accept: 'application/json' }, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
 
 // An address as RFC 5322's dot-atom: IAP's "accounts.google.com:ada@..."
 // is not one (":" is no atext).  Stytch's exact rules are not published.
@@ -43,10 +62,10 @@ export class JwksCache {
     this.fetches.push(rec);
     entry.inflight = (async () => {
       try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(JWKS_FETCH_TIMEOUT_MS), headers: { accept: 'application/json' } });
+        const res = await getText(url, JWKS_FETCH_TIMEOUT_MS);
         rec.status = res.status;
         if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-        const doc = JSON.parse(await res.text());
+        const doc = JSON.parse(res.text);
         if (!isPlainObject(doc) || !Array.isArray(doc.keys)) throw new Error('not a JWKS document');
         const keys = [];
         for (const jwk of doc.keys) {
