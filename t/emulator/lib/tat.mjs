@@ -45,6 +45,21 @@ function keyFitsAlg(key, alg) {
   return false;
 }
 
+// A refused or reset connection is tried four more times, 100 ms apart: seen on
+// loopback while a test's nginx takes a burst of 200 connections at once.
+// An answer, even a bad one, is final.
+async function getWithRetry(url) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await getText(url, JWKS_FETCH_TIMEOUT_MS);
+    } catch (e) {
+      if (attempt >= 5 || !['ECONNREFUSED', 'ECONNRESET'].includes(e.code)) throw e;
+      process.stderr.write(`stytch-emulator: JWKS ${url}: ${e.message}, trying again\n`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 export class JwksCache {
   constructor() {
     this.entries = new Map();   // url -> { keys:[{kid,key}], fetchedAt, lastAttempt, inflight }
@@ -62,7 +77,7 @@ export class JwksCache {
     this.fetches.push(rec);
     entry.inflight = (async () => {
       try {
-        const res = await getText(url, JWKS_FETCH_TIMEOUT_MS);
+        const res = await getWithRetry(url);
         rec.status = res.status;
         if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
         const doc = JSON.parse(res.text);
@@ -80,6 +95,7 @@ export class JwksCache {
         rec.keys = keys.length;
       } catch (e) {
         rec.error = e.message;
+        process.stderr.write(`stytch-emulator: JWKS ${url} (${reason}) failed: ${e.message}\n`);
         // keep stale keys, if any
       } finally {
         entry.inflight = null;
