@@ -93,3 +93,36 @@ bench: all deps-test
 clean:
 	rm -rf $(BUILD)
 	$(MAKE) -C t/unit clean
+
+# ---------------------------------------------------------------- releases
+#
+#   make dist     build/ngx_http_stytch_tat_module-VERSION.tar.gz: what a
+#                 builder needs (sources, config, README, LICENSE, examples)
+#   make deb      build/deb/libnginx-mod-http-stytch-tat_VERSION-1_ARCH.deb,
+#                 Debian's nginx module packaging (debian/), from that tarball
+
+VERSION     := $(shell sed -n 's/^\#define NGX_HTTP_STYTCH_TAT_VERSION *"\(.*\)"/\1/p' \
+                   src/ngx_http_stytch_tat_version.h)
+DIST        := ngx_http_stytch_tat_module-$(VERSION)
+DIST_FILES  := config ngx_http_stytch_tat_module.c $(wildcard src/*.c src/*.h) \
+               README.md LICENSE CHANGELOG.md $(wildcard examples/*)
+
+.PHONY: dist deb
+
+dist: $(BUILD)/$(DIST).tar.gz
+
+# reproducible: sorted, no owners, every mtime the last commit's time
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null \
+                         || stat -c %Y src/ngx_http_stytch_tat_version.h)
+
+$(BUILD)/$(DIST).tar.gz: $(DIST_FILES)
+	@test -n "$(VERSION)" || { echo "no version in src/ngx_http_stytch_tat_version.h"; exit 1; }
+	mkdir -p $(BUILD)
+	tar --create --sort=name --owner=0 --group=0 --numeric-owner \
+	    --mtime="@$(SOURCE_DATE_EPOCH)" \
+	    --transform='s,^,$(DIST)/,' $(DIST_FILES) | gzip -n -9 > $@.tmp
+	mv $@.tmp $@
+	@echo "$@"
+
+deb: dist
+	bash scripts/build-deb.sh $(BUILD)/$(DIST).tar.gz
