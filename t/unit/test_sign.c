@@ -65,7 +65,7 @@ es256_sign(ngx_http_stytch_tat_signer_t *signer, const unsigned char *in,
 
     /* as DER: at most 72 bytes, shorter when r or s is small */
     derlen = jose_to_der(buf, der, sizeof(der));
-    assert_in_range(derlen, 8, 72);
+    assert_uint_in_range(derlen, 8, 72);
 
     assert_true(verify(keys.p256, EVP_sha256(), in, len, der, derlen));
 
