@@ -100,6 +100,10 @@ clean:
 #                 builder needs (sources, config, README, LICENSE, examples)
 #   make deb      build/deb/libnginx-mod-http-stytch-tat_VERSION-1_ARCH.deb,
 #                 Debian's nginx module packaging (debian/), from that tarball
+#   make package-roundtrip  the .deb into Debian's nginx and out again
+#   make matrix   build + unit tests + t/ against several nginx and OpenSSL
+#                 versions (Debian chroots, nginx built from source):
+#                 NGINX_TARBALL="nginx-X.tar.gz ..." for your own versions
 
 VERSION     := $(shell sed -n 's/^\#define NGX_HTTP_STYTCH_TAT_VERSION *"\(.*\)"/\1/p' \
                    src/ngx_http_stytch_tat_version.h)
@@ -107,7 +111,7 @@ DIST        := ngx_http_stytch_tat_module-$(VERSION)
 DIST_FILES  := config ngx_http_stytch_tat_module.c $(wildcard src/*.c src/*.h) \
                README.md LICENSE CHANGELOG.md $(wildcard examples/*)
 
-.PHONY: dist deb
+.PHONY: dist deb package-roundtrip matrix
 
 dist: $(BUILD)/$(DIST).tar.gz
 
@@ -126,3 +130,9 @@ $(BUILD)/$(DIST).tar.gz: $(DIST_FILES)
 
 deb: dist
 	bash scripts/build-deb.sh $(BUILD)/$(DIST).tar.gz
+
+package-roundtrip: deb
+	bash scripts/package-roundtrip.sh
+
+matrix: deps-test
+	bash scripts/matrix.sh
