@@ -26,7 +26,7 @@ deb_version=$(dpkg-parsechangelog -l debian/changelog -S Version 2>/dev/null \
 
 # the build dependencies of debian/control (nginx-dev brings the nginx
 # binary, which dh_auto_test loads the module into)
-sh scripts/apt-ensure.sh dpkg-dev debhelper nginx-dev libjansson-dev \
+sh scripts/apt-ensure.sh build-essential dpkg-dev debhelper nginx-dev libjansson-dev \
     libssl-dev || exit 1
 
 out=$root/build/deb

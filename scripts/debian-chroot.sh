@@ -17,8 +17,9 @@ log() { printf '== %s\n' "$*"; }
 die() { printf 'debian-chroot.sh: %s\n' "$*" >&2; exit 1; }
 
 # packages inside: the build (nginx-dev's conf_flags needs dpkg-dev on sid),
-# the unit tests, the harness (perl, prove) and the emulator (nodejs)
-PACKAGES="nginx nginx-dev dpkg-dev gcc make libc6-dev libjansson-dev
+# the unit tests, the Debian package (build-essential), the harness (perl,
+# prove) and the emulator (nodejs)
+PACKAGES="nginx nginx-dev dpkg-dev build-essential gcc make libc6-dev libjansson-dev
     libssl-dev libpcre2-dev zlib1g-dev libcmocka-dev perl libtest-base-perl
     curl openssl nodejs procps"
 

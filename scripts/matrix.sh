@@ -9,6 +9,9 @@
 #            this machine's OpenSSL; the module built for it by
 #            scripts/build-for-nginx.sh, as a user would
 #
+# In the chroots the Debian package is also built (make deb) and taken
+# through that release's nginx (scripts/package-roundtrip.sh).
+#
 #   MATRIX="host trixie sid source"   the cells to run (default: all)
 #   NGINX_TARBALL="a.tar.gz ..."      the source cells' tarballs (default:
 #                                     ../shared/nginx/nginx-*.tar.gz)
@@ -227,22 +230,34 @@ for s in "${suites[@]}"; do
     step "$s" t in_chroot "$s" 'PROVE_FILES=t/ bash scripts/test.sh'
 done
 
+# the Debian package of each Debian release, built there and taken through
+# its nginx and out again (the host's: make package-roundtrip, after this)
+for s in "${suites[@]}"; do
+    case ${RES[$s.build]:-} in ok*) ;; *) continue ;; esac
+    step "$s" deb in_chroot "$s" 'make -s deb && bash scripts/package-roundtrip.sh' \
+        && RES[$s.deb]="ok $(grep -ho 'nginx-abi-[0-9a-z.-]*' "$out/$s/deb.log" | head -1)"
+done
+
 # ------------------------------------------------------------ the table
 
 status=0
 {
-    printf '\n%-18s %-8s %-34s %-6s %-14s %s\n' nginx OpenSSL where build unit t/
+    printf '\n%-16s %-8s %-32s %-6s %-13s %-10s %s\n' nginx OpenSSL where \
+        build unit t/ .deb
     for c in "${rows[@]}"; do
-        printf '%-18s %-8s %-34s %-6s %-14s %s\n' "${NGINX[$c]:-?}" \
+        printf '%-16s %-8s %-32s %-6s %-13s %-10s %s\n' "${NGINX[$c]:-?}" \
             "${SSL[$c]:-?}" "${WHERE[$c]}" "${RES[$c.build]:-skipped}" \
-            "${RES[$c.unit]:-skipped}" "${RES[$c.t]:-skipped}"
-        case "${RES[$c.build]:-} ${RES[$c.unit]:-} ${RES[$c.t]:-}" in
+            "${RES[$c.unit]:-skipped}" "${RES[$c.t]:-skipped}" \
+            "${RES[$c.deb]:--}"
+        case "${RES[$c.build]:-} ${RES[$c.unit]:-} ${RES[$c.t]:-} ${RES[$c.deb]:-}" in
         *FAIL*) status=1 ;;
         esac
         case ${RES[$c.t]:-} in ok*) ;; *) status=1 ;; esac
     done
     printf '\nunit: C unit tests, plain and under ASan+UBSan (count: tests run);\n'
-    printf 't/: the integration suite (count: prove tests); total %ss\n' \
+    printf 't/: the integration suite (count: prove tests);\n'
+    printf '.deb: make deb and the package round trip in that release (its\n'
+    printf 'nginx-abi); Debian 12: make package-roundtrip; total %ss\n' \
         "$(( $(date +%s) - t0 ))"
 } | tee "$out/table.txt"
 

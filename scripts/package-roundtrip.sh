@@ -65,8 +65,10 @@ log "nginx -t (Debian's configuration, which loads modules-enabled/)"
 
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
     -out "$tmp/tat-ec.pem" 2>/dev/null || fail "openssl genpkey"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-       || echo 18097)
+# a free port, as the kernel picks one
+port=$(perl -MIO::Socket::INET -e \
+       'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1")->sockport')
+[ -n "$port" ] || fail "no free port"
 mkdir -p "$tmp/logs"
 chmod 777 "$tmp/logs"
 # the module comes in the way the package enables it: modules-enabled/,
