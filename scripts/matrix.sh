@@ -134,6 +134,7 @@ if want source; then
 fi
 
 # nginx itself from a tarball, --with-compat and the modules the suite uses
+# (those of scripts/sanitize.sh)
 build_nginx() {
     local tarball=$1 dir=$2 configure
     rm -rf "$dir/nginx"
@@ -145,7 +146,8 @@ build_nginx() {
     (cd "$dir/nginx" && $configure --prefix="$dir/prefix" --with-compat \
         --with-debug --with-threads --with-pcre --with-http_ssl_module \
         --with-http_auth_request_module --with-http_realip_module \
-        --with-http_stub_status_module --with-http_sub_module) || return 1
+        --with-http_stub_status_module --with-http_sub_module \
+        --with-http_v2_module) || return 1
     make -C "$dir/nginx" -f objs/Makefile -j2 binary
 }
 
