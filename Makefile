@@ -97,7 +97,8 @@ clean:
 # ---------------------------------------------------------------- releases
 #
 #   make dist     build/ngx_http_stytch_tat_module-VERSION.tar.gz: what a
-#                 builder needs (sources, config, README, LICENSE, examples)
+#                 builder needs (sources, config, README and the docs it
+#                 links, LICENSE, CHANGELOG, examples)
 #   make deb      build/deb/libnginx-mod-http-stytch-tat_VERSION-1_ARCH.deb,
 #                 Debian's nginx module packaging (debian/), from that tarball
 #   make package-roundtrip  the .deb into Debian's nginx and out again
@@ -109,7 +110,8 @@ VERSION     := $(shell sed -n 's/^\#define NGX_HTTP_STYTCH_TAT_VERSION *"\(.*\)"
                    src/ngx_http_stytch_tat_version.h)
 DIST        := ngx_http_stytch_tat_module-$(VERSION)
 DIST_FILES  := config ngx_http_stytch_tat_module.c $(wildcard src/*.c src/*.h) \
-               README.md LICENSE CHANGELOG.md $(wildcard examples/*)
+               README.md LICENSE CHANGELOG.md $(wildcard docs/*.md) \
+               $(wildcard examples/*)
 
 .PHONY: dist deb package-roundtrip matrix
 

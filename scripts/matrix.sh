@@ -195,7 +195,10 @@ in_chroot() {
 
 for s in "${suites[@]}"; do
     rows+=("$s")
-    WHERE[$s]="Debian $s chroot"
+    case $s in
+    trixie) WHERE[$s]="Debian 13 (trixie) chroot" ;;
+    *)      WHERE[$s]="Debian $s chroot" ;;
+    esac
     if ! wait "${CREATE_PID[$s]}"; then
         RES[$s.build]="FAIL (chroot)"
         log "$s: the chroot could not be made, build/matrix/$s/create.log:"
@@ -244,10 +247,10 @@ done
 
 status=0
 {
-    printf '\n%-16s %-8s %-32s %-6s %-13s %-10s %s\n' nginx OpenSSL where \
+    printf '\n%-16s %-8s %-36s %-6s %-13s %-10s %s\n' nginx OpenSSL where \
         build unit t/ .deb
     for c in "${rows[@]}"; do
-        printf '%-16s %-8s %-32s %-6s %-13s %-10s %s\n' "${NGINX[$c]:-?}" \
+        printf '%-16s %-8s %-36s %-6s %-13s %-10s %s\n' "${NGINX[$c]:-?}" \
             "${SSL[$c]:-?}" "${WHERE[$c]}" "${RES[$c.build]:-skipped}" \
             "${RES[$c.unit]:-skipped}" "${RES[$c.t]:-skipped}" \
             "${RES[$c.deb]:--}"
