@@ -93,3 +93,48 @@ bench: all deps-test
 clean:
 	rm -rf $(BUILD)
 	$(MAKE) -C t/unit clean
+
+# ---------------------------------------------------------------- releases
+#
+#   make dist     build/ngx_http_stytch_tat_module-VERSION.tar.gz: what a
+#                 builder needs (sources, config, README and the docs it
+#                 links, LICENSE, CHANGELOG, examples)
+#   make deb      build/deb/libnginx-mod-http-stytch-tat_VERSION-1_ARCH.deb,
+#                 Debian's nginx module packaging (debian/), from that tarball
+#   make package-roundtrip  the .deb into Debian's nginx and out again
+#   make matrix   build + unit tests + t/ against several nginx and OpenSSL
+#                 versions (Debian chroots, nginx built from source):
+#                 NGINX_TARBALL="nginx-X.tar.gz ..." for your own versions
+
+VERSION     := $(shell sed -n 's/^\#define NGX_HTTP_STYTCH_TAT_VERSION *"\(.*\)"/\1/p' \
+                   src/ngx_http_stytch_tat_version.h)
+DIST        := ngx_http_stytch_tat_module-$(VERSION)
+DIST_FILES  := config ngx_http_stytch_tat_module.c $(wildcard src/*.c src/*.h) \
+               README.md LICENSE CHANGELOG.md $(wildcard docs/*.md) \
+               $(wildcard examples/*)
+
+.PHONY: dist deb package-roundtrip matrix
+
+dist: $(BUILD)/$(DIST).tar.gz
+
+# reproducible: sorted, no owners, every mtime the last commit's time
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null \
+                         || stat -c %Y src/ngx_http_stytch_tat_version.h)
+
+$(BUILD)/$(DIST).tar.gz: $(DIST_FILES)
+	@test -n "$(VERSION)" || { echo "no version in src/ngx_http_stytch_tat_version.h"; exit 1; }
+	mkdir -p $(BUILD)
+	tar --create --sort=name --owner=0 --group=0 --numeric-owner \
+	    --mtime="@$(SOURCE_DATE_EPOCH)" \
+	    --transform='s,^,$(DIST)/,' $(DIST_FILES) | gzip -n -9 > $@.tmp
+	mv $@.tmp $@
+	@echo "$@"
+
+deb: dist
+	bash scripts/build-deb.sh $(BUILD)/$(DIST).tar.gz
+
+package-roundtrip: deb
+	bash scripts/package-roundtrip.sh
+
+matrix: deps-test
+	bash scripts/matrix.sh

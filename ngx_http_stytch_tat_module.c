@@ -8,10 +8,12 @@
 
 
 #include "ngx_http_stytch_tat.h"
+#include "ngx_http_stytch_tat_version.h"
 
 
 static ngx_int_t ngx_http_stytch_tat_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_stytch_tat_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_stytch_tat_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_stytch_tat_ctx_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static void *ngx_http_stytch_tat_create_main_conf(ngx_conf_t *cf);
@@ -315,7 +317,7 @@ ngx_module_t  ngx_http_stytch_tat_module = {
     ngx_http_stytch_tat_commands,          /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_stytch_tat_init_module,       /* init module */
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -493,6 +495,23 @@ ngx_http_stytch_tat_init(ngx_conf_t *cf)
     }
 
     return ngx_http_stytch_tat_capture_init(cf);
+}
+
+
+/*
+ * Which build is loaded, once per configuration (start, reload, -t): here
+ * the configured error_log is already open, unlike while parsing.  Worded
+ * like nginx's own "nginx/1.22.1", without the "stytch_tat" that tests
+ * look for to see whether the module acted on a request.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_init_module(ngx_cycle_t *cycle)
+{
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "stytch-tat module/" NGX_HTTP_STYTCH_TAT_VERSION);
+
+    return NGX_OK;
 }
 
 

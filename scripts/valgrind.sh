@@ -219,7 +219,7 @@ http {
         location /b2b {
             stytch_tat /_attest_b2b;
             stytch_tat_profile_id $B2B_PROFILE;
-            stytch_tat_organization_id $ORG;
+            stytch_tat_organization_id $ORG claim=org;
             stytch_tat_email \$http_x_email;
             stytch_tat_subject \$http_x_user;
             add_header X-Error \$stytch_tat_error always;

@@ -562,7 +562,31 @@ ngx_http_stytch_tat_der_to_jose(const unsigned char *der, size_t n,
 ngx_http_stytch_tat_signer_t *
 ngx_http_stytch_tat_signer_new(EVP_PKEY *pkey, int alg)
 {
+    int                            type;
     ngx_http_stytch_tat_signer_t  *signer;
+
+    /*
+     * OpenSSL 3.5+ sets up a raw signing context for an Ed25519 key too:
+     * a key of the wrong type would fail only at sign time
+     */
+
+    switch (alg) {
+    case NGX_HTTP_STYTCH_TAT_ALG_RS256:
+        type = EVP_PKEY_RSA;
+        break;
+    case NGX_HTTP_STYTCH_TAT_ALG_ES256:
+        type = EVP_PKEY_EC;
+        break;
+    case NGX_HTTP_STYTCH_TAT_ALG_EDDSA:
+        type = EVP_PKEY_ED25519;
+        break;
+    default:
+        return NULL;
+    }
+
+    if (pkey == NULL || EVP_PKEY_get_base_id(pkey) != type) {
+        return NULL;
+    }
 
     signer = calloc(1, sizeof(ngx_http_stytch_tat_signer_t));
     if (signer == NULL) {

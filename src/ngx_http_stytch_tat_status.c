@@ -6,6 +6,7 @@
 
 
 #include "ngx_http_stytch_tat.h"
+#include "ngx_http_stytch_tat_version.h"
 
 
 #define NGX_HTTP_STYTCH_TAT_STATUS_JSON        0
@@ -94,7 +95,10 @@ ngx_http_stytch_tat_status_handler(ngx_http_request_t *r)
     prom = (lcf->status_format == NGX_HTTP_STYTCH_TAT_STATUS_PROMETHEUS);
     zones = mcf->zones.elts;
 
-    len = sizeof("{\"zones\":{}}\n");
+    len = sizeof("{\"version\":\"" NGX_HTTP_STYTCH_TAT_VERSION "\","
+                 "\"zones\":{}}\n")
+          + sizeof("stytch_tat_info{version=\"" NGX_HTTP_STYTCH_TAT_VERSION
+                   "\"} 1\n");
 
     for (i = 0; i < mcf->zones.nelts; i++) {
         len += NGX_HTTP_STYTCH_TAT_ZONE_OUT_MAX
@@ -108,8 +112,17 @@ ngx_http_stytch_tat_status_handler(ngx_http_request_t *r)
 
     p = b->last;
 
-    if (!prom) {
-        p = ngx_cpymem(p, "{\"zones\":{", sizeof("{\"zones\":{") - 1);
+    if (prom) {
+        p = ngx_cpymem(p, "stytch_tat_info{version=\""
+                       NGX_HTTP_STYTCH_TAT_VERSION "\"} 1\n",
+                       sizeof("stytch_tat_info{version=\""
+                              NGX_HTTP_STYTCH_TAT_VERSION "\"} 1\n") - 1);
+
+    } else {
+        p = ngx_cpymem(p, "{\"version\":\"" NGX_HTTP_STYTCH_TAT_VERSION
+                       "\",\"zones\":{",
+                       sizeof("{\"version\":\"" NGX_HTTP_STYTCH_TAT_VERSION
+                              "\",\"zones\":{") - 1);
     }
 
     for (i = 0; i < mcf->zones.nelts; i++) {

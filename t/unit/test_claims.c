@@ -43,7 +43,7 @@ claims_json(const ngx_http_stytch_tat_claim_t *claims, size_t n,
     guarded_check(buf, NGX_HTTP_STYTCH_TAT_PAYLOAD_MAX);
 
     if (rc == NGX_HTTP_STYTCH_TAT_CLAIM_OK) {
-        assert_in_range(len, 2, NGX_HTTP_STYTCH_TAT_PAYLOAD_MAX);
+        assert_uint_in_range(len, 2, NGX_HTTP_STYTCH_TAT_PAYLOAD_MAX);
         memcpy(out, buf, len);
         out[len] = '\0';
 

@@ -13,6 +13,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+/* cmocka 2.0 deprecates assert_in_range() (-Werror), 1.1 lacks this one */
+#ifndef assert_uint_in_range
+#define assert_uint_in_range(value, minimum, maximum)                        \
+    assert_in_range(value, minimum, maximum)
+#endif
+
 #include <openssl/evp.h>
 
 #include "ngx_http_stytch_tat_jose.h"
