@@ -4,6 +4,8 @@
 #   make test     every test: C unit tests, emulator fidelity, t/ with prove
 #   make hardening  t/ under ASan+UBSan, valgrind, fuzzing
 #   make run      nginx + module, the Stytch emulator and a demo upstream
+#   make bench-hit  a zone hit against proxy_pass alone and with static
+#                 headers: callgrind, page faults, req/s (bench/README.md)
 #
 # nginx's configure runs once per compiler (build/nginx-CC); later builds
 # only recompile the module's sources.
@@ -31,7 +33,8 @@ DEB_BUILD   := nginx-core nginx-dev libjansson-dev libssl-dev \
                libpcre2-dev zlib1g-dev
 DEB_TEST    := libcmocka-dev libtest-base-perl openssl curl clang
 
-.PHONY: all deps deps-test test hardening unit run clang bench clean
+.PHONY: all deps deps-test test hardening unit run clang bench bench-hit \
+        clean
 
 all: $(MODULE)
 
@@ -87,6 +90,10 @@ run: all deps-test
 
 bench: all deps-test
 	bash bench/run.sh
+
+bench-hit: all deps-test
+	@sh scripts/apt-ensure.sh wrk valgrind
+	bash bench/hit.sh
 
 clean:
 	rm -rf $(BUILD)
