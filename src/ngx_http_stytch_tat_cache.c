@@ -39,6 +39,16 @@
 #define NGX_HTTP_STYTCH_TAT_JWT_LEEWAY       30
 /* the longest negative caching, s: see ngx_http_stytch_tat_cache_fail() */
 #define NGX_HTTP_STYTCH_TAT_NEGATIVE_MAX     (24 * 86400)
+/* a cache key's input up to this size is built on the stack */
+#define NGX_HTTP_STYTCH_TAT_KEY_STACK        1024
+
+/* the claims that are the same in every token for one identity */
+#define ngx_http_stytch_tat_cache_keyed_claim(i)                              \
+    ((i) < NGX_HTTP_STYTCH_TAT_JTI || (i) > NGX_HTTP_STYTCH_TAT_EXP)
+
+/* an empty value may have no data: memcpy() must not see it */
+#define ngx_http_stytch_tat_cache_key_bytes(p, data, len)                     \
+    ((len) ? ngx_cpymem(p, data, len) : (p))
 
 
 typedef struct {
@@ -60,6 +70,8 @@ static ngx_int_t ngx_http_stytch_tat_cache_init_zone(ngx_shm_zone_t *shm_zone,
 static void ngx_http_stytch_tat_cache_rbtree_insert_value(
     ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
     ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_stytch_tat_cache_key_init(EVP_MD_CTX **proto,
+    EVP_MD_CTX **md);
 static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_find(
     ngx_http_stytch_tat_zone_t *zone, u_char *digest);
 static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_alloc(
@@ -337,16 +349,27 @@ ngx_int_t
 ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *extra, ngx_uint_t nextra)
 {
-    u_char                        len[8];
-    size_t                        i;
+    u_char                       *buf, *p;
+    size_t                        i, len;
+    uint32_t                      n;
     ngx_uint_t                    j;
     unsigned int                  dlen;
     ngx_http_stytch_tat_claim_t  *c;
+    u_char                        stack[NGX_HTTP_STYTCH_TAT_KEY_STACK];
 
-    /* one context and one fetched digest per worker: this is the hit path */
+    /*
+     * One prepared context per worker, copied for each key, and the whole
+     * input in one update: this is the hit path, and each update and
+     * each EVP_DigestInit_ex() costs more than the copy.
+     */
 
-    static EVP_MD_CTX            *md;
-    static EVP_MD                *sha256;
+    static EVP_MD_CTX            *proto, *md;
+
+    if (md == NULL && ngx_http_stytch_tat_cache_key_init(&proto, &md)
+                      != NGX_OK)
+    {
+        goto failed;
+    }
 
     /*
      * Every value that makes a session different, each with its length so
@@ -354,51 +377,56 @@ ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
      * and organization (extra), and every claim but jti, iat, nbf, exp.
      */
 
-    if (md == NULL) {
-        md = EVP_MD_CTX_new();
-        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-
-        if (md == NULL || sha256 == NULL) {
-            goto failed;
-        }
-    }
-
-    if (EVP_DigestInit_ex(md, sha256, NULL) != 1) {
-        goto failed;
-    }
+    c = ctx->claims;
+    len = 0;
 
     for (j = 0; j < nextra; j++) {
-        ngx_memcpy(len, &extra[j].len, sizeof(uint32_t));
-
-        if (EVP_DigestUpdate(md, len, sizeof(uint32_t)) != 1
-            || EVP_DigestUpdate(md, extra[j].data, extra[j].len) != 1)
-        {
-            goto failed;
-        }
+        len += sizeof(uint32_t) + extra[j].len;
     }
 
-    c = ctx->claims;
-
     for (i = 0; i < ctx->nclaims; i++) {
-        if (i == NGX_HTTP_STYTCH_TAT_JTI || i == NGX_HTTP_STYTCH_TAT_IAT
-            || i == NGX_HTTP_STYTCH_TAT_NBF || i == NGX_HTTP_STYTCH_TAT_EXP)
-        {
+        if (!ngx_http_stytch_tat_cache_keyed_claim(i)) {
             continue;
         }
 
-        ngx_memcpy(len, &c[i].len, sizeof(uint32_t));
-        len[4] = (u_char) c[i].type;
-        len[5] = c[i].sep;
-
-        if (EVP_DigestUpdate(md, c[i].name, ngx_strlen(c[i].name) + 1) != 1
-            || EVP_DigestUpdate(md, len, 6) != 1
-            || EVP_DigestUpdate(md, c[i].data, c[i].len) != 1)
-        {
-            goto failed;
-        }
+        len += ngx_strlen(c[i].name) + 1 + sizeof(uint32_t) + 2 + c[i].len;
     }
 
-    if (EVP_DigestFinal_ex(md, ctx->digest, &dlen) != 1) {
+    /* a value is a header's at most: the pool takes what is unusually long */
+
+    buf = (len <= sizeof(stack)) ? stack : ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = buf;
+
+    for (j = 0; j < nextra; j++) {
+        n = (uint32_t) extra[j].len;
+        p = ngx_cpymem(p, &n, sizeof(uint32_t));
+        p = ngx_http_stytch_tat_cache_key_bytes(p, extra[j].data,
+                                                extra[j].len);
+    }
+
+    for (i = 0; i < ctx->nclaims; i++) {
+        if (!ngx_http_stytch_tat_cache_keyed_claim(i)) {
+            continue;
+        }
+
+        p = ngx_cpymem(p, c[i].name, ngx_strlen(c[i].name) + 1);
+
+        n = (uint32_t) c[i].len;
+        p = ngx_cpymem(p, &n, sizeof(uint32_t));
+        *p++ = (u_char) c[i].type;
+        *p++ = c[i].sep;
+
+        p = ngx_http_stytch_tat_cache_key_bytes(p, c[i].data, c[i].len);
+    }
+
+    if (EVP_MD_CTX_copy_ex(md, proto) != 1
+        || EVP_DigestUpdate(md, buf, p - buf) != 1
+        || EVP_DigestFinal_ex(md, ctx->digest, &dlen) != 1)
+    {
         goto failed;
     }
 
@@ -412,6 +440,37 @@ failed:
                   "stytch_tat: cache key digest failed");
 
     return NGX_ERROR;
+}
+
+
+/* a worker's SHA-256 context, ready for input, and one to copy it into */
+
+static ngx_int_t
+ngx_http_stytch_tat_cache_key_init(EVP_MD_CTX **proto, EVP_MD_CTX **md)
+{
+    ngx_int_t   rc;
+    EVP_MD     *sha256;
+
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+
+    *proto = EVP_MD_CTX_new();
+    *md = EVP_MD_CTX_new();
+
+    rc = (sha256 && *proto && *md
+          && EVP_DigestInit_ex2(*proto, sha256, NULL) == 1)
+         ? NGX_OK : NGX_ERROR;
+
+    /* the context holds its own reference */
+    EVP_MD_free(sha256);
+
+    if (rc != NGX_OK) {
+        EVP_MD_CTX_free(*proto);
+        EVP_MD_CTX_free(*md);
+        *proto = NULL;
+        *md = NULL;
+    }
+
+    return rc;
 }
 
 
