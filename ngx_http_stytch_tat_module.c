@@ -733,6 +733,10 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_stytch_tat_identity_prepare(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->cache
         && ngx_http_stytch_tat_fingerprint(cf, mcf, conf) != NGX_OK)
     {

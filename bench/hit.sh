@@ -22,6 +22,7 @@
 # Environment: BENCH_SECONDS (5) per wrk run, BENCH_ROUNDS (3),
 # BENCH_CONNECTIONS (32), BENCH_IDENTITIES (10000), BENCH_CG_SECONDS (10)
 # of load under callgrind, BENCH_PORT (18680, and the next 5),
+# BENCH_SUBJECT (\$http_x_user; \$http_x_email reads both from one header),
 # BENCH_NO_CALLGRIND=1 to skip callgrind, BENCH_ONLY="plain hit-1" to run
 # some variants only, BENCH_DEBUG=1 to keep the work directory,
 # BENCH_HOLD=SECONDS to keep the instances up that long after the wrk
@@ -170,7 +171,7 @@ EOC
 module_lines='stytch_tat /_stytch_attest;
             stytch_tat_cache bench;
             stytch_tat_email $http_x_email;
-            stytch_tat_subject $http_x_user;
+            stytch_tat_subject '"${BENCH_SUBJECT:-\$http_x_user}"';
             stytch_tat_claim assignments $http_x_groups list=,;'
 static_lines=""
 

@@ -63,6 +63,18 @@ typedef struct {
 } ngx_http_stytch_tat_claim_conf_t;
 
 
+/*
+ * How an identity value is read per request (email, iss, aud, sub, jti,
+ * then each claim): one variable alone is read where it is, without the
+ * copy ngx_http_complex_value() makes, and a value written exactly as an
+ * earlier one is that one's, read once.
+ */
+typedef struct {
+    ngx_int_t                   index;       /* the one variable, or -1 */
+    ngx_uint_t                  same;        /* 1 + the earlier one, or 0 */
+} ngx_http_stytch_tat_read_t;
+
+
 #define NGX_HTTP_STYTCH_TAT_DIGEST_LEN  32
 
 /* how often a request waiting on another's exchange looks again, ms */
@@ -151,6 +163,7 @@ typedef struct {
     ngx_http_complex_value_t   *subject;
     ngx_http_complex_value_t   *token_id;
     ngx_array_t                *claims;      /* claim_conf_t */
+    ngx_http_stytch_tat_read_t *reads;       /* the values above */
     ngx_array_t                *trusted;     /* ngx_cidr_t */
     time_t                      token_ttl;
 
@@ -285,6 +298,8 @@ char *ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_stytch_tat_keys_jwks(ngx_conf_t *cf,
     ngx_http_stytch_tat_main_conf_t *mcf);
 
+ngx_int_t ngx_http_stytch_tat_identity_prepare(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *lcf);
 ngx_int_t ngx_http_stytch_tat_identity(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_mint(ngx_http_request_t *r,
