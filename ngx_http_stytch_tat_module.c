@@ -738,7 +738,8 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
     }
 
     if (conf->cache
-        && ngx_http_stytch_tat_fingerprint(cf, mcf, conf) != NGX_OK)
+        && (ngx_http_stytch_tat_fingerprint(cf, mcf, conf) != NGX_OK
+            || ngx_http_stytch_tat_cache_key_prefix(cf, conf) != NGX_OK))
     {
         return NGX_CONF_ERROR;
     }

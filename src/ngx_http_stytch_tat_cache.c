@@ -50,6 +50,10 @@
 #define ngx_http_stytch_tat_cache_key_bytes(p, data, len)                     \
     ((len) ? ngx_cpymem(p, data, len) : (p))
 
+/* the same value: configuration text is never copied, so the same bytes */
+#define ngx_http_stytch_tat_cache_key_same(a, b)                              \
+    ((a)->len == (b)->len && ((a)->len == 0 || (a)->data == (b)->data))
+
 
 typedef struct {
     u_char                        color;
@@ -72,6 +76,14 @@ static void ngx_http_stytch_tat_cache_rbtree_insert_value(
     ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_stytch_tat_cache_key_init(EVP_MD_CTX **proto,
     EVP_MD_CTX **md);
+static ngx_uint_t ngx_http_stytch_tat_cache_key_prefixed(
+    ngx_http_stytch_tat_key_prefix_t *pre, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_str_t *extra, ngx_uint_t nextra);
+static u_char *ngx_http_stytch_tat_cache_key_field(u_char *p,
+    ngx_str_t *value);
+static u_char *ngx_http_stytch_tat_cache_key_claim(u_char *p,
+    ngx_http_stytch_tat_claim_t *c);
+static void ngx_http_stytch_tat_cache_key_cleanup(void *data);
 static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_find(
     ngx_http_stytch_tat_zone_t *zone, u_char *digest);
 static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_alloc(
@@ -349,13 +361,15 @@ ngx_int_t
 ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *extra, ngx_uint_t nextra)
 {
-    u_char                       *buf, *p;
-    size_t                        i, len;
-    uint32_t                      n;
-    ngx_uint_t                    j;
-    unsigned int                  dlen;
-    ngx_http_stytch_tat_claim_t  *c;
-    u_char                        stack[NGX_HTTP_STYTCH_TAT_KEY_STACK];
+    u_char                            *buf, *p;
+    size_t                             i, len;
+    ngx_uint_t                         j, from, first;
+    EVP_MD_CTX                        *start;
+    unsigned int                       dlen;
+    ngx_http_stytch_tat_claim_t       *c;
+    ngx_http_stytch_tat_loc_conf_t    *lcf;
+    ngx_http_stytch_tat_key_prefix_t  *pre;
+    u_char                             stack[NGX_HTTP_STYTCH_TAT_KEY_STACK];
 
     /*
      * One prepared context per worker, copied for each key, and the whole
@@ -363,7 +377,7 @@ ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
      * each EVP_DigestInit_ex() costs more than the copy.
      */
 
-    static EVP_MD_CTX            *proto, *md;
+    static EVP_MD_CTX                 *proto, *md;
 
     if (md == NULL && ngx_http_stytch_tat_cache_key_init(&proto, &md)
                       != NGX_OK)
@@ -375,21 +389,35 @@ ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
      * Every value that makes a session different, each with its length so
      * that no two different sets hash alike: the exchange's URI, profile
      * and organization (extra), and every claim but jti, iat, nbf, exp.
+     * Where the location hashed the first of them already, from there.
      */
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
+    pre = &lcf->key_prefix;
+
+    if (ngx_http_stytch_tat_cache_key_prefixed(pre, ctx, extra, nextra)) {
+        start = pre->md;
+        from = pre->nextra;
+        first = pre->nclaims;
+
+    } else {
+        start = proto;
+        from = 0;
+        first = 0;
+    }
 
     c = ctx->claims;
     len = 0;
 
-    for (j = 0; j < nextra; j++) {
+    for (j = from; j < nextra; j++) {
         len += sizeof(uint32_t) + extra[j].len;
     }
 
-    for (i = 0; i < ctx->nclaims; i++) {
-        if (!ngx_http_stytch_tat_cache_keyed_claim(i)) {
-            continue;
+    for (i = first; i < ctx->nclaims; i++) {
+        if (ngx_http_stytch_tat_cache_keyed_claim(i)) {
+            len += ngx_strlen(c[i].name) + 1 + sizeof(uint32_t) + 2
+                   + c[i].len;
         }
-
-        len += ngx_strlen(c[i].name) + 1 + sizeof(uint32_t) + 2 + c[i].len;
     }
 
     /* a value is a header's at most: the pool takes what is unusually long */
@@ -401,29 +429,17 @@ ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
 
     p = buf;
 
-    for (j = 0; j < nextra; j++) {
-        n = (uint32_t) extra[j].len;
-        p = ngx_cpymem(p, &n, sizeof(uint32_t));
-        p = ngx_http_stytch_tat_cache_key_bytes(p, extra[j].data,
-                                                extra[j].len);
+    for (j = from; j < nextra; j++) {
+        p = ngx_http_stytch_tat_cache_key_field(p, &extra[j]);
     }
 
-    for (i = 0; i < ctx->nclaims; i++) {
-        if (!ngx_http_stytch_tat_cache_keyed_claim(i)) {
-            continue;
+    for (i = first; i < ctx->nclaims; i++) {
+        if (ngx_http_stytch_tat_cache_keyed_claim(i)) {
+            p = ngx_http_stytch_tat_cache_key_claim(p, &c[i]);
         }
-
-        p = ngx_cpymem(p, c[i].name, ngx_strlen(c[i].name) + 1);
-
-        n = (uint32_t) c[i].len;
-        p = ngx_cpymem(p, &n, sizeof(uint32_t));
-        *p++ = (u_char) c[i].type;
-        *p++ = c[i].sep;
-
-        p = ngx_http_stytch_tat_cache_key_bytes(p, c[i].data, c[i].len);
     }
 
-    if (EVP_MD_CTX_copy_ex(md, proto) != 1
+    if (EVP_MD_CTX_copy_ex(md, start) != 1
         || EVP_DigestUpdate(md, buf, p - buf) != 1
         || EVP_DigestFinal_ex(md, ctx->digest, &dlen) != 1)
     {
@@ -440,6 +456,200 @@ failed:
                   "stytch_tat: cache key digest failed");
 
     return NGX_ERROR;
+}
+
+
+/* an extra's part of the key: its length, its value */
+
+static u_char *
+ngx_http_stytch_tat_cache_key_field(u_char *p, ngx_str_t *value)
+{
+    uint32_t  n;
+
+    n = (uint32_t) value->len;
+    p = ngx_cpymem(p, &n, sizeof(uint32_t));
+
+    return ngx_http_stytch_tat_cache_key_bytes(p, value->data, value->len);
+}
+
+
+/* a claim's part of the key: its name, length, type, separator, value */
+
+static u_char *
+ngx_http_stytch_tat_cache_key_claim(u_char *p, ngx_http_stytch_tat_claim_t *c)
+{
+    uint32_t  n;
+
+    p = ngx_cpymem(p, c->name, ngx_strlen(c->name) + 1);
+
+    n = (uint32_t) c->len;
+    p = ngx_cpymem(p, &n, sizeof(uint32_t));
+    *p++ = (u_char) c->type;
+    *p++ = c->sep;
+
+    return ngx_http_stytch_tat_cache_key_bytes(p, c->data, c->len);
+}
+
+
+/* whether a key's first fields are those its location hashed already */
+
+static ngx_uint_t
+ngx_http_stytch_tat_cache_key_prefixed(ngx_http_stytch_tat_key_prefix_t *pre,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *extra, ngx_uint_t nextra)
+{
+    ngx_str_t                     v;
+    ngx_uint_t                    i;
+    ngx_http_stytch_tat_claim_t  *c;
+
+    if (pre->md == NULL || nextra < pre->nextra
+        || (pre->nclaims && nextra != pre->nextra)
+        || ctx->nclaims < pre->nclaims)
+    {
+        return 0;
+    }
+
+    for (i = 0; i < pre->nextra; i++) {
+        if (!ngx_http_stytch_tat_cache_key_same(&extra[i], &pre->extra[i])) {
+            return 0;
+        }
+    }
+
+    c = ctx->claims;
+
+    for (i = 0; i < pre->nclaims; i++) {
+        v.data = (u_char *) c[i].data;
+        v.len = c[i].len;
+
+        if (c[i].type != NGX_HTTP_STYTCH_TAT_CLAIM_STRING || c[i].sep
+            || !ngx_http_stytch_tat_cache_key_same(&v, &pre->claim[i]))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * At configuration time, a location's key prefix: the fields its session
+ * keys start with that no request changes, as exchange_evaluate() passes
+ * them (the fingerprint, profile and organization), then iss and aud.
+ * The bytes are those ngx_http_stytch_tat_cache_key() would hash.
+ */
+
+ngx_int_t
+ngx_http_stytch_tat_cache_key_prefix(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *lcf)
+{
+    u_char                            *buf, *p;
+    size_t                             len;
+    ngx_uint_t                         i;
+    EVP_MD                            *sha256;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_complex_value_t          *cv[2];
+    ngx_http_stytch_tat_claim_t        c;
+    ngx_http_stytch_tat_key_prefix_t  *pre;
+
+    static char                       *names[2] = { "iss", "aud" };
+
+    pre = &lcf->key_prefix;
+    ngx_memzero(pre, sizeof(ngx_http_stytch_tat_key_prefix_t));
+
+    pre->extra[0].data = lcf->fingerprint;
+    pre->extra[0].len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
+    pre->nextra = 1;
+
+    /* a value without variables is the configuration's text itself */
+
+    cv[0] = lcf->profile_id;
+    cv[1] = lcf->organization_id;
+
+    for (i = 0; i < 2; i++) {
+        if (cv[i] && cv[i]->lengths) {
+            break;
+        }
+
+        if (cv[i]) {
+            pre->extra[pre->nextra] = cv[i]->value;
+        }
+
+        pre->nextra++;
+    }
+
+    if (pre->nextra == NGX_HTTP_STYTCH_TAT_KEY_EXTRAS) {
+        cv[0] = lcf->issuer;
+        cv[1] = lcf->audience;
+
+        for (i = 0; i < 2 && cv[i] && cv[i]->lengths == NULL; i++) {
+            pre->claim[i] = cv[i]->value;
+            pre->nclaims++;
+        }
+    }
+
+    len = 0;
+
+    for (i = 0; i < pre->nextra; i++) {
+        len += sizeof(uint32_t) + pre->extra[i].len;
+    }
+
+    for (i = 0; i < pre->nclaims; i++) {
+        len += ngx_strlen(names[i]) + 1 + sizeof(uint32_t) + 2
+               + pre->claim[i].len;
+    }
+
+    buf = ngx_pnalloc(cf->temp_pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = buf;
+
+    for (i = 0; i < pre->nextra; i++) {
+        p = ngx_http_stytch_tat_cache_key_field(p, &pre->extra[i]);
+    }
+
+    ngx_memzero(&c, sizeof(ngx_http_stytch_tat_claim_t));
+
+    for (i = 0; i < pre->nclaims; i++) {
+        c.name = names[i];
+        c.data = pre->claim[i].data;
+        c.len = pre->claim[i].len;
+
+        p = ngx_http_stytch_tat_cache_key_claim(p, &c);
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    pre->md = EVP_MD_CTX_new();
+
+    cln->handler = ngx_http_stytch_tat_cache_key_cleanup;
+    cln->data = pre->md;
+
+    if (sha256 == NULL || pre->md == NULL
+        || EVP_DigestInit_ex2(pre->md, sha256, NULL) != 1
+        || EVP_DigestUpdate(pre->md, buf, p - buf) != 1)
+    {
+        EVP_MD_free(sha256);
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "stytch_tat: cache key digest failed");
+        return NGX_ERROR;
+    }
+
+    EVP_MD_free(sha256);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_stytch_tat_cache_key_cleanup(void *data)
+{
+    EVP_MD_CTX_free(data);
 }
 
 
