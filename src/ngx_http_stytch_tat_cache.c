@@ -970,6 +970,8 @@ static ngx_int_t
 ngx_http_stytch_tat_cache_copy_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_node_t *tn, ngx_http_stytch_tat_ctx_t *ctx)
 {
+    u_char      *p, *q;
+    size_t       len;
     ngx_str_t   *dst[4];
     ngx_uint_t   i, field;
 
@@ -983,14 +985,32 @@ ngx_http_stytch_tat_cache_copy_session(ngx_http_request_t *r,
     dst[2] = &ctx->user_id;
     dst[3] = &ctx->session_id;
 
+    q = tn->data;
+    len = 0;
+
+    for (i = 0; i < NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN; i++) {
+        q += tn->len[i];
+    }
+
+    for (i = 0; i < 4; i++) {
+        len += tn->len[NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN + i];
+    }
+
+    /* one allocation from the request pool for the four, on a hit */
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
     for (i = 0; i < 4; i++) {
         field = NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN + i;
 
-        if (ngx_http_stytch_tat_cache_copy_out(r, tn, field, dst[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+        dst[i]->len = tn->len[field];
+        dst[i]->data = dst[i]->len ? p : NULL;
+
+        p = ngx_cpymem(p, q, tn->len[field]);
+        q += tn->len[field];
     }
 
     return NGX_OK;
