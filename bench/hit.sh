@@ -26,7 +26,8 @@
 # BENCH_NO_CALLGRIND=1 to skip callgrind, BENCH_ONLY="plain hit-1" to run
 # some variants only, BENCH_DEBUG=1 to keep the work directory,
 # BENCH_HOLD=SECONDS to keep the instances up that long after the wrk
-# rounds (to look at them), BENCH_PRELOAD=LIB to start them with LD_PRELOAD.
+# rounds (to look at them), BENCH_PRELOAD=LIB to start them with LD_PRELOAD,
+# BENCH_CG_OPTS="--cache-sim=yes" for more of callgrind (cache misses).
 # Results: bench/results/hit.txt (the table) and bench/results/hit-*.txt
 # (the module's own functions under callgrind, inclusive, per request).
 set -eu
@@ -322,6 +323,7 @@ if [ -z "${BENCH_NO_CALLGRIND:-}" ]; then
         conf "$v" "$cg_port" "$eport" "master_process off;
 daemon off;" | sed "s#$work/emu-$v/#$work/emu-cg-$v/#" > "$d/conf/nginx.conf"
         taskset -c 1 valgrind --tool=callgrind --instr-atstart=no \
+            ${BENCH_CG_OPTS:-} \
             --callgrind-out-file="$d/callgrind.out" \
             nginx -p "$d" -c conf/nginx.conf > "$d/valgrind.log" 2>&1 &
         cg=$!
