@@ -6,6 +6,7 @@
 #   make run      nginx + module, the Stytch emulator and a demo upstream
 #   make bench-hit  a zone hit against proxy_pass alone and with static
 #                 headers: callgrind, page faults, req/s (bench/README.md)
+#   make bench-peers  the same with the OpenResty peer (bench/peers/)
 #
 # nginx's configure runs once per compiler (build/nginx-CC); later builds
 # only recompile the module's sources.
@@ -34,7 +35,7 @@ DEB_BUILD   := nginx-core nginx-dev libjansson-dev libssl-dev \
 DEB_TEST    := libcmocka-dev libtest-base-perl openssl curl clang
 
 .PHONY: all deps deps-test test hardening unit run clang bench bench-hit \
-        clean
+        bench-peers clean
 
 all: $(MODULE)
 
@@ -94,6 +95,11 @@ bench: all deps-test
 bench-hit: all deps-test
 	@sh scripts/apt-ensure.sh wrk valgrind
 	bash bench/hit.sh
+
+bench-peers: all deps-test
+	@sh scripts/apt-ensure.sh wrk valgrind libnginx-mod-http-lua \
+	    lua-resty-core lua-resty-lrucache lua-cjson lua-luaossl
+	BENCH_PEERS=1 bash bench/hit.sh
 
 clean:
 	rm -rf $(BUILD)

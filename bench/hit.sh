@@ -7,6 +7,8 @@
 #             headers with the very bytes the module sends (no module)
 #   hit-1     the module, every request the one cached identity
 #   hit-10k   the module, requests cycling through 10,000 cached identities
+#   lua-1, lua-10k  with BENCH_PEERS=1 (make bench-peers): the same exchange
+#             in OpenResty's Lua (bench/peers/openresty/stytch_tat.lua)
 #
 # For each: req/s (wrk), the nginx worker's CPU per request and its minor
 # page faults per 1000 requests (both from /proc/PID/stat around each wrk
@@ -27,7 +29,9 @@
 # some variants only, BENCH_DEBUG=1 to keep the work directory,
 # BENCH_HOLD=SECONDS to keep the instances up that long after the wrk
 # rounds (to look at them), BENCH_PRELOAD=LIB to start them with LD_PRELOAD,
-# BENCH_CG_OPTS="--cache-sim=yes" for more of callgrind (cache misses).
+# BENCH_CG_OPTS="--cache-sim=yes" for more of callgrind (cache misses),
+# BENCH_BASELINE_TRIM (8388608): glibc's trim threshold for the instances
+# without the module (0: glibc's default of 128 KB; see tunables() below).
 # Results: bench/results/hit.txt (the table) and bench/results/hit-*.txt
 # (the module's own functions under callgrind, inclusive, per request).
 set -eu
@@ -39,7 +43,7 @@ conns=${BENCH_CONNECTIONS:-32}
 many=${BENCH_IDENTITIES:-10000}
 cg_secs=${BENCH_CG_SECONDS:-10}
 port=${BENCH_PORT:-18680}
-only=${BENCH_ONLY:-plain static hit-1 hit-10k}
+only=${BENCH_ONLY:-plain static hit-1 hit-10k${BENCH_PEERS:+ lua-1 lua-10k}}
 up=$((port + 5))
 out=$root/bench/results
 mkdir -p "$out"
@@ -57,8 +61,10 @@ bash scripts/test-keys.sh "$keys"
     || (cd t/emulator && npm ci --no-audit --no-fund --loglevel=error)
 
 declare -A vport=([plain]=$port [static]=$((port + 1)) [hit-1]=$((port + 2))
-                  [hit-10k]=$((port + 3)))
-declare -A vids=([plain]=1 [static]=1 [hit-1]=1 [hit-10k]=$many)
+                  [hit-10k]=$((port + 3)) [lua-1]=$((port + 6))
+                  [lua-10k]=$((port + 7)))
+declare -A vids=([plain]=1 [static]=1 [hit-1]=1 [hit-10k]=$many [lua-1]=1
+                 [lua-10k]=$many)
 cg_port=$((port + 4))
 
 pids=()
@@ -116,13 +122,19 @@ nginx -p "$work/up" -c conf/nginx.conf
 
 conf() {
     # $1: variant, $2: port, $3: emulator port, $4: extra main lines
-    local mod=0 extra=""
+    local mod=0 lua=0 extra=""
     case $1 in
     hit-*) mod=1; extra=$module_lines ;;
+    lua-*) lua=1; extra=$lua_lines ;;
     static) extra=$static_lines ;;
     esac
     cat <<EOC
 $( [ $mod = 1 ] && echo "load_module $module;" )
+$( [ $lua = 1 ] && cat <<EOM
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+EOM
+)
 $4
 error_log logs/error.log warn;
 pid logs/nginx.pid;
@@ -136,6 +148,24 @@ $( [ $mod = 1 ] && cat <<EOM
     stytch_tat_audience https://api.example.com;
     stytch_tat_profile_id trusted-auth-token-profile-test-00000000-0000-0000-0000-000000000000;
     stytch_tat_zone zone=bench:64m;
+EOM
+)
+$( [ $lua = 1 ] && cat <<EOM
+    lua_package_path "$root/bench/peers/openresty/?.lua;;";
+    lua_shared_dict stytch_tat 64m;
+    init_by_lua_block {
+        require("stytch_tat").init({
+            key_file = "$keys/rsa.pem", kid = "$kid",
+            issuer = "https://auth.example.com",
+            audience = "https://api.example.com",
+            profile_id = "trusted-auth-token-profile-test-00000000-0000-0000-0000-000000000000",
+            ttl = 300, attest_uri = "/_stytch_attest",
+        })
+    }
+    init_worker_by_lua_block { require("stytch_tat").init_worker() }
+EOM
+)
+$( [ $mod = 1 ] || [ $lua = 1 ] && cat <<EOM
     upstream stytch_api { server 127.0.0.1:$3; keepalive 16; }
 EOM
 )
@@ -145,11 +175,27 @@ EOM
 $( [ $mod = 1 ] && cat <<EOM
         location = /jwks { stytch_tat_jwks; }
         location = /status { stytch_tat_status; }
+EOM
+)
+$( [ $lua = 1 ] && cat <<EOM
+        location = /jwks {
+            default_type application/jwk-set+json;
+            alias $work/jwks.json;
+        }
+        location = /status {
+            content_by_lua_block { require("stytch_tat").status() }
+        }
+EOM
+)
+$( [ $mod = 1 ] || [ $lua = 1 ] && cat <<EOM
         location = /_stytch_attest {
             internal;
             proxy_pass https://stytch_api/v1/sessions/attest;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            $( [ $lua = 1 ] && echo "proxy_pass_request_headers off;
+            proxy_set_header Content-Type application/json;
+            proxy_set_header Authorization \"Basic $basic\";" )
             proxy_ssl_trusted_certificate $work/emu-$1/ca.pem;
             proxy_ssl_verify on;
             proxy_ssl_name localhost;
@@ -175,6 +221,9 @@ module_lines='stytch_tat /_stytch_attest;
             stytch_tat_subject '"${BENCH_SUBJECT:-\$http_x_user}"';
             stytch_tat_claim assignments $http_x_groups list=,;'
 static_lines=""
+lua_lines='access_by_lua_block { require("stytch_tat").access() }'
+basic=$(tr -d '\n' < "$keys/creds" | base64 -w0)
+kid=""
 
 start() {
     # $1: variant, $2: port, $3: emulator port
@@ -182,8 +231,21 @@ start() {
     mkdir -p "$d/logs" "$d/conf"
     conf "$1" "$2" "${3:-0}" "worker_processes 1;
 worker_cpu_affinity 10;" > "$d/conf/nginx.conf"
-    LD_PRELOAD=${BENCH_PRELOAD:-} nginx -p "$d" -c conf/nginx.conf
+    LD_PRELOAD=${BENCH_PRELOAD:-} GLIBC_TUNABLES=$(tunables "$1") \
+        nginx -p "$d" -c conf/nginx.conf
     for _ in $(seq 50); do [ -n "$(worker "$1")" ] && break; sleep 0.1; done
+}
+
+# The instances without the module keep their heap as the module's worker
+# does (see init_process in ngx_http_stytch_tat_module.c): otherwise the
+# baseline's CPU per request includes glibc trimming and regrowing its heap,
+# which the module's does not (BENCH_BASELINE_TRIM=0: glibc's default)
+trim=${BENCH_BASELINE_TRIM:-8388608}
+tunables() {
+    case $1 in
+    hit-*) ;;
+    *) [ "$trim" = 0 ] || echo "glibc.malloc.trim_threshold=$trim" ;;
+    esac
 }
 
 worker() { ps -o pid= --ppid "$(cat "$work/$1/logs/nginx.pid" 2>/dev/null)" 2>/dev/null | head -1 | tr -d ' '; }
@@ -236,6 +298,9 @@ set -- $(curl -s -H "X-Email: user0@example.com" -H "X-User: user0" \
               -H "X-Groups: editor,reader" "http://127.0.0.1:$cg_port/app/headers")
 [ $# = 3 ] || { echo "no session from the probe instance" >&2; exit 1; }
 jwt_len=${#1}
+# the OpenResty peer signs with the same key and kid, and serves this JWKS
+curl -s "http://127.0.0.1:$cg_port/jwks" > "$work/jwks.json"
+kid=$(sed 's/.*"kid":"\([^"]*\)".*/\1/' "$work/jwks.json")
 static_lines="proxy_set_header X-Stytch-Session-Jwt \"$1\";
             proxy_set_header X-Stytch-User-Id \"$2\";
             proxy_set_header X-Stytch-Session-Id \"$3\";"
@@ -246,14 +311,14 @@ sleep 0.5
 declare -A rps cpu flt
 for v in $only; do
     case $v in
-    hit-*) start "$v" "${vport[$v]}" "$(emulator "$v" "${vport[$v]}")" ;;
+    hit-*|lua-*) start "$v" "${vport[$v]}" "$(emulator "$v" "${vport[$v]}")" ;;
     *) start "$v" "${vport[$v]}" ;;
     esac
 done
 # the module's instances get every identity cached; all of them get a
 # first load, so that no round pays for a new worker's heap growing
 for v in $only; do
-    case $v in hit-*)
+    case $v in hit-*|lua-*)
         echo "  warming $v: ${vids[$v]} identities"
         warm "${vport[$v]}" "${vids[$v]}"
     esac
@@ -265,13 +330,13 @@ for r in $(seq "$rounds"); do
     for v in $only; do
         p=${vport[$v]}
         w=$(worker "$v")
-        h0=$( [ "${v#hit}" != "$v" ] && hits "$p" || echo 0)
+        h0=$(case $v in hit-*) hits "$p" ;; *) echo 0 ;; esac)
         read -r f0 u0 s0 < <(awk '{print $10, $14, $15}' "/proc/$w/stat")
         load "$p" "${vids[$v]}"
         read -r f1 u1 s1 < <(awk '{print $10, $14, $15}' "/proc/$w/stat")
         n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
         q=$(awk '/^Requests\/sec/ {printf "%d", $2}' "$work/wrk.out")
-        if [ "${v#hit}" != "$v" ]; then
+        if [ "${v#hit-}" != "$v" ]; then
             h1=$(hits "$p")
             # the status requests themselves are no hits; wrk's last
             # in-flight requests are counted by nginx, not by wrk
@@ -318,11 +383,14 @@ if [ -z "${BENCH_NO_CALLGRIND:-}" ]; then
         d=$work/cg-$v
         mkdir -p "$d/logs" "$d/conf"
         eport=0
-        case $v in hit-*) eport=$(emulator "cg-$v" "$cg_port") ;; esac
+        case $v in hit-*|lua-*) eport=$(emulator "cg-$v" "$cg_port") ;; esac
         # the instance is named after its emulator's CA
         conf "$v" "$cg_port" "$eport" "master_process off;
 daemon off;" | sed "s#$work/emu-$v/#$work/emu-cg-$v/#" > "$d/conf/nginx.conf"
+        # LuaJIT writes the code it runs: valgrind must look for that
+        GLIBC_TUNABLES=$(tunables "$v") \
         taskset -c 1 valgrind --tool=callgrind --instr-atstart=no \
+            $(case $v in lua-*) echo --smc-check=all-non-file ;; esac) \
             ${BENCH_CG_OPTS:-} \
             --callgrind-out-file="$d/callgrind.out" \
             nginx -p "$d" -c conf/nginx.conf > "$d/valgrind.log" 2>&1 &
@@ -332,7 +400,7 @@ daemon off;" | sed "s#$work/emu-$v/#$work/emu-cg-$v/#" > "$d/conf/nginx.conf"
             curl -s -o /dev/null "http://127.0.0.1:$cg_port/app" && break
             sleep 0.2
         done
-        case $v in hit-*) warm "$cg_port" "${vids[$v]}" ;; esac
+        case $v in hit-*|lua-*) warm "$cg_port" "${vids[$v]}" ;; esac
         callgrind_control -i on "$cg" > /dev/null
         load "$cg_port" "${vids[$v]}" 2
         ( sleep 1; callgrind_control -z "$cg" > /dev/null;
