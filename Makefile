@@ -4,6 +4,9 @@
 #   make test     every test: C unit tests, emulator fidelity, t/ with prove
 #   make hardening  t/ under ASan+UBSan, valgrind, fuzzing
 #   make run      nginx + module, the Stytch emulator and a demo upstream
+#   make bench-hit  a zone hit against proxy_pass alone and with static
+#                 headers: callgrind, page faults, req/s (bench/README.md)
+#   make bench-peers  the same with the OpenResty peer (bench/peers/)
 #
 # nginx's configure runs once per compiler (build/nginx-CC); later builds
 # only recompile the module's sources.
@@ -31,7 +34,8 @@ DEB_BUILD   := nginx-core nginx-dev libjansson-dev libssl-dev \
                libpcre2-dev zlib1g-dev
 DEB_TEST    := libcmocka-dev libtest-base-perl openssl curl clang
 
-.PHONY: all deps deps-test test hardening unit run clang bench clean
+.PHONY: all deps deps-test test hardening unit run clang bench bench-hit \
+        bench-peers clean
 
 all: $(MODULE)
 
@@ -89,6 +93,15 @@ run: all deps-test
 
 bench: all deps-test
 	bash bench/run.sh
+
+bench-hit: all deps-test
+	@sh scripts/apt-ensure.sh wrk valgrind
+	bash bench/hit.sh
+
+bench-peers: all deps-test
+	@sh scripts/apt-ensure.sh wrk valgrind libnginx-mod-http-lua \
+	    lua-resty-core lua-resty-lrucache lua-cjson lua-luaossl
+	BENCH_PEERS=1 bash bench/hit.sh
 
 clean:
 	rm -rf $(BUILD)

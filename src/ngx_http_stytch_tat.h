@@ -63,7 +63,38 @@ typedef struct {
 } ngx_http_stytch_tat_claim_conf_t;
 
 
+/*
+ * How an identity value is read per request (email, iss, aud, sub, jti,
+ * then each claim): one variable alone is read where it is, without the
+ * copy ngx_http_complex_value() makes, and a value written exactly as an
+ * earlier one is that one's, read once.
+ */
+typedef struct {
+    ngx_int_t                   index;       /* the one variable, or -1 */
+    ngx_uint_t                  same;        /* 1 + the earlier one, or 0 */
+} ngx_http_stytch_tat_read_t;
+
+
 #define NGX_HTTP_STYTCH_TAT_DIGEST_LEN  32
+
+/* the session key's extras: fingerprint, profile, organization */
+#define NGX_HTTP_STYTCH_TAT_KEY_EXTRAS  3
+
+
+/*
+ * The first fields of a location's session key, constant there (the
+ * fingerprint, a profile and organization written without variables, iss
+ * and aud), hashed once at configuration time: a key starts from a copy
+ * of md and hashes only the rest.  The values are kept to check that a
+ * request's first fields are these very ones.
+ */
+typedef struct {
+    EVP_MD_CTX                 *md;          /* NULL: none */
+    ngx_str_t                   extra[NGX_HTTP_STYTCH_TAT_KEY_EXTRAS];
+    ngx_uint_t                  nextra;
+    ngx_str_t                   claim[2];    /* iss, aud */
+    ngx_uint_t                  nclaims;
+} ngx_http_stytch_tat_key_prefix_t;
 
 /* how often a request waiting on another's exchange looks again, ms */
 #define NGX_HTTP_STYTCH_TAT_WAIT_STEP   10
@@ -153,6 +184,7 @@ typedef struct {
     ngx_array_t                *claims;      /* claim_conf_t, as minted */
     ngx_array_t                *claims_conf; /* ... of stytch_tat_claim */
     ngx_array_t                *session_claims;  /* claim_conf_t */
+    ngx_http_stytch_tat_read_t *reads;       /* the values above */
     ngx_array_t                *trusted;     /* ngx_cidr_t */
     time_t                      token_ttl;
 
@@ -185,6 +217,7 @@ typedef struct {
 
     /* what else makes a cached entry different: key, ttl, duration ... */
     u_char                      fingerprint[32];
+    ngx_http_stytch_tat_key_prefix_t  key_prefix;
 
     /* where minting was configured, for errors found at merge time */
     ngx_str_t                   email_file;
@@ -294,6 +327,8 @@ char *ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_stytch_tat_keys_jwks(ngx_conf_t *cf,
     ngx_http_stytch_tat_main_conf_t *mcf);
 
+ngx_int_t ngx_http_stytch_tat_identity_prepare(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *lcf);
 ngx_int_t ngx_http_stytch_tat_identity(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_mint(ngx_http_request_t *r,
@@ -331,6 +366,8 @@ char *ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *extra, ngx_uint_t nextra);
+ngx_int_t ngx_http_stytch_tat_cache_key_prefix(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *lcf);
 ngx_int_t ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_msec_t lease);

@@ -39,6 +39,20 @@
 #define NGX_HTTP_STYTCH_TAT_JWT_LEEWAY       30
 /* the longest negative caching, s: see ngx_http_stytch_tat_cache_fail() */
 #define NGX_HTTP_STYTCH_TAT_NEGATIVE_MAX     (24 * 86400)
+/* a cache key's input up to this size is built on the stack */
+#define NGX_HTTP_STYTCH_TAT_KEY_STACK        1024
+
+/* the claims that are the same in every token for one identity */
+#define ngx_http_stytch_tat_cache_keyed_claim(i)                              \
+    ((i) < NGX_HTTP_STYTCH_TAT_JTI || (i) > NGX_HTTP_STYTCH_TAT_EXP)
+
+/* an empty value may have no data: memcpy() must not see it */
+#define ngx_http_stytch_tat_cache_key_bytes(p, data, len)                     \
+    ((len) ? ngx_cpymem(p, data, len) : (p))
+
+/* the same value: configuration text is never copied, so the same bytes */
+#define ngx_http_stytch_tat_cache_key_same(a, b)                              \
+    ((a)->len == (b)->len && ((a)->len == 0 || (a)->data == (b)->data))
 
 
 typedef struct {
@@ -60,6 +74,16 @@ static ngx_int_t ngx_http_stytch_tat_cache_init_zone(ngx_shm_zone_t *shm_zone,
 static void ngx_http_stytch_tat_cache_rbtree_insert_value(
     ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
     ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_stytch_tat_cache_key_init(EVP_MD_CTX **proto,
+    EVP_MD_CTX **md);
+static ngx_uint_t ngx_http_stytch_tat_cache_key_prefixed(
+    ngx_http_stytch_tat_key_prefix_t *pre, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_str_t *extra, ngx_uint_t nextra);
+static u_char *ngx_http_stytch_tat_cache_key_field(u_char *p,
+    ngx_str_t *value);
+static u_char *ngx_http_stytch_tat_cache_key_claim(u_char *p,
+    ngx_http_stytch_tat_claim_t *c);
+static void ngx_http_stytch_tat_cache_key_cleanup(void *data);
 static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_find(
     ngx_http_stytch_tat_zone_t *zone, u_char *digest);
 static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_alloc(
@@ -337,68 +361,88 @@ ngx_int_t
 ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *extra, ngx_uint_t nextra)
 {
-    u_char                        len[8];
-    size_t                        i;
-    ngx_uint_t                    j;
-    unsigned int                  dlen;
-    ngx_http_stytch_tat_claim_t  *c;
+    u_char                            *buf, *p;
+    size_t                             i, len;
+    ngx_uint_t                         j, from, first;
+    EVP_MD_CTX                        *start;
+    unsigned int                       dlen;
+    ngx_http_stytch_tat_claim_t       *c;
+    ngx_http_stytch_tat_loc_conf_t    *lcf;
+    ngx_http_stytch_tat_key_prefix_t  *pre;
+    u_char                             stack[NGX_HTTP_STYTCH_TAT_KEY_STACK];
 
-    /* one context and one fetched digest per worker: this is the hit path */
+    /*
+     * One prepared context per worker, copied for each key, and the whole
+     * input in one update: this is the hit path, and each update and
+     * each EVP_DigestInit_ex() costs more than the copy.
+     */
 
-    static EVP_MD_CTX            *md;
-    static EVP_MD                *sha256;
+    static EVP_MD_CTX                 *proto, *md;
+
+    if (md == NULL && ngx_http_stytch_tat_cache_key_init(&proto, &md)
+                      != NGX_OK)
+    {
+        goto failed;
+    }
 
     /*
      * Every value that makes a session different, each with its length so
      * that no two different sets hash alike: the exchange's URI, profile
      * and organization (extra), and every claim but jti, iat, nbf, exp.
+     * Where the location hashed the first of them already, from there.
      */
 
-    if (md == NULL) {
-        md = EVP_MD_CTX_new();
-        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
+    pre = &lcf->key_prefix;
 
-        if (md == NULL || sha256 == NULL) {
-            goto failed;
-        }
-    }
+    if (ngx_http_stytch_tat_cache_key_prefixed(pre, ctx, extra, nextra)) {
+        start = pre->md;
+        from = pre->nextra;
+        first = pre->nclaims;
 
-    if (EVP_DigestInit_ex(md, sha256, NULL) != 1) {
-        goto failed;
-    }
-
-    for (j = 0; j < nextra; j++) {
-        ngx_memcpy(len, &extra[j].len, sizeof(uint32_t));
-
-        if (EVP_DigestUpdate(md, len, sizeof(uint32_t)) != 1
-            || EVP_DigestUpdate(md, extra[j].data, extra[j].len) != 1)
-        {
-            goto failed;
-        }
+    } else {
+        start = proto;
+        from = 0;
+        first = 0;
     }
 
     c = ctx->claims;
+    len = 0;
 
-    for (i = 0; i < ctx->nclaims; i++) {
-        if (i == NGX_HTTP_STYTCH_TAT_JTI || i == NGX_HTTP_STYTCH_TAT_IAT
-            || i == NGX_HTTP_STYTCH_TAT_NBF || i == NGX_HTTP_STYTCH_TAT_EXP)
-        {
-            continue;
-        }
+    for (j = from; j < nextra; j++) {
+        len += sizeof(uint32_t) + extra[j].len;
+    }
 
-        ngx_memcpy(len, &c[i].len, sizeof(uint32_t));
-        len[4] = (u_char) c[i].type;
-        len[5] = c[i].sep;
-
-        if (EVP_DigestUpdate(md, c[i].name, ngx_strlen(c[i].name) + 1) != 1
-            || EVP_DigestUpdate(md, len, 6) != 1
-            || EVP_DigestUpdate(md, c[i].data, c[i].len) != 1)
-        {
-            goto failed;
+    for (i = first; i < ctx->nclaims; i++) {
+        if (ngx_http_stytch_tat_cache_keyed_claim(i)) {
+            len += ngx_strlen(c[i].name) + 1 + sizeof(uint32_t) + 2
+                   + c[i].len;
         }
     }
 
-    if (EVP_DigestFinal_ex(md, ctx->digest, &dlen) != 1) {
+    /* a value is a header's at most: the pool takes what is unusually long */
+
+    buf = (len <= sizeof(stack)) ? stack : ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = buf;
+
+    for (j = from; j < nextra; j++) {
+        p = ngx_http_stytch_tat_cache_key_field(p, &extra[j]);
+    }
+
+    for (i = first; i < ctx->nclaims; i++) {
+        if (ngx_http_stytch_tat_cache_keyed_claim(i)) {
+            p = ngx_http_stytch_tat_cache_key_claim(p, &c[i]);
+        }
+    }
+
+    if (EVP_MD_CTX_copy_ex(md, start) != 1
+        || EVP_DigestUpdate(md, buf, p - buf) != 1
+        || EVP_DigestFinal_ex(md, ctx->digest, &dlen) != 1)
+    {
         goto failed;
     }
 
@@ -412,6 +456,231 @@ failed:
                   "stytch_tat: cache key digest failed");
 
     return NGX_ERROR;
+}
+
+
+/* an extra's part of the key: its length, its value */
+
+static u_char *
+ngx_http_stytch_tat_cache_key_field(u_char *p, ngx_str_t *value)
+{
+    uint32_t  n;
+
+    n = (uint32_t) value->len;
+    p = ngx_cpymem(p, &n, sizeof(uint32_t));
+
+    return ngx_http_stytch_tat_cache_key_bytes(p, value->data, value->len);
+}
+
+
+/* a claim's part of the key: its name, length, type, separator, value */
+
+static u_char *
+ngx_http_stytch_tat_cache_key_claim(u_char *p, ngx_http_stytch_tat_claim_t *c)
+{
+    uint32_t  n;
+
+    p = ngx_cpymem(p, c->name, ngx_strlen(c->name) + 1);
+
+    n = (uint32_t) c->len;
+    p = ngx_cpymem(p, &n, sizeof(uint32_t));
+    *p++ = (u_char) c->type;
+    *p++ = c->sep;
+
+    return ngx_http_stytch_tat_cache_key_bytes(p, c->data, c->len);
+}
+
+
+/* whether a key's first fields are those its location hashed already */
+
+static ngx_uint_t
+ngx_http_stytch_tat_cache_key_prefixed(ngx_http_stytch_tat_key_prefix_t *pre,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *extra, ngx_uint_t nextra)
+{
+    ngx_str_t                     v;
+    ngx_uint_t                    i;
+    ngx_http_stytch_tat_claim_t  *c;
+
+    if (pre->md == NULL || nextra < pre->nextra
+        || (pre->nclaims && nextra != pre->nextra)
+        || ctx->nclaims < pre->nclaims)
+    {
+        return 0;
+    }
+
+    for (i = 0; i < pre->nextra; i++) {
+        if (!ngx_http_stytch_tat_cache_key_same(&extra[i], &pre->extra[i])) {
+            return 0;
+        }
+    }
+
+    c = ctx->claims;
+
+    for (i = 0; i < pre->nclaims; i++) {
+        v.data = (u_char *) c[i].data;
+        v.len = c[i].len;
+
+        if (c[i].type != NGX_HTTP_STYTCH_TAT_CLAIM_STRING || c[i].sep
+            || !ngx_http_stytch_tat_cache_key_same(&v, &pre->claim[i]))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * At configuration time, a location's key prefix: the fields its session
+ * keys start with that no request changes, as exchange_evaluate() passes
+ * them (the fingerprint, profile and organization), then iss and aud.
+ * The bytes are those ngx_http_stytch_tat_cache_key() would hash.
+ */
+
+ngx_int_t
+ngx_http_stytch_tat_cache_key_prefix(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *lcf)
+{
+    u_char                            *buf, *p;
+    size_t                             len;
+    ngx_uint_t                         i;
+    EVP_MD                            *sha256;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_complex_value_t          *cv[2];
+    ngx_http_stytch_tat_claim_t        c;
+    ngx_http_stytch_tat_key_prefix_t  *pre;
+
+    static char                       *names[2] = { "iss", "aud" };
+
+    pre = &lcf->key_prefix;
+    ngx_memzero(pre, sizeof(ngx_http_stytch_tat_key_prefix_t));
+
+    pre->extra[0].data = lcf->fingerprint;
+    pre->extra[0].len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
+    pre->nextra = 1;
+
+    /* a value without variables is the configuration's text itself */
+
+    cv[0] = lcf->profile_id;
+    cv[1] = lcf->organization_id;
+
+    for (i = 0; i < 2; i++) {
+        if (cv[i] && cv[i]->lengths) {
+            break;
+        }
+
+        if (cv[i]) {
+            pre->extra[pre->nextra] = cv[i]->value;
+        }
+
+        pre->nextra++;
+    }
+
+    if (pre->nextra == NGX_HTTP_STYTCH_TAT_KEY_EXTRAS) {
+        cv[0] = lcf->issuer;
+        cv[1] = lcf->audience;
+
+        for (i = 0; i < 2 && cv[i] && cv[i]->lengths == NULL; i++) {
+            pre->claim[i] = cv[i]->value;
+            pre->nclaims++;
+        }
+    }
+
+    len = 0;
+
+    for (i = 0; i < pre->nextra; i++) {
+        len += sizeof(uint32_t) + pre->extra[i].len;
+    }
+
+    for (i = 0; i < pre->nclaims; i++) {
+        len += ngx_strlen(names[i]) + 1 + sizeof(uint32_t) + 2
+               + pre->claim[i].len;
+    }
+
+    buf = ngx_pnalloc(cf->temp_pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = buf;
+
+    for (i = 0; i < pre->nextra; i++) {
+        p = ngx_http_stytch_tat_cache_key_field(p, &pre->extra[i]);
+    }
+
+    ngx_memzero(&c, sizeof(ngx_http_stytch_tat_claim_t));
+
+    for (i = 0; i < pre->nclaims; i++) {
+        c.name = names[i];
+        c.data = pre->claim[i].data;
+        c.len = pre->claim[i].len;
+
+        p = ngx_http_stytch_tat_cache_key_claim(p, &c);
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    pre->md = EVP_MD_CTX_new();
+
+    cln->handler = ngx_http_stytch_tat_cache_key_cleanup;
+    cln->data = pre->md;
+
+    if (sha256 == NULL || pre->md == NULL
+        || EVP_DigestInit_ex2(pre->md, sha256, NULL) != 1
+        || EVP_DigestUpdate(pre->md, buf, p - buf) != 1)
+    {
+        EVP_MD_free(sha256);
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "stytch_tat: cache key digest failed");
+        return NGX_ERROR;
+    }
+
+    EVP_MD_free(sha256);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_stytch_tat_cache_key_cleanup(void *data)
+{
+    EVP_MD_CTX_free(data);
+}
+
+
+/* a worker's SHA-256 context, ready for input, and one to copy it into */
+
+static ngx_int_t
+ngx_http_stytch_tat_cache_key_init(EVP_MD_CTX **proto, EVP_MD_CTX **md)
+{
+    ngx_int_t   rc;
+    EVP_MD     *sha256;
+
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+
+    *proto = EVP_MD_CTX_new();
+    *md = EVP_MD_CTX_new();
+
+    rc = (sha256 && *proto && *md
+          && EVP_DigestInit_ex2(*proto, sha256, NULL) == 1)
+         ? NGX_OK : NGX_ERROR;
+
+    /* the context holds its own reference */
+    EVP_MD_free(sha256);
+
+    if (rc != NGX_OK) {
+        EVP_MD_CTX_free(*proto);
+        EVP_MD_CTX_free(*md);
+        *proto = NULL;
+        *md = NULL;
+    }
+
+    return rc;
 }
 
 
@@ -701,6 +970,8 @@ static ngx_int_t
 ngx_http_stytch_tat_cache_copy_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_node_t *tn, ngx_http_stytch_tat_ctx_t *ctx)
 {
+    u_char      *p, *q;
+    size_t       len;
     ngx_str_t   *dst[4];
     ngx_uint_t   i, field;
 
@@ -714,14 +985,32 @@ ngx_http_stytch_tat_cache_copy_session(ngx_http_request_t *r,
     dst[2] = &ctx->user_id;
     dst[3] = &ctx->session_id;
 
+    q = tn->data;
+    len = 0;
+
+    for (i = 0; i < NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN; i++) {
+        q += tn->len[i];
+    }
+
+    for (i = 0; i < 4; i++) {
+        len += tn->len[NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN + i];
+    }
+
+    /* one allocation from the request pool for the four, on a hit */
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
     for (i = 0; i < 4; i++) {
         field = NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN + i;
 
-        if (ngx_http_stytch_tat_cache_copy_out(r, tn, field, dst[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+        dst[i]->len = tn->len[field];
+        dst[i]->data = dst[i]->len ? p : NULL;
+
+        p = ngx_cpymem(p, q, tn->len[field]);
+        q += tn->len[field];
     }
 
     return NGX_OK;

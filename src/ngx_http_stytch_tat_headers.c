@@ -8,10 +8,37 @@
 #include "ngx_http_stytch_tat.h"
 
 
+/* a header the module hands upstream, its lower case and hash computed once */
+typedef struct {
+    ngx_str_t                   key;
+    ngx_str_t                   lowcase;
+    ngx_uint_t                  hash;
+} ngx_http_stytch_tat_header_name_t;
+
+
 static ngx_uint_t ngx_http_stytch_tat_headers_is_ours(ngx_table_elt_t *h);
+static ngx_int_t ngx_http_stytch_tat_headers_push(ngx_list_t *list,
+    ngx_http_stytch_tat_header_name_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_stytch_tat_headers_strip(ngx_http_request_t *r);
 static ngx_int_t ngx_http_stytch_tat_headers_cookie(ngx_http_request_t *r,
     char *name, ngx_str_t *value, time_t max_age);
+
+
+#define NGX_HTTP_STYTCH_TAT_H_SESSION_JWT    0
+#define NGX_HTTP_STYTCH_TAT_H_USER_ID        1
+#define NGX_HTTP_STYTCH_TAT_H_SESSION_ID     2
+#define NGX_HTTP_STYTCH_TAT_H_SESSION_TOKEN  3
+
+static ngx_http_stytch_tat_header_name_t  ngx_http_stytch_tat_header_names[] = {
+    { ngx_string("X-Stytch-Session-Jwt"),
+      ngx_string("x-stytch-session-jwt"), 0 },
+    { ngx_string("X-Stytch-User-Id"),
+      ngx_string("x-stytch-user-id"), 0 },
+    { ngx_string("X-Stytch-Session-Id"),
+      ngx_string("x-stytch-session-id"), 0 },
+    { ngx_string("X-Stytch-Session-Token"),
+      ngx_string("x-stytch-session-token"), 0 }
+};
 
 
 /*
@@ -200,30 +227,48 @@ ngx_int_t
 ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    time_t      max_age;
-    ngx_list_t *in;
+    time_t                              max_age;
+    ngx_uint_t                          i;
+    ngx_list_t                         *in;
+    ngx_http_stytch_tat_header_name_t  *hn;
 
     if (ctx->session_jwt.len == 0) {
         return NGX_OK;
+    }
+
+    hn = ngx_http_stytch_tat_header_names;
+
+    /* the hashes of constant names: once per process, not per request */
+
+    if (hn[0].hash == 0) {
+        for (i = 0; i < sizeof(ngx_http_stytch_tat_header_names)
+                        / sizeof(ngx_http_stytch_tat_header_name_t); i++)
+        {
+            hn[i].hash = ngx_hash_key(hn[i].lowcase.data, hn[i].lowcase.len);
+        }
     }
 
     /* request headers reach any content handler: proxy, fastcgi, grpc */
 
     in = &r->headers_in.headers;
 
-    if (ngx_http_stytch_tat_headers_add(r, in, "X-Stytch-Session-Jwt",
-                                       &ctx->session_jwt) != NGX_OK
-        || ngx_http_stytch_tat_headers_add(r, in, "X-Stytch-User-Id",
-                                          &ctx->user_id) != NGX_OK
-        || ngx_http_stytch_tat_headers_add(r, in, "X-Stytch-Session-Id",
-                                          &ctx->session_id) != NGX_OK)
+    if (ngx_http_stytch_tat_headers_push(in,
+                                &hn[NGX_HTTP_STYTCH_TAT_H_SESSION_JWT],
+                                &ctx->session_jwt) != NGX_OK
+        || ngx_http_stytch_tat_headers_push(in,
+                                &hn[NGX_HTTP_STYTCH_TAT_H_USER_ID],
+                                &ctx->user_id) != NGX_OK
+        || ngx_http_stytch_tat_headers_push(in,
+                                &hn[NGX_HTTP_STYTCH_TAT_H_SESSION_ID],
+                                &ctx->session_id) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     if (lcf->pass_session_token
-        && ngx_http_stytch_tat_headers_add(r, in, "X-Stytch-Session-Token",
-                                          &ctx->session_token) != NGX_OK)
+        && ngx_http_stytch_tat_headers_push(in,
+                                &hn[NGX_HTTP_STYTCH_TAT_H_SESSION_TOKEN],
+                                &ctx->session_token) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -246,6 +291,31 @@ ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
     {
         return NGX_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+/* as ngx_http_stytch_tat_headers_add(), with the name's work done */
+
+static ngx_int_t
+ngx_http_stytch_tat_headers_push(ngx_list_t *list,
+    ngx_http_stytch_tat_header_name_t *name, ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(list);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = name->hash;
+    h->key = name->key;
+    h->lowcase_key = name->lowcase.data;
+    h->value = *value;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
 
     return NGX_OK;
 }

@@ -12,16 +12,166 @@
 /* 128 bits of CSPRNG output per jti, 22 characters of base64url */
 #define NGX_HTTP_STYTCH_TAT_JTI_BYTES     16
 
+/* the identity's values, in the order of lcf->reads */
+#define NGX_HTTP_STYTCH_TAT_READ_EMAIL    0
+#define NGX_HTTP_STYTCH_TAT_READ_ISS      1
+#define NGX_HTTP_STYTCH_TAT_READ_AUD      2
+#define NGX_HTTP_STYTCH_TAT_READ_SUB      3
+#define NGX_HTTP_STYTCH_TAT_READ_JTI      4
+#define NGX_HTTP_STYTCH_TAT_READ_CLAIMS   5
+/* every stytch_tat_claim, and the organization's claim=NAME after them */
+#define NGX_HTTP_STYTCH_TAT_READS                                             \
+    (NGX_HTTP_STYTCH_TAT_READ_CLAIMS + NGX_HTTP_STYTCH_TAT_CLAIMS_MAX + 1)
 
+
+static ngx_uint_t ngx_http_stytch_tat_identity_values(
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_complex_value_t **cv);
+static ngx_uint_t ngx_http_stytch_tat_one_variable(ngx_str_t *text,
+    ngx_str_t *name);
 static ngx_int_t ngx_http_stytch_tat_identity_claims(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_eval(ngx_http_request_t *r,
-    ngx_http_complex_value_t *cv, ngx_str_t *value);
+static ngx_int_t ngx_http_stytch_tat_read(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_http_stytch_tat_read_t *rd,
+    ngx_str_t *done, ngx_str_t *value);
 static ngx_int_t ngx_http_stytch_tat_random_jti(ngx_http_request_t *r,
     ngx_str_t *jti);
 static ngx_int_t ngx_http_stytch_tat_sign_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_key_t *key, u_char *payload, size_t len,
     ngx_str_t *jwt);
+
+
+/*
+ * At configuration time, how each identity value will be read: see
+ * ngx_http_stytch_tat_read_t.  "stytch_tat_email $http_x_user;" with
+ * "stytch_tat_subject $http_x_user;" reads the header once, in place.
+ */
+
+ngx_int_t
+ngx_http_stytch_tat_identity_prepare(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *lcf)
+{
+    ngx_str_t                    name;
+    ngx_uint_t                   i, j, n;
+    ngx_http_complex_value_t    *cv[NGX_HTTP_STYTCH_TAT_READS];
+    ngx_http_stytch_tat_read_t  *rd;
+
+    n = ngx_http_stytch_tat_identity_values(lcf, cv);
+
+    rd = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_stytch_tat_read_t));
+    if (rd == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        rd[i].index = NGX_ERROR;
+
+        /* a constant costs nothing to evaluate */
+
+        if (cv[i] == NULL || cv[i]->lengths == NULL) {
+            continue;
+        }
+
+        for (j = 0; j < i; j++) {
+            if (cv[j] && cv[j]->lengths
+                && cv[j]->value.len == cv[i]->value.len
+                && ngx_strncmp(cv[j]->value.data, cv[i]->value.data,
+                               cv[i]->value.len)
+                   == 0)
+            {
+                rd[i].same = j + 1;
+                break;
+            }
+        }
+
+        if (rd[i].same == 0
+            && ngx_http_stytch_tat_one_variable(&cv[i]->value, &name))
+        {
+            /* the index the complex value's own code already uses */
+
+            rd[i].index = ngx_http_get_variable_index(cf, &name);
+            if (rd[i].index == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    lcf->reads = rd;
+
+    return NGX_OK;
+}
+
+
+/* the identity's complex values in the order of lcf->reads: how many */
+
+static ngx_uint_t
+ngx_http_stytch_tat_identity_values(ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_complex_value_t **cv)
+{
+    ngx_uint_t                         i, n;
+    ngx_http_stytch_tat_claim_conf_t  *cc;
+
+    cv[NGX_HTTP_STYTCH_TAT_READ_EMAIL] = lcf->email;
+    cv[NGX_HTTP_STYTCH_TAT_READ_ISS] = lcf->issuer;
+    cv[NGX_HTTP_STYTCH_TAT_READ_AUD] = lcf->audience;
+    cv[NGX_HTTP_STYTCH_TAT_READ_SUB] = lcf->subject;
+    cv[NGX_HTTP_STYTCH_TAT_READ_JTI] = lcf->token_id;
+
+    n = NGX_HTTP_STYTCH_TAT_READ_CLAIMS;
+
+    if (lcf->claims) {
+        cc = lcf->claims->elts;
+
+        for (i = 0; i < lcf->claims->nelts; i++) {
+            cv[n++] = &cc[i].value;
+        }
+    }
+
+    return n;
+}
+
+
+/* "$name" or "${name}" and nothing else: name, as the script engine reads */
+
+static ngx_uint_t
+ngx_http_stytch_tat_one_variable(ngx_str_t *text, ngx_str_t *name)
+{
+    u_char  *p, *last;
+
+    if (text->len < 2 || text->data[0] != '$') {
+        return 0;
+    }
+
+    p = text->data + 1;
+    last = text->data + text->len;
+
+    if (*p == '{') {
+        if (last[-1] != '}') {
+            return 0;
+        }
+
+        p++;
+        last--;
+    }
+
+    /* $1 ... $9 are regex captures, compiled apart */
+
+    if (p == last || (*p >= '0' && *p <= '9')) {
+        return 0;
+    }
+
+    name->data = p;
+    name->len = last - p;
+
+    for ( /* void */ ; p < last; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '_'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
 
 
 ngx_int_t
@@ -86,12 +236,16 @@ static ngx_int_t
 ngx_http_stytch_tat_identity_claims(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    ngx_str_t                          value;
-    ngx_uint_t                         i;
+    ngx_uint_t                         i, n;
+    ngx_str_t                         *v, value[NGX_HTTP_STYTCH_TAT_READS];
+    ngx_http_complex_value_t          *cv[NGX_HTTP_STYTCH_TAT_READS];
     ngx_http_stytch_tat_claim_t       *c;
+    ngx_http_stytch_tat_read_t        *rd;
     ngx_http_stytch_tat_claim_conf_t  *cc;
 
     c = ctx->claims;
+    rd = lcf->reads;
+    v = value;
 
     c[NGX_HTTP_STYTCH_TAT_ISS].name = "iss";
     c[NGX_HTTP_STYTCH_TAT_AUD].name = "aud";
@@ -106,68 +260,92 @@ ngx_http_stytch_tat_identity_claims(ngx_http_request_t *r,
     c[NGX_HTTP_STYTCH_TAT_NBF].type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
     c[NGX_HTTP_STYTCH_TAT_EXP].type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
 
-    if (ngx_http_stytch_tat_eval(r, lcf->email, &value) != NGX_OK) {
-        return NGX_ERROR;
+    n = ngx_http_stytch_tat_identity_values(lcf, cv);
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_stytch_tat_read(r, cv[i], &rd[i], v, &v[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (i == NGX_HTTP_STYTCH_TAT_READ_EMAIL && v[i].len == 0) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "stytch_tat: no identity: \"stytch_tat_email\" "
+                          "is empty");
+            return NGX_DECLINED;
+        }
     }
 
-    if (value.len == 0) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "stytch_tat: no identity: \"stytch_tat_email\" is "
-                      "empty");
-        return NGX_DECLINED;
-    }
-
-    c[NGX_HTTP_STYTCH_TAT_EMAIL].data = value.data;
-    c[NGX_HTTP_STYTCH_TAT_EMAIL].len = value.len;
-
-    if (ngx_http_stytch_tat_eval(r, lcf->issuer, &value) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    c[NGX_HTTP_STYTCH_TAT_ISS].data = value.data;
-    c[NGX_HTTP_STYTCH_TAT_ISS].len = value.len;
-
-    if (ngx_http_stytch_tat_eval(r, lcf->audience, &value) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    c[NGX_HTTP_STYTCH_TAT_AUD].data = value.data;
-    c[NGX_HTTP_STYTCH_TAT_AUD].len = value.len;
-
-    if (ngx_http_stytch_tat_eval(r, lcf->subject, &value) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    c[NGX_HTTP_STYTCH_TAT_SUB].data = value.data;
-    c[NGX_HTTP_STYTCH_TAT_SUB].len = value.len;
+    c[NGX_HTTP_STYTCH_TAT_EMAIL].data = v[NGX_HTTP_STYTCH_TAT_READ_EMAIL].data;
+    c[NGX_HTTP_STYTCH_TAT_EMAIL].len = v[NGX_HTTP_STYTCH_TAT_READ_EMAIL].len;
+    c[NGX_HTTP_STYTCH_TAT_ISS].data = v[NGX_HTTP_STYTCH_TAT_READ_ISS].data;
+    c[NGX_HTTP_STYTCH_TAT_ISS].len = v[NGX_HTTP_STYTCH_TAT_READ_ISS].len;
+    c[NGX_HTTP_STYTCH_TAT_AUD].data = v[NGX_HTTP_STYTCH_TAT_READ_AUD].data;
+    c[NGX_HTTP_STYTCH_TAT_AUD].len = v[NGX_HTTP_STYTCH_TAT_READ_AUD].len;
+    c[NGX_HTTP_STYTCH_TAT_SUB].data = v[NGX_HTTP_STYTCH_TAT_READ_SUB].data;
+    c[NGX_HTTP_STYTCH_TAT_SUB].len = v[NGX_HTTP_STYTCH_TAT_READ_SUB].len;
 
     /* an explicit token id names a validation event: never cached */
 
-    if (ngx_http_stytch_tat_eval(r, lcf->token_id, &ctx->jti) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
+    ctx->jti = v[NGX_HTTP_STYTCH_TAT_READ_JTI];
     ctx->explicit_jti = ctx->jti.len ? 1 : 0;
 
     if (lcf->claims) {
         cc = lcf->claims->elts;
         c += NGX_HTTP_STYTCH_TAT_FIXED_CLAIMS;
+        v += NGX_HTTP_STYTCH_TAT_READ_CLAIMS;
 
-        for (i = 0; i < lcf->claims->nelts; i++, c++) {
-            if (ngx_http_complex_value(r, &cc[i].value, &value) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            c->name = (char *) cc[i].name.data;
-            c->data = value.data;
-            c->len = value.len;
+        for (i = 0; i < lcf->claims->nelts; i++) {
+            c[i].name = (char *) cc[i].name.data;
+            c[i].data = v[i].data;
+            c[i].len = v[i].len;
 
             if (cc[i].sep) {
-                c->type = NGX_HTTP_STYTCH_TAT_CLAIM_LIST;
-                c->sep = cc[i].sep;
+                c[i].type = NGX_HTTP_STYTCH_TAT_CLAIM_LIST;
+                c[i].sep = cc[i].sep;
             }
         }
     }
+
+    return NGX_OK;
+}
+
+
+/* one identity value, as ngx_http_stytch_tat_identity_prepare() planned */
+
+static ngx_int_t
+ngx_http_stytch_tat_read(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
+    ngx_http_stytch_tat_read_t *rd, ngx_str_t *done, ngx_str_t *value)
+{
+    ngx_http_variable_value_t  *vv;
+
+    if (cv == NULL) {
+        ngx_str_null(value);
+        return NGX_OK;
+    }
+
+    if (rd->same) {
+        *value = done[rd->same - 1];
+        return NGX_OK;
+    }
+
+    if (rd->index == NGX_ERROR) {
+        return ngx_http_complex_value(r, cv, value);
+    }
+
+    /* as the complex value would: a non-cacheable variable is read anew */
+
+    vv = ngx_http_get_flushed_variable(r, rd->index);
+    if (vv == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (vv->not_found) {
+        ngx_str_set(value, "");
+        return NGX_OK;
+    }
+
+    value->data = vv->data;
+    value->len = vv->len;
 
     return NGX_OK;
 }
@@ -260,19 +438,6 @@ ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
     ctx->mint_rc = NGX_OK;
 
     return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_eval(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
-    ngx_str_t *value)
-{
-    if (cv == NULL) {
-        ngx_str_null(value);
-        return NGX_OK;
-    }
-
-    return ngx_http_complex_value(r, cv, value);
 }
 
 

@@ -294,3 +294,63 @@ sub {
     my (undef, $c) = jwt_parts($body);
     $c->{exp} - $c->{iat} == 90 or die "exp - iat = ", $c->{exp} - $c->{iat}, "\n";
 }
+
+
+
+=== TEST 12: the most claims there can be, and the organization's claim after them
+--- http_config
+stytch_tat_signing_key $TEST_NGINX_KEYS/rsa.pem;
+stytch_tat_issuer https://auth.example.com;
+stytch_tat_audience https://api.example.com;
+stytch_tat_zone zone=many:1m;
+--- config
+location = /t {
+    stytch_tat_email ada.lovelace@example.com;
+    stytch_tat_subject $arg_v;
+    stytch_tat_organization_id organization-test-1 claim=org;
+    stytch_tat_cache many;
+    stytch_tat_claim c0 $arg_v;
+    stytch_tat_claim c1 $arg_v;
+    stytch_tat_claim c2 $arg_v;
+    stytch_tat_claim c3 $arg_v;
+    stytch_tat_claim c4 $arg_v;
+    stytch_tat_claim c5 $arg_v;
+    stytch_tat_claim c6 $arg_v;
+    stytch_tat_claim c7 $arg_v;
+    stytch_tat_claim c8 $arg_v;
+    stytch_tat_claim c9 $arg_v;
+    stytch_tat_claim c10 $arg_v;
+    stytch_tat_claim c11 $arg_v;
+    stytch_tat_claim c12 $arg_v;
+    stytch_tat_claim c13 $arg_v;
+    stytch_tat_claim c14 $arg_v;
+    stytch_tat_claim c15 $arg_v;
+    stytch_tat_claim c16 $arg_v;
+    stytch_tat_claim c17 $arg_v;
+    stytch_tat_claim c18 $arg_v;
+    stytch_tat_claim c19 $arg_v;
+    stytch_tat_claim c20 $arg_v;
+    stytch_tat_claim c21 $arg_v;
+    stytch_tat_claim c22 $arg_v;
+    stytch_tat_claim c23 $arg_v;
+    stytch_tat_claim c24 $arg_v;
+    stytch_tat_claim c25 $arg_v;
+    stytch_tat_claim c26 $arg_v;
+    stytch_tat_claim c27 $arg_v;
+    stytch_tat_claim c28 $arg_v;
+    stytch_tat_claim c29 $arg_v;
+    stytch_tat_claim c30 $arg_v;
+    stytch_tat_claim c31 $arg_v;
+    return 200 "$stytch_tat_jwt\n";
+}
+--- request
+GET /t?v=x
+--- response_body_check eval
+sub {
+    my ($body) = @_;
+    chomp $body;
+    my (undef, $c) = jwt_parts($body);
+    $c->{org} eq 'organization-test-1' or die "org claim\n";
+    $c->{c31} eq 'x' && $c->{c0} eq 'x' && $c->{sub} eq 'x' or die "claims\n";
+    1;
+}

@@ -1,0 +1,446 @@
+#!/usr/bin/env bash
+# `make bench-hit`: the cost of a zone HIT, against proxy_pass alone and
+# against proxy_pass setting the same three headers statically, in one run:
+#
+#   plain     proxy_pass to a local upstream, no module loaded
+#   static    the same, plus proxy_set_header of the three X-Stytch-*
+#             headers with the very bytes the module sends (no module)
+#   hit-1     the module, every request the one cached identity
+#   hit-10k   the module, requests cycling through 10,000 cached identities
+#   lua-1, lua-10k  with BENCH_PEERS=1 (make bench-peers): the same exchange
+#             in OpenResty's Lua (bench/peers/openresty/stytch_tat.lua)
+#
+# For each: req/s (wrk), the nginx worker's CPU per request and its minor
+# page faults per 1000 requests (both from /proc/PID/stat around each wrk
+# run), and the worker's instructions per request under callgrind
+# (deterministic for a binary and its inputs: the figure to trust on a
+# shared machine).  Every figure is also given as a ratio to "static".
+#
+# Layout (2 cores): the tested nginx has one worker on core 1; wrk, the
+# upstream (a separate nginx) and the Stytch emulator are on core 0.  The
+# four tested instances run side by side, idle but for the one measured, so
+# that the wrk rounds interleave them (BENCH_ROUNDS, median kept).
+#
+# Environment: BENCH_SECONDS (5) per wrk run, BENCH_ROUNDS (3),
+# BENCH_CONNECTIONS (32), BENCH_IDENTITIES (10000), BENCH_CG_SECONDS (10)
+# of load under callgrind, BENCH_PORT (18680, and the next 5),
+# BENCH_SUBJECT (\$http_x_user; \$http_x_email reads both from one header),
+# BENCH_NO_CALLGRIND=1 to skip callgrind, BENCH_ONLY="plain hit-1" to run
+# some variants only, BENCH_DEBUG=1 to keep the work directory,
+# BENCH_HOLD=SECONDS to keep the instances up that long after the wrk
+# rounds (to look at them), BENCH_PRELOAD=LIB to start them with LD_PRELOAD,
+# BENCH_CG_OPTS="--cache-sim=yes" for more of callgrind (cache misses),
+# BENCH_BASELINE_TRIM (8388608): glibc's trim threshold for the instances
+# without the module (0: glibc's default of 128 KB; see tunables() below).
+# Results: bench/results/hit.txt (the table) and bench/results/hit-*.txt
+# (the module's own functions under callgrind, inclusive, per request).
+set -eu
+cd "$(dirname "$0")/.."
+root=$PWD
+secs=${BENCH_SECONDS:-5}
+rounds=${BENCH_ROUNDS:-3}
+conns=${BENCH_CONNECTIONS:-32}
+many=${BENCH_IDENTITIES:-10000}
+cg_secs=${BENCH_CG_SECONDS:-10}
+port=${BENCH_PORT:-18680}
+only=${BENCH_ONLY:-plain static hit-1 hit-10k${BENCH_PEERS:+ lua-1 lua-10k}}
+up=$((port + 5))
+out=$root/bench/results
+mkdir -p "$out"
+work=$(mktemp -d /tmp/stytch-tat-hit.XXXXXX)
+chmod 755 "$work"
+module=$root/build/ngx_http_stytch_tat_module.so
+
+for tool in wrk nginx valgrind callgrind_control taskset; do
+    command -v $tool > /dev/null || { echo "bench/hit.sh needs $tool" >&2; exit 1; }
+done
+
+keys=$root/build/test-keys
+bash scripts/test-keys.sh "$keys"
+[ -d t/emulator/node_modules ] \
+    || (cd t/emulator && npm ci --no-audit --no-fund --loglevel=error)
+
+declare -A vport=([plain]=$port [static]=$((port + 1)) [hit-1]=$((port + 2))
+                  [hit-10k]=$((port + 3)) [lua-1]=$((port + 6))
+                  [lua-10k]=$((port + 7)))
+declare -A vids=([plain]=1 [static]=1 [hit-1]=1 [hit-10k]=$many [lua-1]=1
+                 [lua-10k]=$many)
+cg_port=$((port + 4))
+
+pids=()
+cleanup() {
+    set +e
+    for d in "$work"/*/; do
+        [ -s "$d/logs/nginx.pid" ] && kill -QUIT "$(cat "$d/logs/nginx.pid")"
+    done 2> /dev/null
+    for p in "${pids[@]}" $(cat "$work"/emu-*/pid 2>/dev/null); do
+        kill "$p" 2> /dev/null
+    done
+    wait 2> /dev/null
+    [ -n "${BENCH_DEBUG:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+# the Stytch emulator, on core 0; it fetches the JWKS from the instance
+# being warmed, hence one emulator per module instance
+emulator() {
+    # $1: name, $2: port of the nginx whose /jwks it trusts
+    local dir=$work/emu-$1
+    mkdir -p "$dir"
+    sed "s#http://127.0.0.1:8080/.well-known/jwks.json#http://127.0.0.1:$2/jwks#" \
+        t/emulator/config.example.json > "$dir/config.json"
+    taskset -c 0 node t/emulator/server.mjs --listen 127.0.0.1:0 \
+        --control 127.0.0.1:0 --dir "$dir" --config "$dir/config.json" \
+        > "$dir/out" 2> "$dir/err" &
+    echo $! > "$dir/pid"
+    for _ in $(seq 100); do [ -s "$dir/ready" ] && break; sleep 0.1; done
+    [ -s "$dir/ready" ] || { cat "$dir/err" >&2; exit 1; }
+    sed 's/.*"listen_port":\([0-9]*\).*/\1/' "$dir/ready"
+}
+
+# the upstream: a separate nginx, one worker on core 0
+mkdir -p "$work/up/logs" "$work/up/conf"
+cat > "$work/up/conf/nginx.conf" <<EOC
+worker_processes 1;
+worker_cpu_affinity 01;
+error_log logs/error.log error;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$up;
+        keepalive_requests 1000000;
+        location / { return 200 "ok\n"; }
+        location = /app/headers {
+            return 200 "\$http_x_stytch_session_jwt \$http_x_stytch_user_id \$http_x_stytch_session_id";
+        }
+    }
+}
+EOC
+nginx -p "$work/up" -c conf/nginx.conf
+
+conf() {
+    # $1: variant, $2: port, $3: emulator port, $4: extra main lines
+    local mod=0 lua=0 extra=""
+    case $1 in
+    hit-*) mod=1; extra=$module_lines ;;
+    lua-*) lua=1; extra=$lua_lines ;;
+    static) extra=$static_lines ;;
+    esac
+    cat <<EOC
+$( [ $mod = 1 ] && echo "load_module $module;" )
+$( [ $lua = 1 ] && cat <<EOM
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+EOM
+)
+$4
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+$( [ $mod = 1 ] && cat <<EOM
+    stytch_tat_signing_key $keys/rsa.pem;
+    stytch_tat_credentials $keys/creds;
+    stytch_tat_issuer https://auth.example.com;
+    stytch_tat_audience https://api.example.com;
+    stytch_tat_profile_id trusted-auth-token-profile-test-00000000-0000-0000-0000-000000000000;
+    stytch_tat_zone zone=bench:64m;
+EOM
+)
+$( [ $lua = 1 ] && cat <<EOM
+    lua_package_path "$root/bench/peers/openresty/?.lua;;";
+    lua_shared_dict stytch_tat 64m;
+    init_by_lua_block {
+        require("stytch_tat").init({
+            key_file = "$keys/rsa.pem", kid = "$kid",
+            issuer = "https://auth.example.com",
+            audience = "https://api.example.com",
+            profile_id = "trusted-auth-token-profile-test-00000000-0000-0000-0000-000000000000",
+            ttl = 300, attest_uri = "/_stytch_attest",
+        })
+    }
+    init_worker_by_lua_block { require("stytch_tat").init_worker() }
+EOM
+)
+$( [ $mod = 1 ] || [ $lua = 1 ] && cat <<EOM
+    upstream stytch_api { server 127.0.0.1:$3; keepalive 16; }
+EOM
+)
+    upstream backend { server 127.0.0.1:$up; keepalive 64; }
+    server {
+        listen 127.0.0.1:$2;
+$( [ $mod = 1 ] && cat <<EOM
+        location = /jwks { stytch_tat_jwks; }
+        location = /status { stytch_tat_status; }
+EOM
+)
+$( [ $lua = 1 ] && cat <<EOM
+        location = /jwks {
+            default_type application/jwk-set+json;
+            alias $work/jwks.json;
+        }
+        location = /status {
+            content_by_lua_block { require("stytch_tat").status() }
+        }
+EOM
+)
+$( [ $mod = 1 ] || [ $lua = 1 ] && cat <<EOM
+        location = /_stytch_attest {
+            internal;
+            proxy_pass https://stytch_api/v1/sessions/attest;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            $( [ $lua = 1 ] && echo "proxy_pass_request_headers off;
+            proxy_set_header Content-Type application/json;
+            proxy_set_header Authorization \"Basic $basic\";" )
+            proxy_ssl_trusted_certificate $work/emu-$1/ca.pem;
+            proxy_ssl_verify on;
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+        }
+EOM
+)
+        location /app {
+            $extra
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://backend;
+        }
+    }
+}
+EOC
+}
+
+module_lines='stytch_tat /_stytch_attest;
+            stytch_tat_cache bench;
+            stytch_tat_email $http_x_email;
+            stytch_tat_subject '"${BENCH_SUBJECT:-\$http_x_user}"';
+            stytch_tat_claim assignments $http_x_groups list=,;'
+static_lines=""
+lua_lines='access_by_lua_block { require("stytch_tat").access() }'
+basic=$(tr -d '\n' < "$keys/creds" | base64 -w0)
+kid=""
+
+start() {
+    # $1: variant, $2: port, $3: emulator port
+    local d=$work/$1
+    mkdir -p "$d/logs" "$d/conf"
+    conf "$1" "$2" "${3:-0}" "worker_processes 1;
+worker_cpu_affinity 10;" > "$d/conf/nginx.conf"
+    LD_PRELOAD=${BENCH_PRELOAD:-} GLIBC_TUNABLES=$(tunables "$1") \
+        nginx -p "$d" -c conf/nginx.conf
+    for _ in $(seq 50); do [ -n "$(worker "$1")" ] && break; sleep 0.1; done
+}
+
+# The instances without the module keep their heap as the module's worker
+# does (see init_process in ngx_http_stytch_tat_module.c): otherwise the
+# baseline's CPU per request includes glibc trimming and regrowing its heap,
+# which the module's does not (BENCH_BASELINE_TRIM=0: glibc's default)
+trim=${BENCH_BASELINE_TRIM:-8388608}
+tunables() {
+    case $1 in
+    hit-*) ;;
+    *) [ "$trim" = 0 ] || echo "glibc.malloc.trim_threshold=$trim" ;;
+    esac
+}
+
+worker() { ps -o pid= --ppid "$(cat "$work/$1/logs/nginx.pid" 2>/dev/null)" 2>/dev/null | head -1 | tr -d ' '; }
+
+entries() {
+    curl -s "http://127.0.0.1:$1/status" \
+        | sed -n 's/.*"entries": *\([0-9]*\).*/\1/p' | head -1
+}
+
+hits() {
+    curl -s "http://127.0.0.1:$1/status" \
+        | sed -n 's/.*"hits": *\([0-9]*\).*/\1/p' | head -1
+}
+
+# wrk on core 0 against $1 (port) with $2 identities; writes $work/wrk.out
+load() {
+    IDENTITIES=$2 taskset -c 0 wrk -t1 -c"$conns" -d"${3:-$secs}s" \
+        -s bench/identities.lua "http://127.0.0.1:$1/app" > "$work/wrk.out" 2>&1
+    if grep -q Non-2xx "$work/wrk.out"; then
+        echo "  warning: $(grep Non-2xx "$work/wrk.out") on port $1" >&2
+    fi
+}
+
+# every identity cached: wrk until the zone holds them all, as long as
+# each run adds some
+warm() {
+    # $1: port, $2: identities
+    local n=0 last=-1
+    while [ "$n" -gt "$last" ]; do
+        last=$n
+        load "$1" "$2" 3
+        n=$(entries "$1")
+        n=${n:-0}
+        [ "$n" -ge "$2" ] && return 0
+    done
+    echo "warm-up of port $1 stopped at $n of $2 entries" >&2
+    exit 1
+}
+
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+
+echo "== bench/hit.sh: $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# the session JWT the module hands on, for the static baseline's bytes
+emu=$(emulator hit-probe "$cg_port")
+start hit-probe "$cg_port" "$emu"
+curl -s -o /dev/null -H "X-Email: user0@example.com" -H "X-User: user0" \
+     -H "X-Groups: editor,reader" "http://127.0.0.1:$cg_port/app"
+set -- $(curl -s -H "X-Email: user0@example.com" -H "X-User: user0" \
+              -H "X-Groups: editor,reader" "http://127.0.0.1:$cg_port/app/headers")
+[ $# = 3 ] || { echo "no session from the probe instance" >&2; exit 1; }
+jwt_len=${#1}
+# the OpenResty peer signs with the same key and kid, and serves this JWKS
+curl -s "http://127.0.0.1:$cg_port/jwks" > "$work/jwks.json"
+kid=$(sed 's/.*"kid":"\([^"]*\)".*/\1/' "$work/jwks.json")
+static_lines="proxy_set_header X-Stytch-Session-Jwt \"$1\";
+            proxy_set_header X-Stytch-User-Id \"$2\";
+            proxy_set_header X-Stytch-Session-Id \"$3\";"
+kill -QUIT "$(cat "$work/hit-probe/logs/nginx.pid")"
+sleep 0.5
+
+# ---------------------------------------------------------------- wrk rounds
+declare -A rps cpu flt
+for v in $only; do
+    case $v in
+    hit-*|lua-*) start "$v" "${vport[$v]}" "$(emulator "$v" "${vport[$v]}")" ;;
+    *) start "$v" "${vport[$v]}" ;;
+    esac
+done
+# the module's instances get every identity cached; all of them get a
+# first load, so that no round pays for a new worker's heap growing
+for v in $only; do
+    case $v in hit-*|lua-*)
+        echo "  warming $v: ${vids[$v]} identities"
+        warm "${vport[$v]}" "${vids[$v]}"
+    esac
+    load "${vport[$v]}" "${vids[$v]}" 2
+done
+
+hz=$(getconf CLK_TCK)
+for r in $(seq "$rounds"); do
+    for v in $only; do
+        p=${vport[$v]}
+        w=$(worker "$v")
+        h0=$(case $v in hit-*) hits "$p" ;; *) echo 0 ;; esac)
+        read -r f0 u0 s0 < <(awk '{print $10, $14, $15}' "/proc/$w/stat")
+        load "$p" "${vids[$v]}"
+        read -r f1 u1 s1 < <(awk '{print $10, $14, $15}' "/proc/$w/stat")
+        n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+        q=$(awk '/^Requests\/sec/ {printf "%d", $2}' "$work/wrk.out")
+        if [ "${v#hit-}" != "$v" ]; then
+            h1=$(hits "$p")
+            # the status requests themselves are no hits; wrk's last
+            # in-flight requests are counted by nginx, not by wrk
+            [ $((h1 - h0)) -ge "$n" ] \
+                || echo "  warning: $v: $((h1 - h0)) hits for $n requests" >&2
+        fi
+        rps[$v]="${rps[$v]:-} $q"
+        cpu[$v]="${cpu[$v]:-} $(awk -v a=$((u1 + s1 - u0 - s0)) -v n="$n" -v hz="$hz" 'BEGIN { printf "%.2f", 1e6 * a / hz / n }')"
+        flt[$v]="${flt[$v]:-} $(awk -v a=$((f1 - f0)) -v n="$n" 'BEGIN { printf "%.1f", 1000 * a / n }')"
+        echo "  round $r $v: $q req/s, $(( f1 - f0 )) page faults, $(( u1 + s1 - u0 - s0 )) ticks, $n requests"
+    done
+done
+if [ -n "${BENCH_HOLD:-}" ]; then
+    for v in $only; do echo "  hold: $v on port ${vport[$v]}, worker $(worker "$v")"; done
+    sleep "$BENCH_HOLD"
+fi
+for v in $only; do
+    kill -QUIT "$(cat "$work/$v/logs/nginx.pid")"
+done
+sleep 0.5
+
+# ----------------------------------------------------------------- callgrind
+# One process (master_process off) under callgrind, instrumentation off
+# while it starts and warms; on, zeroed, BENCH_CG_SECONDS of load, dumped.
+# Requests: the calls of ngx_http_free_request in the dump.
+cg_requests() {
+    awk -v f=ngx_http_free_request '
+        /^c?fn=\(/ {
+            id = $0; sub(/^c?fn=/, "", id); name = id
+            sub(/\).*/, ")", id); sub(/^\([0-9]+\) ?/, "", name)
+            if (name != "") names[id] = name
+            if ($0 ~ /^cfn=/) callee = names[id]
+            next
+        }
+        /^calls=/ { if (callee == f) { split($0, a, /[= ]/); n += a[2] } }
+        END { print n + 0 }' "$1"
+}
+
+cg_total() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
+
+declare -A ir
+if [ -z "${BENCH_NO_CALLGRIND:-}" ]; then
+    for v in $only; do
+        d=$work/cg-$v
+        mkdir -p "$d/logs" "$d/conf"
+        eport=0
+        case $v in hit-*|lua-*) eport=$(emulator "cg-$v" "$cg_port") ;; esac
+        # the instance is named after its emulator's CA
+        conf "$v" "$cg_port" "$eport" "master_process off;
+daemon off;" | sed "s#$work/emu-$v/#$work/emu-cg-$v/#" > "$d/conf/nginx.conf"
+        # LuaJIT writes the code it runs: valgrind must look for that
+        GLIBC_TUNABLES=$(tunables "$v") \
+        taskset -c 1 valgrind --tool=callgrind --instr-atstart=no \
+            $(case $v in lua-*) echo --smc-check=all-non-file ;; esac) \
+            ${BENCH_CG_OPTS:-} \
+            --callgrind-out-file="$d/callgrind.out" \
+            nginx -p "$d" -c conf/nginx.conf > "$d/valgrind.log" 2>&1 &
+        cg=$!
+        pids+=($cg)
+        for _ in $(seq 300); do
+            curl -s -o /dev/null "http://127.0.0.1:$cg_port/app" && break
+            sleep 0.2
+        done
+        case $v in hit-*|lua-*) warm "$cg_port" "${vids[$v]}" ;; esac
+        callgrind_control -i on "$cg" > /dev/null
+        load "$cg_port" "${vids[$v]}" 2
+        ( sleep 1; callgrind_control -z "$cg" > /dev/null;
+          sleep "$cg_secs"; callgrind_control -d "$cg" > /dev/null ) &
+        load "$cg_port" "${vids[$v]}" $((cg_secs + 2))
+        wait $!
+        f=$(ls -t "$d"/callgrind.out* | head -1)
+        n=$(cg_requests "$f")
+        t=$(cg_total "$f")
+        ir[$v]=$(awk -v t="$t" -v n="$n" 'BEGIN { printf "%d", t / n }')
+        echo "  callgrind $v: $t instructions, $n requests: ${ir[$v]} per request"
+        # the module's functions and the worker's main stages, inclusive,
+        # per request
+        callgrind_annotate --inclusive=yes --threshold=100 "$f" 2> /dev/null \
+            | awk -v n="$n" '/^ *[0-9,]+ \(/ {
+                  c = $1; gsub(/,/, "", c)
+                  if (c / n >= 50) printf "%10.0f  %s\n", c / n, $0 }' \
+            > "$out/hit-$v.txt"
+        kill "$cg"
+        wait "$cg" 2>/dev/null || true
+        [ -n "${BENCH_DEBUG:-}" ] || rm -f "$d"/callgrind.out*
+    done
+fi
+
+# --------------------------------------------------------------------- table
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f%%", 100 * a / b; else printf "-" }'; }
+{
+    echo "date: $(date -u +%FT%TZ)  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+    echo "wrk: 1 thread, $conns connections, ${secs}s x $rounds rounds (medians); session JWT $jwt_len bytes; git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src ngx_http_stytch_tat_module.c || echo +dirty)"
+    echo
+    echo "| variant | req/s | of static | worker CPU us/req | above static | minor faults /1000 req | instructions/req | above static |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    s_q=$(median ${rps[static]:-0}); s_c=$(median ${cpu[static]:-0})
+    s_ir=${ir[static]:-0}
+    for v in $only; do
+        q=$(median ${rps[$v]}); c=$(median ${cpu[$v]}); f=$(median ${flt[$v]})
+        echo "| $v | $q | $(ratio "$q" "$s_q") | $c | $(awk -v a="$c" -v b="$s_c" 'BEGIN { printf "%+.2f", a - b }') | $f | ${ir[$v]:--} | $( [ -n "${ir[$v]:-}" ] && [ "$s_ir" != 0 ] && printf '%+d' $(( ${ir[$v]} - s_ir )) || echo -) |"
+    done
+    echo
+    for v in $only; do
+        echo "rounds $v: req/s${rps[$v]}; us/req${cpu[$v]}; faults/1000${flt[$v]}"
+    done
+} | tee "$out/hit.txt"
