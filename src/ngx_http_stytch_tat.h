@@ -23,6 +23,10 @@
  *                                       refresh rules (no nginx)
  *   src/ngx_http_stytch_tat_jose.c      JOSE primitives (no nginx)
  *   src/ngx_http_stytch_tat_claims.c    claims JSON (no nginx)
+ *   src/ngx_http_stytch_tat_verify.c    Stytch session JWTs checked against
+ *                                       Stytch's JWKS (no nginx; not yet
+ *                                       called: the cluster work's core)
+ *   src/ngx_http_stytch_tat_version.h   the release's version
  */
 
 
