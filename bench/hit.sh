@@ -9,6 +9,9 @@
 #   hit-10k   the module, requests cycling through 10,000 cached identities
 #   lua-1, lua-10k  with BENCH_PEERS=1 (make bench-peers): the same exchange
 #             in OpenResty's Lua (bench/peers/openresty/stytch_tat.lua)
+#   node-1, node-10k  likewise: auth_request to a Node sidecar
+#             (bench/peers/node/sidecar.mjs); its CPU per request is given
+#             apart ("sidecar us/req")
 #
 # For each: req/s (wrk), the nginx worker's CPU per request and its minor
 # page faults per 1000 requests (both from /proc/PID/stat around each wrk
@@ -32,6 +35,11 @@
 # BENCH_CG_OPTS="--cache-sim=yes" for more of callgrind (cache misses),
 # BENCH_BASELINE_TRIM (8388608): glibc's trim threshold for the instances
 # without the module (0: glibc's default of 128 KB; see tunables() below).
+# The emulator's session JWTs live 5 minutes and the caches refresh them a
+# minute ahead: the wrk rounds (variants x BENCH_ROUNDS x BENCH_SECONDS,
+# after the warm-ups) must end within 4 minutes of the first warm-up, or
+# hits turn into attests (hit runs warn when the zone counted fewer hits
+# than requests).  With the peers, 3 rounds of 5 s fit.
 # Results: bench/results/hit.txt (the table) and bench/results/hit-*.txt
 # (the module's own functions under callgrind, inclusive, per request).
 set -eu
@@ -43,7 +51,7 @@ conns=${BENCH_CONNECTIONS:-32}
 many=${BENCH_IDENTITIES:-10000}
 cg_secs=${BENCH_CG_SECONDS:-10}
 port=${BENCH_PORT:-18680}
-only=${BENCH_ONLY:-plain static hit-1 hit-10k${BENCH_PEERS:+ lua-1 lua-10k}}
+only=${BENCH_ONLY:-plain static hit-1 hit-10k${BENCH_PEERS:+ lua-1 lua-10k node-1 node-10k}}
 up=$((port + 5))
 out=$root/bench/results
 mkdir -p "$out"
@@ -62,9 +70,12 @@ bash scripts/test-keys.sh "$keys"
 
 declare -A vport=([plain]=$port [static]=$((port + 1)) [hit-1]=$((port + 2))
                   [hit-10k]=$((port + 3)) [lua-1]=$((port + 6))
-                  [lua-10k]=$((port + 7)))
+                  [lua-10k]=$((port + 7)) [node-1]=$((port + 8))
+                  [node-10k]=$((port + 9)))
 declare -A vids=([plain]=1 [static]=1 [hit-1]=1 [hit-10k]=$many [lua-1]=1
-                 [lua-10k]=$many)
+                 [lua-10k]=$many [node-1]=1 [node-10k]=$many)
+# the sidecars' ports: the variant's + 10, callgrind's instance's + 10
+sidecar_port() { echo $(( $1 + 10 )); }
 cg_port=$((port + 4))
 
 pids=()
@@ -73,7 +84,8 @@ cleanup() {
     for d in "$work"/*/; do
         [ -s "$d/logs/nginx.pid" ] && kill -QUIT "$(cat "$d/logs/nginx.pid")"
     done 2> /dev/null
-    for p in "${pids[@]}" $(cat "$work"/emu-*/pid 2>/dev/null); do
+    for p in "${pids[@]}" $(cat "$work"/emu-*/pid "$work"/node-*/pid \
+                               2>/dev/null); do
         kill "$p" 2> /dev/null
     done
     wait 2> /dev/null
@@ -96,6 +108,25 @@ emulator() {
     for _ in $(seq 100); do [ -s "$dir/ready" ] && break; sleep 0.1; done
     [ -s "$dir/ready" ] || { cat "$dir/err" >&2; exit 1; }
     sed 's/.*"listen_port":\([0-9]*\).*/\1/' "$dir/ready"
+}
+
+# the Node peer's sidecar, on core 0, with t/emulator's jose and stytch
+sidecar() {
+    # $1: name, $2: port, $3: emulator port
+    local dir=$work/node-$1
+    mkdir -p "$dir"
+    cp bench/peers/node/sidecar.mjs "$dir/"
+    ln -sfn "$root/t/emulator/node_modules" "$dir/node_modules"
+    NODE_EXTRA_CA_CERTS=$work/emu-$1/ca.pem taskset -c 0 node \
+        "$dir/sidecar.mjs" "$2" "$keys/rsa.pem" "$kid" "$keys/creds" \
+        "https://localhost:$3" > "$dir/out" 2> "$dir/err" &
+    echo $! > "$dir/pid"
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$2/status" && return 0
+        sleep 0.1
+    done
+    cat "$dir/err" >&2
+    exit 1
 }
 
 # the upstream: a separate nginx, one worker on core 0
@@ -121,11 +152,13 @@ EOC
 nginx -p "$work/up" -c conf/nginx.conf
 
 conf() {
-    # $1: variant, $2: port, $3: emulator port, $4: extra main lines
-    local mod=0 lua=0 extra=""
+    # $1: variant, $2: port, $3: emulator port, $4: extra main lines,
+    # $5: the sidecar's port
+    local mod=0 lua=0 node=0 extra=""
     case $1 in
     hit-*) mod=1; extra=$module_lines ;;
     lua-*) lua=1; extra=$lua_lines ;;
+    node-*) node=1; extra=$node_lines ;;
     static) extra=$static_lines ;;
     esac
     cat <<EOC
@@ -169,12 +202,32 @@ $( [ $mod = 1 ] || [ $lua = 1 ] && cat <<EOM
     upstream stytch_api { server 127.0.0.1:$3; keepalive 16; }
 EOM
 )
+$( [ $node = 1 ] && cat <<EOM
+    upstream sidecar { server 127.0.0.1:$5; keepalive 64; }
+EOM
+)
     upstream backend { server 127.0.0.1:$up; keepalive 64; }
     server {
         listen 127.0.0.1:$2;
 $( [ $mod = 1 ] && cat <<EOM
         location = /jwks { stytch_tat_jwks; }
         location = /status { stytch_tat_status; }
+EOM
+)
+$( [ $node = 1 ] && cat <<EOM
+        location = /jwks {
+            default_type application/jwk-set+json;
+            alias $work/jwks.json;
+        }
+        location = /status { proxy_pass http://sidecar; }
+        location = /_auth {
+            internal;
+            proxy_pass http://sidecar;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
 EOM
 )
 $( [ $lua = 1 ] && cat <<EOM
@@ -222,15 +275,22 @@ module_lines='stytch_tat /_stytch_attest;
             stytch_tat_claim assignments $http_x_groups list=,;'
 static_lines=""
 lua_lines='access_by_lua_block { require("stytch_tat").access() }'
+node_lines='auth_request /_auth;
+            auth_request_set $stytch_jwt $upstream_http_x_stytch_session_jwt;
+            auth_request_set $stytch_uid $upstream_http_x_stytch_user_id;
+            auth_request_set $stytch_sid $upstream_http_x_stytch_session_id;
+            proxy_set_header X-Stytch-Session-Jwt $stytch_jwt;
+            proxy_set_header X-Stytch-User-Id $stytch_uid;
+            proxy_set_header X-Stytch-Session-Id $stytch_sid;'
 basic=$(tr -d '\n' < "$keys/creds" | base64 -w0)
 kid=""
 
 start() {
-    # $1: variant, $2: port, $3: emulator port
+    # $1: variant, $2: port, $3: emulator port, $4: sidecar port
     local d=$work/$1
     mkdir -p "$d/logs" "$d/conf"
     conf "$1" "$2" "${3:-0}" "worker_processes 1;
-worker_cpu_affinity 10;" > "$d/conf/nginx.conf"
+worker_cpu_affinity 10;" "${4:-0}" > "$d/conf/nginx.conf"
     LD_PRELOAD=${BENCH_PRELOAD:-} GLIBC_TUNABLES=$(tunables "$1") \
         nginx -p "$d" -c conf/nginx.conf
     for _ in $(seq 50); do [ -n "$(worker "$1")" ] && break; sleep 0.1; done
@@ -308,17 +368,22 @@ kill -QUIT "$(cat "$work/hit-probe/logs/nginx.pid")"
 sleep 0.5
 
 # ---------------------------------------------------------------- wrk rounds
-declare -A rps cpu flt
+declare -A rps cpu flt side
 for v in $only; do
     case $v in
     hit-*|lua-*) start "$v" "${vport[$v]}" "$(emulator "$v" "${vport[$v]}")" ;;
+    node-*)
+        e=$(emulator "$v" "${vport[$v]}")
+        sidecar "$v" "$(sidecar_port "${vport[$v]}")" "$e"
+        start "$v" "${vport[$v]}" "$e" "$(sidecar_port "${vport[$v]}")"
+        ;;
     *) start "$v" "${vport[$v]}" ;;
     esac
 done
 # the module's instances get every identity cached; all of them get a
 # first load, so that no round pays for a new worker's heap growing
 for v in $only; do
-    case $v in hit-*|lua-*)
+    case $v in hit-*|lua-*|node-*)
         echo "  warming $v: ${vids[$v]} identities"
         warm "${vport[$v]}" "${vids[$v]}"
     esac
@@ -331,9 +396,12 @@ for r in $(seq "$rounds"); do
         p=${vport[$v]}
         w=$(worker "$v")
         h0=$(case $v in hit-*) hits "$p" ;; *) echo 0 ;; esac)
+        sc=$(cat "$work/node-$v/pid" 2>/dev/null || true)
         read -r f0 u0 s0 < <(awk '{print $10, $14, $15}' "/proc/$w/stat")
+        [ -z "$sc" ] || read -r _ nu0 ns0 < <(awk '{print $10, $14, $15}' "/proc/$sc/stat")
         load "$p" "${vids[$v]}"
         read -r f1 u1 s1 < <(awk '{print $10, $14, $15}' "/proc/$w/stat")
+        [ -z "$sc" ] || read -r _ nu1 ns1 < <(awk '{print $10, $14, $15}' "/proc/$sc/stat")
         n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
         q=$(awk '/^Requests\/sec/ {printf "%d", $2}' "$work/wrk.out")
         if [ "${v#hit-}" != "$v" ]; then
@@ -346,7 +414,8 @@ for r in $(seq "$rounds"); do
         rps[$v]="${rps[$v]:-} $q"
         cpu[$v]="${cpu[$v]:-} $(awk -v a=$((u1 + s1 - u0 - s0)) -v n="$n" -v hz="$hz" 'BEGIN { printf "%.2f", 1e6 * a / hz / n }')"
         flt[$v]="${flt[$v]:-} $(awk -v a=$((f1 - f0)) -v n="$n" 'BEGIN { printf "%.1f", 1000 * a / n }')"
-        echo "  round $r $v: $q req/s, $(( f1 - f0 )) page faults, $(( u1 + s1 - u0 - s0 )) ticks, $n requests"
+        [ -z "$sc" ] || side[$v]="${side[$v]:-} $(awk -v a=$((nu1 + ns1 - nu0 - ns0)) -v n="$n" -v hz="$hz" 'BEGIN { printf "%.2f", 1e6 * a / hz / n }')"
+        echo "  round $r $v: $q req/s, $(( f1 - f0 )) page faults, $(( u1 + s1 - u0 - s0 )) ticks, $n requests${sc:+, sidecar $(( nu1 + ns1 - nu0 - ns0 )) ticks}"
     done
 done
 if [ -n "${BENCH_HOLD:-}" ]; then
@@ -383,10 +452,17 @@ if [ -z "${BENCH_NO_CALLGRIND:-}" ]; then
         d=$work/cg-$v
         mkdir -p "$d/logs" "$d/conf"
         eport=0
-        case $v in hit-*|lua-*) eport=$(emulator "cg-$v" "$cg_port") ;; esac
+        case $v in
+        hit-*|lua-*) eport=$(emulator "cg-$v" "$cg_port") ;;
+        node-*)
+            eport=$(emulator "cg-$v" "$cg_port")
+            sidecar "cg-$v" "$(sidecar_port "$cg_port")" "$eport"
+            ;;
+        esac
         # the instance is named after its emulator's CA
         conf "$v" "$cg_port" "$eport" "master_process off;
-daemon off;" | sed "s#$work/emu-$v/#$work/emu-cg-$v/#" > "$d/conf/nginx.conf"
+daemon off;" "$(sidecar_port "$cg_port")" \
+            | sed "s#$work/emu-$v/#$work/emu-cg-$v/#" > "$d/conf/nginx.conf"
         # LuaJIT writes the code it runs: valgrind must look for that
         GLIBC_TUNABLES=$(tunables "$v") \
         taskset -c 1 valgrind --tool=callgrind --instr-atstart=no \
@@ -400,7 +476,7 @@ daemon off;" | sed "s#$work/emu-$v/#$work/emu-cg-$v/#" > "$d/conf/nginx.conf"
             curl -s -o /dev/null "http://127.0.0.1:$cg_port/app" && break
             sleep 0.2
         done
-        case $v in hit-*|lua-*) warm "$cg_port" "${vids[$v]}" ;; esac
+        case $v in hit-*|lua-*|node-*) warm "$cg_port" "${vids[$v]}" ;; esac
         callgrind_control -i on "$cg" > /dev/null
         load "$cg_port" "${vids[$v]}" 2
         ( sleep 1; callgrind_control -z "$cg" > /dev/null;
@@ -421,6 +497,7 @@ daemon off;" | sed "s#$work/emu-$v/#$work/emu-cg-$v/#" > "$d/conf/nginx.conf"
             > "$out/hit-$v.txt"
         kill "$cg"
         wait "$cg" 2>/dev/null || true
+        [ ! -s "$work/node-cg-$v/pid" ] || kill "$(cat "$work/node-cg-$v/pid")"
         [ -n "${BENCH_DEBUG:-}" ] || rm -f "$d"/callgrind.out*
     done
 fi
@@ -441,6 +518,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f%%", 100 * a /
     done
     echo
     for v in $only; do
-        echo "rounds $v: req/s${rps[$v]}; us/req${cpu[$v]}; faults/1000${flt[$v]}"
+        echo "rounds $v: req/s${rps[$v]}; us/req${cpu[$v]}; faults/1000${flt[$v]}${side[$v]:+; sidecar us/req${side[$v]}}"
     done
 } | tee "$out/hit.txt"

@@ -100,6 +100,7 @@ typedef struct {
     ngx_uint_t                  nclaims;
 } ngx_http_stytch_tat_key_prefix_t;
 
+
 /* how often a request waiting on another's exchange looks again, ms */
 #define NGX_HTTP_STYTCH_TAT_WAIT_STEP   10
 
