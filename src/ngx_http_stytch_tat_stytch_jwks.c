@@ -463,6 +463,9 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
         j->fetched = ngx_time();
         j->kid_at = j->fetched;
         j->retry_at = 0;
+
+    } else {
+        j->retry_at = ngx_time() + NGX_HTTP_STYTCH_TAT_JWKS_BACKOFF;
     }
 
     j->fetch_until = 0;
