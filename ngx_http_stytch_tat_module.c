@@ -673,6 +673,7 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     conf->status_format = NGX_CONF_UNSET_UINT;
     conf->drop_client_headers = NGX_CONF_UNSET;
     conf->verify = NGX_CONF_UNSET_PTR;
+    conf->jwks_leeway = NGX_CONF_UNSET;
     conf->cookie_jwt_index = NGX_ERROR;
     conf->cookie_token_index = NGX_ERROR;
 

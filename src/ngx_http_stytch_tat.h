@@ -268,6 +268,7 @@ typedef struct {
     ngx_uint_t                  jwks_line;
     time_t                      jwks_refresh;
     time_t                      jwks_min_refetch;
+    time_t                      jwks_leeway; /* on exp and nbf */
     ngx_str_t                   jwks_project_id;   /* or the credentials' */
     ngx_http_complex_value_t   *verify;      /* stytch_tat_verify VALUE */
     ngx_flag_t                  bind;        /* sessions bound, cookies
@@ -366,6 +367,8 @@ typedef struct {
      * cache_waited, and never reads this.
      */
     ngx_msec_t                  wait_started;
+    /* the identity's digest, while digest keys a client's refresh */
+    u_char                      identity[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
     ngx_str_t                   body_values[4];  /* profile, org, sessions */
     ngx_str_t                   session_claims;  /* JSON object, or empty */
     ngx_http_stytch_tat_zone_t *zone;        /* where this request leads */
@@ -386,7 +389,7 @@ typedef struct {
     unsigned                    cache_waited:1;  /* the cache said WAIT */
     unsigned                    cache_claimed:1; /* cache_claim is set */
     unsigned                    jwks_leading:1;  /* fetches Stytch's JWKS */
-    unsigned                    jwks_fetched:1;  /* ... did, once */
+    unsigned                    jwks_fetched:1;  /* ... did: no more */
     unsigned                    client_done:1;   /* the client's session
                                                     was looked at */
     unsigned                    client_session:1;    /* and is the one */
@@ -494,8 +497,7 @@ ngx_int_t ngx_http_stytch_tat_client_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-void ngx_http_stytch_tat_client_binding(ngx_http_stytch_tat_ctx_t *ctx,
-    u_char *out);
+void ngx_http_stytch_tat_client_binding(u_char *digest, u_char *out);
 ngx_int_t ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 

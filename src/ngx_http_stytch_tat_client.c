@@ -27,7 +27,8 @@ static ngx_int_t ngx_http_stytch_tat_client_verify_token(
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *token, ngx_str_t *binding,
     ngx_int_t *code, ngx_str_t *claim);
 static ngx_int_t ngx_http_stytch_tat_client_digest(
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_str_t *token, u_char *digest);
+    ngx_http_stytch_tat_loc_conf_t *lcf, const char *domain, ngx_str_t *token,
+    u_char *digest);
 static ngx_int_t ngx_http_stytch_tat_client_refused(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t code);
 static ngx_int_t ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
@@ -63,7 +64,10 @@ ngx_http_stytch_tat_client_check(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ngx_http_stytch_tat_client_digest(lcf, token, digest) != NGX_OK) {
+    if (ngx_http_stytch_tat_client_digest(lcf, "stytch_tat verified", token,
+                                          digest)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -92,8 +96,8 @@ ngx_http_stytch_tat_client_check(ngx_http_request_t *r,
             /* a good token, whoever it binds: known good until it ends */
 
             ngx_http_stytch_tat_cache_store_verified(r, lcf->cache, digest,
-                                    ctx, &claim, ctx->session_jwt_exp
-                                         + NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY);
+                                    ctx, &claim,
+                                    ctx->session_jwt_exp + lcf->jwks_leeway);
         }
     }
 
@@ -137,7 +141,7 @@ ngx_http_stytch_tat_client_verify_token(ngx_http_request_t *r,
     ngx_memzero(&params, sizeof(params));
     params.project_id = (char *) lcf->jwks_project_id.data;
     params.project_id_len = lcf->jwks_project_id.len;
-    params.leeway = NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY;
+    params.leeway = lcf->jwks_leeway;
 
     if (binding) {
         params.claim = NGX_HTTP_STYTCH_TAT_BINDING_CLAIM;
@@ -221,11 +225,14 @@ ngx_http_stytch_tat_client_verify_token(ngx_http_request_t *r,
 }
 
 
-/* the zone's key of a verified token: the project and the token */
+/*
+ * A zone key for a token (a token verified, an expired one refreshed): the
+ * domain, the project and the token.
+ */
 
 static ngx_int_t
 ngx_http_stytch_tat_client_digest(ngx_http_stytch_tat_loc_conf_t *lcf,
-    ngx_str_t *token, u_char *digest)
+    const char *domain, ngx_str_t *token, u_char *digest)
 {
     int           ok;
     unsigned int  len;
@@ -247,7 +254,7 @@ ngx_http_stytch_tat_client_digest(ngx_http_stytch_tat_loc_conf_t *lcf,
     }
 
     ok = EVP_DigestInit_ex2(md, sha256, NULL) == 1
-         && EVP_DigestUpdate(md, "stytch_tat verified", 20) == 1
+         && EVP_DigestUpdate(md, domain, ngx_strlen(domain) + 1) == 1
          && EVP_DigestUpdate(md, lcf->jwks_project_id.data,
                              lcf->jwks_project_id.len) == 1
          && EVP_DigestUpdate(md, "", 1) == 1
@@ -413,7 +420,9 @@ ngx_http_stytch_tat_client_session(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    ngx_http_stytch_tat_client_binding(ctx, buf);
+    ngx_memcpy(ctx->identity, ctx->digest, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
+
+    ngx_http_stytch_tat_client_binding(ctx->identity, buf);
     binding.data = buf;
     binding.len = NGX_HTTP_STYTCH_TAT_BINDING_LEN;
 
@@ -451,7 +460,16 @@ ngx_http_stytch_tat_client_session(ngx_http_request_t *r,
         goto zone;
 
     case NGX_HTTP_STYTCH_TAT_VERIFY_EXPIRED:
-        return ngx_http_stytch_tat_client_refresh(r, lcf, ctx, &binding);
+        rc = ngx_http_stytch_tat_client_refresh(r, lcf, ctx, &token);
+
+        if (rc != NGX_DECLINED) {
+            if (rc == NGX_AGAIN && ctx->state == NGX_HTTP_STYTCH_TAT_STATE_NEW)
+            {
+                ctx->client_done = 0;   /* waits: looks again */
+            }
+
+            return rc;
+        }
     }
 
 zone:
@@ -465,17 +483,23 @@ zone:
 
 
 /*
- * An expired session JWT of this identity's (the claim was copied out by
- * the verification): sessions/authenticate with the stytch_session cookie
- * gives the session a new JWT, the same session id.
+ * An expired session JWT of this identity's: sessions/authenticate with
+ * the stytch_session cookie gives the session a new JWT, the same session
+ * id.  One refresh per expired JWT on this node: the requests carrying it
+ * at the same time (a page's many requests) wait for the first one's, kept
+ * in the zone under the expired JWT's digest, as the zone keeps an
+ * identity's session.  NGX_OK: the session is in ctx; NGX_AGAIN: a
+ * refresh, or the wait for one, is under way; NGX_DECLINED: the zone
+ * serves the request as without cookies.
  */
 
 static ngx_int_t
 ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_str_t *binding)
+    ngx_str_t *jwt)
 {
     json_t     *obj;
+    ngx_int_t   rc;
     ngx_str_t   token, body;
 
     ngx_http_stytch_tat_client_cookie(r, lcf->cookie_token_index, &token);
@@ -483,6 +507,77 @@ ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
     if (token.len == 0 || lcf->refresh_uri.len == 0) {
         goto zone;
     }
+
+    if (ngx_http_stytch_tat_client_digest(lcf, "stytch_tat refreshed", jwt,
+                                          ctx->digest)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_stytch_tat_cache_lookup(r, lcf->cache, ctx,
+                                          lcf->lock_timeout);
+
+    switch (rc) {
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_REFRESH:
+
+        /* the refreshed JWT is still good: no refresh of the refresh */
+
+        if (ctx->session_jwt.len == 0 || ctx->session_jwt_exp <= ngx_time())
+        {
+            goto lead;
+        }
+
+        ngx_http_stytch_tat_cache_release(lcf->cache, ctx);
+
+        /* fall through */
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_HIT:
+        ngx_memcpy(ctx->digest, ctx->identity, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
+        ctx->cache_status = NGX_HTTP_STYTCH_TAT_CLIENT;
+        ctx->client_session = 1;
+        return NGX_OK;
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_WAIT:
+        ngx_memcpy(ctx->digest, ctx->identity, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
+
+        if (ctx->wait_started == 0) {
+            ctx->wait_started = ngx_current_msec;
+
+        } else if (ngx_current_msec - ctx->wait_started >= lcf->lock_timeout)
+        {
+            goto zone;
+        }
+
+        return ngx_http_stytch_tat_exchange_delay(r);
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_ATTEST:
+        goto lead;
+
+    case NGX_HTTP_STYTCH_TAT_CACHE_BYPASS:
+        break;
+
+    default: /* FAILED: the refresh waited on failed; NGX_ERROR */
+        ngx_str_null(&ctx->error);
+        ngx_str_null(&ctx->retry_after);
+        ctx->status = 0;
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        goto zone;
+    }
+
+    if (0) {
+lead:
+        ctx->leading = 1;
+        ctx->zone = lcf->cache;
+    }
+
+    ngx_str_null(&ctx->session_token);
+    ngx_str_null(&ctx->session_jwt);
 
     obj = json_pack("{s:s%}", "session_token", (char *) token.data,
                     token.len);
@@ -501,6 +596,8 @@ ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
     json_dumpb(obj, (char *) body.data, body.len, JSON_COMPACT);
     json_decref(obj);
 
+    /* the digest stays the refresh's until its answer is in */
+
     if (ngx_http_stytch_tat_exchange_subrequest(r, &lcf->refresh_uri, ctx,
                                                 &body)
         != NGX_OK)
@@ -514,9 +611,13 @@ ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
 
 zone:
 
+    ngx_memcpy(ctx->digest, ctx->identity, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
     ngx_str_null(&ctx->user_id);
     ngx_str_null(&ctx->session_id);
+    ngx_str_null(&ctx->session_token);
+    ngx_str_null(&ctx->session_jwt);
     ctx->session_jwt_exp = 0;
+    ctx->expires_at = 0;
 
     return NGX_DECLINED;
 }
@@ -552,24 +653,44 @@ ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
     ngx_http_stytch_tat_outcome_count(lcf, ctx, rc);
 
     ctx->cache_role = 0;
+    code = NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
 
     if (rc == NGX_OK) {
-        ngx_http_stytch_tat_client_binding(ctx, buf);
+        ngx_http_stytch_tat_client_binding(ctx->identity, buf);
         binding.data = buf;
         binding.len = NGX_HTTP_STYTCH_TAT_BINDING_LEN;
 
+        /* the keys are there: this check fetches none */
+
+        ctx->jwks_fetched = 1;
+
         rc = ngx_http_stytch_tat_client_check(r, lcf, ctx, &ctx->session_jwt,
                                               &binding, &code);
-
-        if (rc == NGX_OK && code == NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
-            ctx->cache_status = NGX_HTTP_STYTCH_TAT_CLIENT;
-            ctx->client_session = 1;
-            return NGX_OK;
-        }
-
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
+    }
+
+    if (ctx->leading) {
+        ctx->leading = 0;
+
+        /* under the expired JWT's digest, for those waiting on it */
+
+        if (code == NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+            ngx_http_stytch_tat_cache_store(r, lcf->cache, ctx);
+
+        } else {
+            ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx,
+                                           NGX_HTTP_BAD_GATEWAY, 0);
+        }
+    }
+
+    ngx_memcpy(ctx->digest, ctx->identity, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
+
+    if (code == NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        ctx->cache_status = NGX_HTTP_STYTCH_TAT_CLIENT;
+        ctx->client_session = 1;
+        return NGX_OK;
     }
 
     /* whatever Stytch said, the zone serves this request as without */
@@ -595,15 +716,14 @@ ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
 }
 
 
-/* the binding claim's value for this request's identity: its digest */
+/* the binding claim's value for an identity: its digest, base64url */
 
 void
-ngx_http_stytch_tat_client_binding(ngx_http_stytch_tat_ctx_t *ctx,
-    u_char *out)
+ngx_http_stytch_tat_client_binding(u_char *digest, u_char *out)
 {
     ngx_str_t  src, dst;
 
-    src.data = ctx->digest;
+    src.data = digest;
     src.len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
     dst.data = out;
 

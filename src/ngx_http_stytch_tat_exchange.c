@@ -648,7 +648,7 @@ ngx_http_stytch_tat_exchange_attest_body(ngx_http_stytch_tat_loc_conf_t *lcf,
      */
 
     if (lcf->bind && ctx->keyed) {
-        ngx_http_stytch_tat_client_binding(ctx, binding);
+        ngx_http_stytch_tat_client_binding(ctx->digest, binding);
 
         if ((claims == NULL && (claims = json_object()) == NULL)
             || json_object_set_new(claims, NGX_HTTP_STYTCH_TAT_BINDING_CLAIM,

@@ -76,6 +76,24 @@ ngx_http_stytch_tat_stytch_jwks(ngx_conf_t *cf, ngx_command_t *cmd,
             s.data = value[i].data + 12;
             s.len = value[i].len - 12;
 
+        } else if (ngx_strncmp(value[i].data, "leeway=", 7) == 0) {
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
+
+            lcf->jwks_leeway = ngx_parse_time(&s, 1);
+
+            if (lcf->jwks_leeway == (time_t) NGX_ERROR
+                || lcf->jwks_leeway > NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid time in \"%V\", expected "
+                                   "0s..%ds", &value[i],
+                                   NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+
         } else if (ngx_strncmp(value[i].data, "project_id=", 11) == 0
                    && value[i].len > 11)
         {
@@ -120,6 +138,11 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
         conf->jwks_refresh = prev->jwks_refresh;
         conf->jwks_min_refetch = prev->jwks_min_refetch;
         conf->jwks_project_id = prev->jwks_project_id;
+        conf->jwks_leeway = prev->jwks_leeway;
+    }
+
+    if (conf->jwks_leeway == NGX_CONF_UNSET) {
+        conf->jwks_leeway = NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY;
     }
 
     if (conf->jwks_refresh == 0) {
