@@ -9,6 +9,12 @@
 #   hit-10k   the module, requests cycling through 10,000 cached identities
 #   lua-1, lua-10k  with BENCH_PEERS=1 (make bench-peers): the same exchange
 #             in OpenResty's Lua (bench/peers/openresty/stytch_tat.lua)
+#   hit-1c    hit-1 with the request of cookie-1: the same Cookie header
+#             (a browser's requests carry it on a zone hit too)
+#   cookie-1  cluster mode (stytch_tat_session_jwks, stytch_tat_cookie on):
+#             every request carries the session cookie another node (a
+#             probe instance) got for the identity; this node's zone never
+#             attests it, it verifies the cookie's JWT (once) and hands it on
 #   node-1, node-10k  likewise: auth_request to a Node sidecar
 #             (bench/peers/node/sidecar.mjs); its CPU per request is given
 #             apart ("sidecar us/req")
@@ -51,7 +57,7 @@ conns=${BENCH_CONNECTIONS:-32}
 many=${BENCH_IDENTITIES:-10000}
 cg_secs=${BENCH_CG_SECONDS:-10}
 port=${BENCH_PORT:-18680}
-only=${BENCH_ONLY:-plain static hit-1 hit-10k${BENCH_PEERS:+ lua-1 lua-10k node-1 node-10k}}
+only=${BENCH_ONLY:-plain static hit-1 hit-10k hit-1c cookie-1${BENCH_PEERS:+ lua-1 lua-10k node-1 node-10k}}
 up=$((port + 5))
 out=$root/bench/results
 mkdir -p "$out"
@@ -71,9 +77,11 @@ bash scripts/test-keys.sh "$keys"
 declare -A vport=([plain]=$port [static]=$((port + 1)) [hit-1]=$((port + 2))
                   [hit-10k]=$((port + 3)) [lua-1]=$((port + 6))
                   [lua-10k]=$((port + 7)) [node-1]=$((port + 8))
-                  [node-10k]=$((port + 9)))
+                  [node-10k]=$((port + 9)) [hit-1c]=$((port + 21))
+                  [cookie-1]=$((port + 20)))
 declare -A vids=([plain]=1 [static]=1 [hit-1]=1 [hit-10k]=$many [lua-1]=1
-                 [lua-10k]=$many [node-1]=1 [node-10k]=$many)
+                 [lua-10k]=$many [node-1]=1 [node-10k]=$many [hit-1c]=1
+                 [cookie-1]=1)
 # the sidecars' ports: the variant's + 10, callgrind's instance's + 10
 sidecar_port() { echo $(( $1 + 10 )); }
 cg_port=$((port + 4))
@@ -157,6 +165,7 @@ conf() {
     local mod=0 lua=0 node=0 extra=""
     case $1 in
     hit-*) mod=1; extra=$module_lines ;;
+    cookie-*) mod=1; extra=$cookie_lines ;;
     lua-*) lua=1; extra=$lua_lines ;;
     node-*) node=1; extra=$node_lines ;;
     static) extra=$static_lines ;;
@@ -212,6 +221,13 @@ EOM
 $( [ $mod = 1 ] && cat <<EOM
         location = /jwks { stytch_tat_jwks; }
         location = /status { stytch_tat_status; }
+        location = /_stytch_session_jwks {
+            internal;
+            proxy_pass https://stytch_api/v1/sessions/jwks/project-test-00000000-0000-0000-0000-000000000000;
+            proxy_ssl_trusted_certificate $work/emu-$(emu_of "$1")/ca.pem;
+            proxy_ssl_verify on;
+            proxy_ssl_name localhost;
+        }
 EOM
 )
 $( [ $node = 1 ] && cat <<EOM
@@ -249,7 +265,7 @@ $( [ $mod = 1 ] || [ $lua = 1 ] && cat <<EOM
             $( [ $lua = 1 ] && echo "proxy_pass_request_headers off;
             proxy_set_header Content-Type application/json;
             proxy_set_header Authorization \"Basic $basic\";" )
-            proxy_ssl_trusted_certificate $work/emu-$1/ca.pem;
+            proxy_ssl_trusted_certificate $work/emu-$(emu_of "$1")/ca.pem;
             proxy_ssl_verify on;
             proxy_ssl_name localhost;
             proxy_ssl_server_name on;
@@ -273,6 +289,13 @@ module_lines='stytch_tat /_stytch_attest;
             stytch_tat_email $http_x_email;
             stytch_tat_subject '"${BENCH_SUBJECT:-\$http_x_user}"';
             stytch_tat_claim assignments $http_x_groups list=,;'
+# cluster mode; leeway=5m keeps the probe's 5-minute JWT good for the run
+cookie_lines=$module_lines'
+            stytch_tat_cookie on;
+            stytch_tat_session_jwks /_stytch_session_jwks leeway=5m;'
+# the cookie variants talk to the emulator whose session the cookie holds
+emu_of() { case $1 in cookie-*|cg-cookie-*) echo cookie-probe ;; *) echo "$1" ;; esac; }
+cookie=""
 static_lines=""
 lua_lines='access_by_lua_block { require("stytch_tat").access() }'
 node_lines='auth_request /_auth;
@@ -320,9 +343,17 @@ hits() {
         | sed -n 's/.*"hits": *\([0-9]*\).*/\1/p' | head -1
 }
 
+# requests let in with the client's own session JWT (cluster mode)
+clients() {
+    curl -s "http://127.0.0.1:$1/status" \
+        | sed -n 's/.*"verify":{"ok":\([0-9]*\),"cached":\([0-9]*\).*/\1 \2/p' \
+        | awk '{print $1 + $2}' | head -1
+}
+
 # wrk on core 0 against $1 (port) with $2 identities; writes $work/wrk.out
 load() {
-    IDENTITIES=$2 taskset -c 0 wrk -t1 -c"$conns" -d"${3:-$secs}s" \
+    IDENTITIES=$2 COOKIE=$(case $1 in "${vport[cookie-1]}"|"${vport[hit-1c]}") echo "$cookie" ;; "$cg_port") echo "${cg_cookie:-}" ;; esac) \
+        taskset -c 0 wrk -t1 -c"$conns" -d"${3:-$secs}s" \
         -s bench/identities.lua "http://127.0.0.1:$1/app" > "$work/wrk.out" 2>&1
     if grep -q Non-2xx "$work/wrk.out"; then
         echo "  warning: $(grep Non-2xx "$work/wrk.out") on port $1" >&2
@@ -367,10 +398,21 @@ static_lines="proxy_set_header X-Stytch-Session-Jwt \"$1\";
 kill -QUIT "$(cat "$work/hit-probe/logs/nginx.pid")"
 sleep 0.5
 
+# another node's cookie for user0: a probe in cluster mode attests once
+case " $only " in *" cookie-"*|*" hit-1c "*)
+    cemu=$(emulator cookie-probe "$cg_port")
+    start cookie-probe "$cg_port" "$cemu"
+    cookie=$(curl -s -D - -o /dev/null -H "X-Email: user0@example.com"                   -H "X-User: user0" -H "X-Groups: editor,reader"                   "http://127.0.0.1:$cg_port/app"              | sed -n 's/^Set-Cookie: \(stytch_session_jwt=[^;]*\);.*/\1/p')
+    [ -n "$cookie" ] || { echo "no session cookie from the probe" >&2; exit 1; }
+    kill -QUIT "$(cat "$work/cookie-probe/logs/nginx.pid")"
+    sleep 0.5
+esac
+
 # ---------------------------------------------------------------- wrk rounds
 declare -A rps cpu flt side
 for v in $only; do
     case $v in
+    cookie-*) start "$v" "${vport[$v]}" "$cemu" ;;
     hit-*|lua-*) start "$v" "${vport[$v]}" "$(emulator "$v" "${vport[$v]}")" ;;
     node-*)
         e=$(emulator "$v" "${vport[$v]}")
@@ -395,7 +437,7 @@ for r in $(seq "$rounds"); do
     for v in $only; do
         p=${vport[$v]}
         w=$(worker "$v")
-        h0=$(case $v in hit-*) hits "$p" ;; *) echo 0 ;; esac)
+        h0=$(case $v in hit-*) hits "$p" ;; cookie-*) clients "$p" ;; *) echo 0 ;; esac)
         sc=$(cat "$work/node-$v/pid" 2>/dev/null || true)
         read -r f0 u0 s0 < <(awk '{print $10, $14, $15}' "/proc/$w/stat")
         [ -z "$sc" ] || read -r _ nu0 ns0 < <(awk '{print $10, $14, $15}' "/proc/$sc/stat")
@@ -404,6 +446,11 @@ for r in $(seq "$rounds"); do
         [ -z "$sc" ] || read -r _ nu1 ns1 < <(awk '{print $10, $14, $15}' "/proc/$sc/stat")
         n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
         q=$(awk '/^Requests\/sec/ {printf "%d", $2}' "$work/wrk.out")
+        if [ "${v#cookie-}" != "$v" ]; then
+            h1=$(clients "$p")
+            [ $((h1 - h0)) -ge "$n" ] \
+                || echo "  warning: $v: $((h1 - h0)) cookies taken for $n requests" >&2
+        fi
         if [ "${v#hit-}" != "$v" ]; then
             h1=$(hits "$p")
             # the status requests themselves are no hits; wrk's last
@@ -452,7 +499,10 @@ if [ -z "${BENCH_NO_CALLGRIND:-}" ]; then
         d=$work/cg-$v
         mkdir -p "$d/logs" "$d/conf"
         eport=0
+        cg_cookie=""
         case $v in
+        cookie-*) eport=$cemu; cg_cookie=$cookie ;;
+        hit-1c) eport=$(emulator "cg-$v" "$cg_port"); cg_cookie=$cookie ;;
         hit-*|lua-*) eport=$(emulator "cg-$v" "$cg_port") ;;
         node-*)
             eport=$(emulator "cg-$v" "$cg_port")
@@ -463,6 +513,7 @@ if [ -z "${BENCH_NO_CALLGRIND:-}" ]; then
         conf "$v" "$cg_port" "$eport" "master_process off;
 daemon off;" "$(sidecar_port "$cg_port")" \
             | sed "s#$work/emu-$v/#$work/emu-cg-$v/#" > "$d/conf/nginx.conf"
+        # (a cookie variant's emulator is the probe's: emu_of kept it)
         # LuaJIT writes the code it runs: valgrind must look for that
         GLIBC_TUNABLES=$(tunables "$v") \
         taskset -c 1 valgrind --tool=callgrind --instr-atstart=no \
@@ -515,6 +566,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f%%", 100 * a /
     for v in $only; do
         q=$(median ${rps[$v]}); c=$(median ${cpu[$v]}); f=$(median ${flt[$v]})
         echo "| $v | $q | $(ratio "$q" "$s_q") | $c | $(awk -v a="$c" -v b="$s_c" 'BEGIN { printf "%+.2f", a - b }') | $f | ${ir[$v]:--} | $( [ -n "${ir[$v]:-}" ] && [ "$s_ir" != 0 ] && printf '%+d' $(( ${ir[$v]} - s_ir )) || echo -) |"
+    done
+    for b in hit-1c hit-1; do
+        case " $only " in *" cookie-1 "*) ;; *) break ;; esac
+        case " $only " in *" $b "*) ;; *) continue ;; esac
+        echo
+        echo "cookie-1 (a session cookie from another node, zone never saw the identity) of $b (zone hit): req/s $(ratio "$(median ${rps[cookie-1]})" "$(median ${rps[$b]})"), instructions $( [ -n "${ir[cookie-1]:-}" ] && [ -n "${ir[$b]:-}" ] && printf '%+d' $(( ${ir[cookie-1]} - ${ir[$b]} )) || echo -)"
     done
     echo
     for v in $only; do

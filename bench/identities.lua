@@ -1,8 +1,10 @@
 -- wrk script: every request carries one of IDENTITIES identities, in turn
 -- (all of them cached after the warm-up), or, with COLD=1, a new identity
--- every request.
+-- every request.  COOKIE="stytch_session_jwt=..." adds that Cookie header to
+-- every request (the cluster-mode variant: one identity and its cookie).
 local n = tonumber(os.getenv("IDENTITIES") or "100")
 local cold = os.getenv("COLD") == "1"
+local cookie = os.getenv("COOKIE")
 local counter = 0
 local thread_id = 0
 
@@ -23,5 +25,6 @@ function request()
         ["X-Email"] = who .. "@example.com",
         ["X-User"] = who,
         ["X-Groups"] = "editor,reader",
+        ["Cookie"] = cookie,
     })
 end

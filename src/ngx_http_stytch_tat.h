@@ -470,10 +470,10 @@ void ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
 void ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
     ngx_uint_t counter, ngx_msec_t latency);
 ngx_int_t ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
-    ngx_http_stytch_tat_zone_t *zone, u_char *digest,
+    ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding);
 void ngx_http_stytch_tat_cache_store_verified(ngx_http_request_t *r,
-    ngx_http_stytch_tat_zone_t *zone, u_char *digest,
+    ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding, time_t exp);
 
 char *ngx_http_stytch_tat_status(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -31,9 +31,10 @@
 #define NGX_HTTP_STYTCH_TAT_FIELDS           7
 
 /*
- * A node of a Stytch session JWT verified here (its digest is the
- * token's) keeps the token's binding claim where a session keeps the
- * minted token, and the user and session ids where a session does.
+ * A node of a Stytch session JWT verified here (its digest is the token
+ * signature's) keeps the token where a session keeps its JWT, its binding
+ * claim where a session keeps the minted token, and the user and session
+ * ids where a session does.
  */
 #define NGX_HTTP_STYTCH_TAT_F_BINDING        NGX_HTTP_STYTCH_TAT_F_JWT
 
@@ -1456,9 +1457,11 @@ ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
 
 ngx_int_t
 ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
-    ngx_http_stytch_tat_zone_t *zone, u_char *digest,
+    ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding)
 {
+    u_char                      *p;
+    ngx_uint_t                   i;
     ngx_int_t                    rc;
     ngx_http_stytch_tat_node_t  *tn;
 
@@ -1468,7 +1471,23 @@ ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
 
     tn = ngx_http_stytch_tat_cache_find(zone, digest);
 
-    if (tn && tn->entry.state == NGX_HTTP_STYTCH_TAT_NODE_SESSION
+    /* the same signature is not enough: the same token, byte for byte */
+
+    p = NULL;
+
+    if (tn && tn->len[NGX_HTTP_STYTCH_TAT_F_SESSION_JWT] == token->len) {
+        p = tn->data;
+
+        for (i = 0; i < NGX_HTTP_STYTCH_TAT_F_SESSION_JWT; i++) {
+            p += tn->len[i];
+        }
+
+        if (ngx_memcmp(p, token->data, token->len) != 0) {
+            p = NULL;
+        }
+    }
+
+    if (p && tn->entry.state == NGX_HTTP_STYTCH_TAT_NODE_SESSION
         && tn->entry.expires_at > ngx_time())
     {
         ngx_queue_remove(&tn->queue);
@@ -1503,13 +1522,14 @@ ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
 
 void
 ngx_http_stytch_tat_cache_store_verified(ngx_http_request_t *r,
-    ngx_http_stytch_tat_zone_t *zone, u_char *digest,
+    ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding, time_t exp)
 {
     ngx_str_t                    fields[NGX_HTTP_STYTCH_TAT_FIELDS];
     ngx_http_stytch_tat_node_t  *tn, *old;
 
     ngx_memzero(fields, sizeof(fields));
+    fields[NGX_HTTP_STYTCH_TAT_F_SESSION_JWT] = *token;
     fields[NGX_HTTP_STYTCH_TAT_F_USER_ID] = ctx->user_id;
     fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID] = ctx->session_id;
     fields[NGX_HTTP_STYTCH_TAT_F_BINDING] = *binding;
