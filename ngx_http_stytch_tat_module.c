@@ -220,7 +220,7 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
 
     { ngx_string("stytch_tat_signing_key"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
-      ngx_http_stytch_tat_signing_key,
+      ngx_http_stytch_tat_keys_signing_key,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -347,7 +347,7 @@ ngx_module_t  ngx_http_stytch_tat_module = {
 static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
 
     { ngx_string("stytch_tat_jwt"), NULL,
-      ngx_http_stytch_tat_jwt_variable, 0, 0, 0 },
+      ngx_http_stytch_tat_mint_jwt_variable, 0, 0, 0 },
 
     { ngx_string("stytch_session_token"), NULL,
       ngx_http_stytch_tat_ctx_variable,
@@ -846,7 +846,7 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_stytch_tat_identity_prepare(cf, conf) != NGX_OK) {
+    if (ngx_http_stytch_tat_mint_identity_prepare(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 

@@ -166,7 +166,7 @@ key_init(bench_key_t *k)
     k->header_len = strlen(k->header);
     k->sig_len = ngx_http_stytch_tat_sig_size(k->pkey, k->alg);
 
-    /* as ngx_http_stytch_tat_key_setup() prepares it */
+    /* as ngx_http_stytch_tat_keys_setup() prepares it */
     k->signer = ngx_http_stytch_tat_signer_new(k->pkey, k->alg);
     if (k->signer == NULL) {
         die("ngx_http_stytch_tat_signer_new() failed");

@@ -405,18 +405,18 @@ ngx_int_t ngx_http_stytch_tat_exchange_subrequest(ngx_http_request_t *r,
     ngx_str_t *uri, ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *body);
 ngx_int_t ngx_http_stytch_tat_exchange_delay(ngx_http_request_t *r);
 
-char *ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
+char *ngx_http_stytch_tat_keys_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_stytch_tat_keys_jwks(ngx_conf_t *cf,
     ngx_http_stytch_tat_main_conf_t *mcf);
 
-ngx_int_t ngx_http_stytch_tat_identity_prepare(ngx_conf_t *cf,
+ngx_int_t ngx_http_stytch_tat_mint_identity_prepare(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *lcf);
-ngx_int_t ngx_http_stytch_tat_identity(ngx_http_request_t *r,
+ngx_int_t ngx_http_stytch_tat_mint_identity(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_mint(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx);
-ngx_int_t ngx_http_stytch_tat_jwt_variable(ngx_http_request_t *r,
+ngx_int_t ngx_http_stytch_tat_mint_jwt_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 char *ngx_http_stytch_tat_jwks(ngx_conf_t *cf, ngx_command_t *cmd,

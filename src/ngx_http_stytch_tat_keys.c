@@ -8,20 +8,20 @@
 #include <jansson.h>
 
 
-static ngx_int_t ngx_http_stytch_tat_key_kid(ngx_conf_t *cf, ngx_str_t *arg,
+static ngx_int_t ngx_http_stytch_tat_keys_kid(ngx_conf_t *cf, ngx_str_t *arg,
     ngx_str_t *kid);
-static ngx_int_t ngx_http_stytch_tat_key_read(ngx_conf_t *cf,
+static ngx_int_t ngx_http_stytch_tat_keys_read(ngx_conf_t *cf,
     ngx_str_t *source, ngx_str_t *pem);
-static ngx_int_t ngx_http_stytch_tat_key_env(ngx_conf_t *cf,
+static ngx_int_t ngx_http_stytch_tat_keys_env(ngx_conf_t *cf,
     ngx_str_t *source, ngx_str_t *pem);
-static ngx_int_t ngx_http_stytch_tat_key_setup(ngx_conf_t *cf,
+static ngx_int_t ngx_http_stytch_tat_keys_setup(ngx_conf_t *cf,
     ngx_http_stytch_tat_key_t *key);
-static void ngx_http_stytch_tat_key_cleanup(void *data);
-static void ngx_http_stytch_tat_signer_cleanup(void *data);
+static void ngx_http_stytch_tat_keys_cleanup(void *data);
+static void ngx_http_stytch_tat_keys_signer_cleanup(void *data);
 
 
 char *
-ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
+ngx_http_stytch_tat_keys_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
     ngx_http_stytch_tat_main_conf_t *mcf = conf;
@@ -38,17 +38,17 @@ ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_str_null(&kid);
 
     if (cf->args->nelts == 3
-        && ngx_http_stytch_tat_key_kid(cf, &value[2], &kid) != NGX_OK)
+        && ngx_http_stytch_tat_keys_kid(cf, &value[2], &kid) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
 
     if (value[1].len > 4 && ngx_strncmp(value[1].data, "env:", 4) == 0) {
-        if (ngx_http_stytch_tat_key_env(cf, &value[1], &pem) != NGX_OK) {
+        if (ngx_http_stytch_tat_keys_env(cf, &value[1], &pem) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
 
-    } else if (ngx_http_stytch_tat_key_read(cf, &value[1], &pem) != NGX_OK) {
+    } else if (ngx_http_stytch_tat_keys_read(cf, &value[1], &pem) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -68,7 +68,7 @@ ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    cln->handler = ngx_http_stytch_tat_key_cleanup;
+    cln->handler = ngx_http_stytch_tat_keys_cleanup;
     cln->data = NULL;
 
     if (ngx_http_stytch_tat_key_load(pem.data, pem.len, &key->pkey, &alg,
@@ -88,7 +88,7 @@ ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
     key->alg = alg;
     key->kid = kid;
 
-    if (ngx_http_stytch_tat_key_setup(cf, key) != NGX_OK) {
+    if (ngx_http_stytch_tat_keys_setup(cf, key) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -113,7 +113,7 @@ ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
 /* "kid=ID": printable, short enough for any header, safe inside JSON */
 
 static ngx_int_t
-ngx_http_stytch_tat_key_kid(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *kid)
+ngx_http_stytch_tat_keys_kid(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *kid)
 {
     u_char  *p;
 
@@ -147,7 +147,7 @@ ngx_http_stytch_tat_key_kid(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *kid)
 
 
 static ngx_int_t
-ngx_http_stytch_tat_key_read(ngx_conf_t *cf, ngx_str_t *source,
+ngx_http_stytch_tat_keys_read(ngx_conf_t *cf, ngx_str_t *source,
     ngx_str_t *pem)
 {
     ssize_t          n;
@@ -213,7 +213,7 @@ failed:
 
 
 static ngx_int_t
-ngx_http_stytch_tat_key_env(ngx_conf_t *cf, ngx_str_t *source,
+ngx_http_stytch_tat_keys_env(ngx_conf_t *cf, ngx_str_t *source,
     ngx_str_t *pem)
 {
     char       *env;
@@ -270,7 +270,7 @@ ngx_http_stytch_tat_key_env(ngx_conf_t *cf, ngx_str_t *source,
 
 
 static ngx_int_t
-ngx_http_stytch_tat_key_setup(ngx_conf_t *cf, ngx_http_stytch_tat_key_t *key)
+ngx_http_stytch_tat_keys_setup(ngx_conf_t *cf, ngx_http_stytch_tat_key_t *key)
 {
     char                *s, tp[64];
     size_t               len;
@@ -356,7 +356,7 @@ ngx_http_stytch_tat_key_setup(ngx_conf_t *cf, ngx_http_stytch_tat_key_t *key)
         return NGX_ERROR;
     }
 
-    cln->handler = ngx_http_stytch_tat_signer_cleanup;
+    cln->handler = ngx_http_stytch_tat_keys_signer_cleanup;
     cln->data = key->signer;
 
     return NGX_OK;
@@ -364,14 +364,14 @@ ngx_http_stytch_tat_key_setup(ngx_conf_t *cf, ngx_http_stytch_tat_key_t *key)
 
 
 static void
-ngx_http_stytch_tat_signer_cleanup(void *data)
+ngx_http_stytch_tat_keys_signer_cleanup(void *data)
 {
     ngx_http_stytch_tat_signer_free(data);
 }
 
 
 static void
-ngx_http_stytch_tat_key_cleanup(void *data)
+ngx_http_stytch_tat_keys_cleanup(void *data)
 {
     EVP_PKEY  *pkey = data;
 

@@ -24,18 +24,19 @@
     (NGX_HTTP_STYTCH_TAT_READ_CLAIMS + NGX_HTTP_STYTCH_TAT_CLAIMS_MAX + 1)
 
 
-static ngx_uint_t ngx_http_stytch_tat_identity_values(
+static ngx_uint_t ngx_http_stytch_tat_mint_identity_values(
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_complex_value_t **cv);
-static ngx_uint_t ngx_http_stytch_tat_one_variable(ngx_str_t *text,
+static ngx_uint_t ngx_http_stytch_tat_mint_one_variable(ngx_str_t *text,
     ngx_str_t *name);
-static ngx_int_t ngx_http_stytch_tat_identity_claims(ngx_http_request_t *r,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_read(ngx_http_request_t *r,
+static ngx_int_t ngx_http_stytch_tat_mint_identity_claims(
+    ngx_http_request_t *r, ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_mint_read(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_http_stytch_tat_read_t *rd,
     ngx_str_t *done, ngx_str_t *value);
-static ngx_int_t ngx_http_stytch_tat_random_jti(ngx_http_request_t *r,
+static ngx_int_t ngx_http_stytch_tat_mint_random_jti(ngx_http_request_t *r,
     ngx_str_t *jti);
-static ngx_int_t ngx_http_stytch_tat_sign_jwt(ngx_http_request_t *r,
+static ngx_int_t ngx_http_stytch_tat_mint_sign_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_key_t *key, u_char *payload, size_t len,
     ngx_str_t *jwt);
 
@@ -47,7 +48,7 @@ static ngx_int_t ngx_http_stytch_tat_sign_jwt(ngx_http_request_t *r,
  */
 
 ngx_int_t
-ngx_http_stytch_tat_identity_prepare(ngx_conf_t *cf,
+ngx_http_stytch_tat_mint_identity_prepare(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *lcf)
 {
     ngx_str_t                    name;
@@ -55,7 +56,7 @@ ngx_http_stytch_tat_identity_prepare(ngx_conf_t *cf,
     ngx_http_complex_value_t    *cv[NGX_HTTP_STYTCH_TAT_READS];
     ngx_http_stytch_tat_read_t  *rd;
 
-    n = ngx_http_stytch_tat_identity_values(lcf, cv);
+    n = ngx_http_stytch_tat_mint_identity_values(lcf, cv);
 
     rd = ngx_pcalloc(cf->pool, n * sizeof(ngx_http_stytch_tat_read_t));
     if (rd == NULL) {
@@ -84,7 +85,7 @@ ngx_http_stytch_tat_identity_prepare(ngx_conf_t *cf,
         }
 
         if (rd[i].same == 0
-            && ngx_http_stytch_tat_one_variable(&cv[i]->value, &name))
+            && ngx_http_stytch_tat_mint_one_variable(&cv[i]->value, &name))
         {
             /* the index the complex value's own code already uses */
 
@@ -104,7 +105,7 @@ ngx_http_stytch_tat_identity_prepare(ngx_conf_t *cf,
 /* the identity's complex values in the order of lcf->reads: how many */
 
 static ngx_uint_t
-ngx_http_stytch_tat_identity_values(ngx_http_stytch_tat_loc_conf_t *lcf,
+ngx_http_stytch_tat_mint_identity_values(ngx_http_stytch_tat_loc_conf_t *lcf,
     ngx_http_complex_value_t **cv)
 {
     ngx_uint_t                         i, n;
@@ -133,7 +134,7 @@ ngx_http_stytch_tat_identity_values(ngx_http_stytch_tat_loc_conf_t *lcf,
 /* "$name" or "${name}" and nothing else: name, as the script engine reads */
 
 static ngx_uint_t
-ngx_http_stytch_tat_one_variable(ngx_str_t *text, ngx_str_t *name)
+ngx_http_stytch_tat_mint_one_variable(ngx_str_t *text, ngx_str_t *name)
 {
     u_char  *p, *last;
 
@@ -175,7 +176,7 @@ ngx_http_stytch_tat_one_variable(ngx_str_t *text, ngx_str_t *name)
 
 
 ngx_int_t
-ngx_http_stytch_tat_identity(ngx_http_request_t *r,
+ngx_http_stytch_tat_mint_identity(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx)
 {
     size_t                             n;
@@ -224,7 +225,7 @@ ngx_http_stytch_tat_identity(ngx_http_request_t *r,
 
     ctx->nclaims = n;
 
-    ctx->identity_rc = ngx_http_stytch_tat_identity_claims(r, lcf, ctx);
+    ctx->identity_rc = ngx_http_stytch_tat_mint_identity_claims(r, lcf, ctx);
 
     return ctx->identity_rc;
 }
@@ -233,7 +234,7 @@ ngx_http_stytch_tat_identity(ngx_http_request_t *r,
 /* the claims of the identity, from the request's variables */
 
 static ngx_int_t
-ngx_http_stytch_tat_identity_claims(ngx_http_request_t *r,
+ngx_http_stytch_tat_mint_identity_claims(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
     ngx_uint_t                         i, n;
@@ -260,10 +261,12 @@ ngx_http_stytch_tat_identity_claims(ngx_http_request_t *r,
     c[NGX_HTTP_STYTCH_TAT_NBF].type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
     c[NGX_HTTP_STYTCH_TAT_EXP].type = NGX_HTTP_STYTCH_TAT_CLAIM_NUMBER;
 
-    n = ngx_http_stytch_tat_identity_values(lcf, cv);
+    n = ngx_http_stytch_tat_mint_identity_values(lcf, cv);
 
     for (i = 0; i < n; i++) {
-        if (ngx_http_stytch_tat_read(r, cv[i], &rd[i], v, &v[i]) != NGX_OK) {
+        if (ngx_http_stytch_tat_mint_read(r, cv[i], &rd[i], v, &v[i])
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
@@ -310,11 +313,12 @@ ngx_http_stytch_tat_identity_claims(ngx_http_request_t *r,
 }
 
 
-/* one identity value, as ngx_http_stytch_tat_identity_prepare() planned */
+/* one identity value, as ngx_http_stytch_tat_mint_identity_prepare() planned */
 
 static ngx_int_t
-ngx_http_stytch_tat_read(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
-    ngx_http_stytch_tat_read_t *rd, ngx_str_t *done, ngx_str_t *value)
+ngx_http_stytch_tat_mint_read(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_http_stytch_tat_read_t *rd,
+    ngx_str_t *done, ngx_str_t *value)
 {
     ngx_http_variable_value_t  *vv;
 
@@ -368,7 +372,7 @@ ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
         return ctx->mint_rc;
     }
 
-    irc = ngx_http_stytch_tat_identity(r, ctx);
+    irc = ngx_http_stytch_tat_mint_identity(r, ctx);
     if (irc != NGX_OK) {
         return irc;
     }
@@ -382,7 +386,7 @@ ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
     mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
 
     if (ctx->jti.len == 0
-        && ngx_http_stytch_tat_random_jti(r, &ctx->jti) != NGX_OK)
+        && ngx_http_stytch_tat_mint_random_jti(r, &ctx->jti) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -423,7 +427,7 @@ ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
 
     key = mcf->keys.elts;
 
-    if (ngx_http_stytch_tat_sign_jwt(r, &key[0], payload, len, &ctx->jwt)
+    if (ngx_http_stytch_tat_mint_sign_jwt(r, &key[0], payload, len, &ctx->jwt)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -442,7 +446,7 @@ ngx_http_stytch_tat_mint(ngx_http_request_t *r, ngx_http_stytch_tat_ctx_t *ctx)
 
 
 static ngx_int_t
-ngx_http_stytch_tat_random_jti(ngx_http_request_t *r, ngx_str_t *jti)
+ngx_http_stytch_tat_mint_random_jti(ngx_http_request_t *r, ngx_str_t *jti)
 {
     u_char  rnd[NGX_HTTP_STYTCH_TAT_JTI_BYTES];
 
@@ -465,7 +469,7 @@ ngx_http_stytch_tat_random_jti(ngx_http_request_t *r, ngx_str_t *jti)
 
 
 static ngx_int_t
-ngx_http_stytch_tat_sign_jwt(ngx_http_request_t *r,
+ngx_http_stytch_tat_mint_sign_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_key_t *key, u_char *payload, size_t len,
     ngx_str_t *jwt)
 {
@@ -508,7 +512,7 @@ ngx_http_stytch_tat_sign_jwt(ngx_http_request_t *r,
 
 
 ngx_int_t
-ngx_http_stytch_tat_jwt_variable(ngx_http_request_t *r,
+ngx_http_stytch_tat_mint_jwt_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     ngx_str_t                        extra[2];
@@ -523,7 +527,7 @@ ngx_http_stytch_tat_jwt_variable(ngx_http_request_t *r,
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
 
     if (ctx->jwt.len == 0 && lcf->cache
-        && ngx_http_stytch_tat_identity(r, ctx) == NGX_OK
+        && ngx_http_stytch_tat_mint_identity(r, ctx) == NGX_OK
         && !ctx->explicit_jti)
     {
         /* with a cache, one token per identity until shortly before exp */
