@@ -5,7 +5,7 @@
 //                      --project PROJECT_ID [--kind KIND | --all]
 //                      [--sub USER_ID] [--session-id ID] [--claims JSON]
 //                      [--now EPOCH] [--lifetime SECONDS] [--kid KID]
-//                      [--other-sub USER_ID] [--binding VALUE]
+//                      [--other-sub USER_ID] [--binding VALUE] [--count N]
 //
 // --key: the emulator's DIR/project-key.json ({"kid","private_pem"}, the
 //   key that signs its session JWTs): every kind can be made.
@@ -13,7 +13,8 @@
 //   NODE_EXTRA_CA_CERTS for the emulator's CA): only the kinds that need no
 //   private key (bad_signature, unknown_kid, alg_none, hs256_pubkey,
 //   malformed_*, and oversized_unsigned).
-// --kind prints one token; --all prints {"kind": token, ...} for every kind
+// --kind prints one token (--count N: N of them, one a line, each with its
+// own random kid, sub or padding where the kind has one); --all prints {"kind": token, ...} for every kind
 // the key material allows, and "claims": the claims of "valid".
 //
 // Kinds (the reason the module is expected to log, see t/050-verify.t):
@@ -70,6 +71,7 @@ try {
       kid: { type: 'string' },
       'other-sub': { type: 'string' },
       binding: { type: 'string' },
+      count: { type: 'string' },
     },
   }));
 } catch (e) {
@@ -199,5 +201,9 @@ if (values.all) {
 } else {
   const make = makers[values.kind];
   if (!make) usage(`unknown kind ${values.kind}${priv ? '' : ' (or it needs --key)'}`);
-  console.log(await make());
+  const count = values.count !== undefined ? Number(values.count) : 1;
+  if (!Number.isInteger(count) || count < 1 || count > 10000) usage('--count is an integer from 1 to 10000');
+  const out = [];
+  for (let i = 0; i < count; i++) out.push(await make());
+  console.log(out.join('\n'));
 }

@@ -117,6 +117,9 @@ describe('forge-jwt.mjs', () => {
     const t = forge('--key', join(dir, 'project-key.json'), '--project', PROJECT_ID, '--kind', 'valid', '--now', '2000000000', '--lifetime', '3');
     const c = decodeJwt(t);
     assert.deepEqual([c.iat, c.nbf, c.exp], [2000000000, 2000000000, 2000000003]);
+    const many = forge('--jwks', join(dir, 'jwks.json'), '--project', PROJECT_ID, '--kind', 'unknown_kid', '--count', '5').split('\n');
+    assert.equal(many.length, 5);
+    assert.equal(new Set(many.map((m) => decodeProtectedHeader(m).kid)).size, 5, '--count: each its own kid');
   });
 
   it('after a rotation at the emulator, --key signs with the new kid', async () => {

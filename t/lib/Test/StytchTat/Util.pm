@@ -151,7 +151,9 @@ sub _forge {
 
 sub forge_jwt {
     my ($kind, %o) = @_;
-    return _forge(_forge_args(%o), '--kind', $kind);
+    return _forge(_forge_args(%o), '--kind', $kind) unless $o{count};
+    # count => N: a list of N tokens (each its own random kid, sub ...)
+    return split /\n/, _forge(_forge_args(%o), '--kind', $kind, '--count', $o{count});
 }
 
 sub forge_jwts {
