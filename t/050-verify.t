@@ -118,6 +118,14 @@ $vars
 location = /status { stytch_tat_status; }
 _EOC_
 
+# a failure that makes the rest pointless fails this file, not the suite
+sub stop_here {
+    my ($why) = @_;
+    diag($why);
+    done_testing();
+    exit 1;
+}
+
 sub zone { json_decode((http_request('GET', '/status'))[2])->{zones}{$_[0]} }
 sub get {
     my ($uri, $jwt, %h) = @_;
@@ -131,7 +139,7 @@ emu(POST => '/config', { session_jwt_lifetime_seconds => 300 });
 emu(POST => '/clock', { offset_seconds => 0 });
 
 ok(start_nginx({ http_config => $http, config => $config, workers => 2 }),
-   'nginx with 2 workers') or BAIL_OUT(last_error());
+   'nginx with 2 workers') or stop_here(last_error());
 
 # a real session JWT, from an attest at the emulator
 my ($st, $h, $body) = http_request('GET', '/login', { 'X-Email' => 'edge@example.com' });
@@ -140,7 +148,7 @@ my ($real_jwt) = $body =~ /^jwt=(\S+)$/m;
 my ($real_user) = $body =~ /^user=(\S+)$/m;
 my ($real_session) = $body =~ /^session=(\S+)$/m;
 ok($real_jwt && $real_user && $real_session, 'the attest gave a session JWT, user and session')
-    or BAIL_OUT('no session from the emulator');
+    or stop_here("no session from the emulator");
 
 # 1. no token
 my $mark = emu_counts();
@@ -368,6 +376,8 @@ location /api {
 }
 _EOC_
 --- must_die
+--- no_error_log
+unknown directive
 --- error_log eval
 qr/stytch_tat_verify/
 
@@ -385,6 +395,8 @@ location /api {
 }
 _EOC_
 --- must_die
+--- no_error_log
+unknown directive
 --- error_log eval
 qr/stytch_tat_(?:cache|verify|session_jwks)/
 
@@ -401,5 +413,7 @@ location /api {
 }
 _EOC_
 --- must_die
+--- no_error_log
+unknown directive
 --- error_log eval
 qr/stytch_tat_(?:verify|session_jwks)/

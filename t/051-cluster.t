@@ -116,6 +116,14 @@ _EOC_
 
 # ---------------------------------------------------------------- helpers
 
+# a failure that makes the rest pointless fails this file, not the suite
+sub stop_here {
+    my ($why) = @_;
+    diag($why);
+    done_testing();
+    exit 1;
+}
+
 sub restore_emulator {
     emu(POST => '/clock', { offset_seconds => 0 });
     emu(POST => '/config', { session_jwt_lifetime_seconds => 300, clock_skew_seconds => 60 });
@@ -196,12 +204,12 @@ emu(POST => '/config', { session_jwt_lifetime_seconds => $L,
 emu(POST => '/clock', { offset_seconds => -$LEEWAY });
 
 ok(start_nginx({ http_config => $lb_http, config => $lb_config, workers => 1 }),
-   'the balancer (round robin), the echo backend and the JWKS') or BAIL_OUT(last_error());
+   'the balancer (round robin), the echo backend and the JWKS') or stop_here(last_error());
 my @nodes;
 for my $i (1 .. 3) {
     my $n = start_instance(name => "n$i", port => $ports[$i - 1], http_config => $node_http,
                            config => $node_config, workers => 2);
-    ok($n, "node n$i") or BAIL_OUT(last_error());
+    ok($n, "node n$i") or stop_here(last_error());
     push @nodes, $n;
 }
 my %node = map { ($_->name => $_) } @nodes;
