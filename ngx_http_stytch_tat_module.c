@@ -35,13 +35,15 @@ static char *ngx_http_stytch_tat_merge_claims(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *prev, ngx_http_stytch_tat_loc_conf_t *conf);
 static char *ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_stytch_tat_verify_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_stytch_tat_trusted(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_stytch_tat_add_uri(ngx_conf_t *cf,
-    ngx_http_stytch_tat_srv_conf_t *sscf,
-    ngx_http_stytch_tat_loc_conf_t *conf);
+    ngx_http_stytch_tat_srv_conf_t *sscf, char *directive, ngx_str_t *uri,
+    ngx_str_t *file, ngx_uint_t line);
 static ngx_int_t ngx_http_stytch_tat_check_uris(ngx_conf_t *cf);
 static ngx_http_core_loc_conf_t *ngx_http_stytch_tat_find_location(
     ngx_http_core_loc_conf_t *pclcf, ngx_str_t *uri);
@@ -286,6 +288,20 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
       offsetof(ngx_http_stytch_tat_loc_conf_t, session_claims),
       NULL },
 
+    { ngx_string("stytch_tat_session_jwks"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_stytch_tat_stytch_jwks,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_stytch_tat_verify_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("stytch_tat_jwks"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_stytch_tat_jwks,
@@ -362,6 +378,10 @@ static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
       ngx_http_stytch_tat_cache_status_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("stytch_session_claim_"), NULL,
+      ngx_http_stytch_tat_client_claim_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
+
       ngx_http_null_variable
 };
 
@@ -374,7 +394,8 @@ static const char  *ngx_http_stytch_tat_reserved_claims[] = {
 
 /* Stytch refuses these in session_custom_claims, and its own namespace */
 static const char  *ngx_http_stytch_tat_reserved_session_claims[] = {
-    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", NULL
+    "iss", "sub", "aud", "exp", "nbf", "iat", "jti",
+    NGX_HTTP_STYTCH_TAT_BINDING_CLAIM, NULL
 };
 
 #define NGX_HTTP_STYTCH_TAT_STYTCH_NAMESPACE  "https://stytch.com/"
@@ -442,7 +463,8 @@ ngx_http_stytch_tat_cache_status_variable(ngx_http_request_t *r,
         ngx_string("MISS"),
         ngx_string("EXPIRED"),
         ngx_string("STALE"),
-        ngx_string("BYPASS")
+        ngx_string("BYPASS"),
+        ngx_string("CLIENT")
     };
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
@@ -650,6 +672,10 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     conf->cache_refusals = NGX_CONF_UNSET;
     conf->status_format = NGX_CONF_UNSET_UINT;
     conf->drop_client_headers = NGX_CONF_UNSET;
+    conf->verify = NGX_CONF_UNSET_PTR;
+    conf->jwks_leeway = NGX_CONF_UNSET;
+    conf->cookie_jwt_index = NGX_ERROR;
+    conf->cookie_token_index = NGX_ERROR;
 
     return conf;
 }
@@ -733,6 +759,12 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->email = NULL;
     }
 
+    if (ngx_http_stytch_tat_stytch_jwks_merge(cf, prev, conf)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     return ngx_http_stytch_tat_check_loc_conf(cf, conf);
 }
 
@@ -754,7 +786,25 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
                                                  ngx_http_stytch_tat_module);
         sscf->exchange_used = 1;
 
-        if (ngx_http_stytch_tat_add_uri(cf, sscf, conf) != NGX_OK) {
+        if (ngx_http_stytch_tat_add_uri(cf, sscf, "stytch_tat", &conf->uri,
+                                        &conf->uri_file, conf->uri_line)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf->verify || conf->bind) {
+        /* stytch_tat_verify sets the same headers: clients' copies go */
+        sscf = ngx_http_conf_get_module_srv_conf(cf,
+                                                 ngx_http_stytch_tat_module);
+        sscf->exchange_used = 1;
+
+        if (ngx_http_stytch_tat_add_uri(cf, sscf, "stytch_tat_session_jwks",
+                                        &conf->jwks_uri, &conf->jwks_file,
+                                        conf->jwks_line)
+            != NGX_OK)
+        {
             return NGX_CONF_ERROR;
         }
     }
@@ -1225,7 +1275,8 @@ ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 static ngx_int_t
 ngx_http_stytch_tat_add_uri(ngx_conf_t *cf,
-    ngx_http_stytch_tat_srv_conf_t *sscf, ngx_http_stytch_tat_loc_conf_t *conf)
+    ngx_http_stytch_tat_srv_conf_t *sscf, char *directive, ngx_str_t *uri,
+    ngx_str_t *file, ngx_uint_t line)
 {
     ngx_uint_t                  i;
     ngx_http_stytch_tat_uri_t  *u;
@@ -1241,7 +1292,7 @@ ngx_http_stytch_tat_add_uri(ngx_conf_t *cf,
     u = sscf->uris->elts;
 
     for (i = 0; i < sscf->uris->nelts; i++) {
-        if (u[i].uri.data == conf->uri.data) {
+        if (u[i].uri.data == uri->data) {
             return NGX_OK;
         }
     }
@@ -1251,9 +1302,10 @@ ngx_http_stytch_tat_add_uri(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
-    u->uri = conf->uri;
-    u->file = conf->uri_file;
-    u->line = conf->uri_line;
+    u->directive = directive;
+    u->uri = *uri;
+    u->file = *file;
+    u->line = line;
 
     return NGX_OK;
 }
@@ -1297,10 +1349,11 @@ ngx_http_stytch_tat_check_uris(ngx_conf_t *cf)
             }
 
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"stytch_tat %V\" in %V:%ui leads to location "
+                          "\"%s %V\" in %V:%ui leads to location "
                           "\"%V\", which %s: the Stytch credentials go only "
                           "to an \"internal\" location that proxy_passes to "
-                          "Stytch", &u[i].uri, &u[i].file, u[i].line,
+                          "Stytch", u[i].directive, &u[i].uri, &u[i].file,
+                          u[i].line,
                           &found->name,
                           found->internal ? "has no proxy_pass"
                                           : "is not \"internal\"");
@@ -1434,6 +1487,47 @@ ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     lcf->refresh_uri = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* stytch_tat_verify VALUE | off */
+
+static char *
+ngx_http_stytch_tat_verify_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (lcf->verify != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        lcf->verify = NULL;
+        return NGX_CONF_OK;
+    }
+
+    lcf->verify = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (lcf->verify == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = lcf->verify;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

@@ -15,7 +15,16 @@ echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing \
     > /tmp/apt-ensure.log 2>&1 || { tail -20 /tmp/apt-ensure.log; exit 1; }
-# Debian starts the packaged nginx on install; the tests run their own
-if [ -d /run/systemd/system ]; then systemctl disable --now nginx 2>/dev/null; fi
-pkill -f "nginx: master process /usr/sbin/nginx" 2>/dev/null || true
+# Debian starts the packaged nginx on install; the tests run their own.
+# Only the service this install started is stopped, by its own pid file:
+# other nginx masters on the machine (someone's tests) are left alone.
+case " $missing " in
+*" nginx"*)
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now nginx 2>/dev/null
+    elif [ -s /run/nginx.pid ]; then
+        kill "$(cat /run/nginx.pid)" 2>/dev/null || true
+    fi
+    ;;
+esac
 exit 0

@@ -23,9 +23,14 @@
  *                                       refresh rules (no nginx)
  *   src/ngx_http_stytch_tat_jose.c      JOSE primitives (no nginx)
  *   src/ngx_http_stytch_tat_claims.c    claims JSON (no nginx)
+ *   src/ngx_http_stytch_tat_client.c    the session the client brings: its
+ *                                       Stytch session JWT verified here
+ *                                       (stytch_tat_verify, and cookies of
+ *                                       sessions bound to the identity)
+ *   src/ngx_http_stytch_tat_stytch_jwks.c  Stytch's session JWKS, fetched by
+ *                                       subrequest and kept in the zone
  *   src/ngx_http_stytch_tat_verify.c    Stytch session JWTs checked against
- *                                       Stytch's JWKS (no nginx; not yet
- *                                       called: the cluster work's core)
+ *                                       Stytch's JWKS (no nginx)
  *   src/ngx_http_stytch_tat_version.h   the release's version
  */
 
@@ -41,6 +46,7 @@
 #include "ngx_http_stytch_tat_jose.h"
 #include "ngx_http_stytch_tat_claims.h"
 #include "ngx_http_stytch_tat_cache_state.h"
+#include "ngx_http_stytch_tat_verify.h"
 
 
 /* a kid is printable ASCII, short enough for any header */
@@ -136,7 +142,35 @@ typedef struct {
     ngx_atomic_t                calls[NGX_HTTP_STYTCH_TAT_NCALLS];
     ngx_atomic_t                latency[NGX_HTTP_STYTCH_TAT_NBUCKETS];
     ngx_atomic_t                latency_sum; /* ms */
+
+    /* Stytch session JWTs verified here, and Stytch's JWKS */
+    ngx_atomic_t                verify_ok;
+    ngx_atomic_t                verify_cached;   /* known good, not redone */
+    ngx_atomic_t                verify_failed[
+                                    NGX_HTTP_STYTCH_TAT_VERIFY_NCODES];
+    ngx_atomic_t                jwks_fetches;
+    ngx_atomic_t                jwks_failures;
+    ngx_atomic_t                jwks_refetch_limited;
 } ngx_http_stytch_tat_stats_t;
+
+
+/*
+ * Stytch's session JWKS as the zone keeps it: the document's text (every
+ * worker parses it into keys of its own when the generation moves on) and
+ * who may fetch it when.  Times in seconds are ngx_time(); fetch_until is
+ * a lease in ngx_current_msec, as the cache's.
+ */
+
+typedef struct {
+    u_char                     *doc;         /* slab, or NULL */
+    size_t                      len;
+    ngx_uint_t                  generation;  /* of doc, from 1 */
+    time_t                      fetched;     /* doc's arrival */
+    time_t                      retry_at;    /* no fetch before, but ... */
+    time_t                      kid_at;      /* ... a kid refetch after
+                                                this + min_refetch */
+    ngx_msec_t                  fetch_until; /* a fetch in flight, or 0 */
+} ngx_http_stytch_tat_jwks_shm_t;
 
 
 typedef struct {
@@ -145,6 +179,7 @@ typedef struct {
     ngx_queue_t                 queue;       /* LRU: most recent first */
     ngx_uint_t                  entries;
     ngx_http_stytch_tat_stats_t stats;
+    ngx_http_stytch_tat_jwks_shm_t  jwks;
 } ngx_http_stytch_tat_shctx_t;
 
 
@@ -154,7 +189,13 @@ typedef struct {
     ngx_shm_zone_t             *shm_zone;
     ngx_str_t                   file;        /* where first named, */
     ngx_uint_t                  line;        /* for an undeclared zone */
+
+    /* this worker's parse of the zone's Stytch JWKS, and its generation */
+    ngx_http_stytch_tat_verify_keys_t *keys;
+    ngx_uint_t                  keys_generation;
+
     unsigned                    declared:1;  /* by stytch_tat_zone */
+    unsigned                    keys_cleanup:1;
 } ngx_http_stytch_tat_zone_t;
 
 
@@ -168,6 +209,7 @@ typedef struct {
 
 
 typedef struct {
+    char                       *directive;
     ngx_str_t                   uri;
     ngx_str_t                   file;
     ngx_uint_t                  line;
@@ -220,6 +262,20 @@ typedef struct {
     ngx_flag_t                  drop_client_headers;
     ngx_flag_t                  endpoint;    /* stytch_tat_jwks, _status */
 
+    /* stytch_tat_session_jwks URI [refresh=] [min_refetch=] [project_id=] */
+    ngx_str_t                   jwks_uri;
+    ngx_str_t                   jwks_file;   /* where it was set */
+    ngx_uint_t                  jwks_line;
+    time_t                      jwks_refresh;
+    time_t                      jwks_min_refetch;
+    time_t                      jwks_leeway; /* on exp and nbf */
+    ngx_str_t                   jwks_project_id;   /* or the credentials' */
+    ngx_http_complex_value_t   *verify;      /* stytch_tat_verify VALUE */
+    ngx_flag_t                  bind;        /* sessions bound, cookies
+                                                verified: cluster mode */
+    ngx_int_t                   cookie_jwt_index;      /* $cookie_... */
+    ngx_int_t                   cookie_token_index;
+
     /* what else makes a cached entry different: key, ttl, duration ... */
     u_char                      fingerprint[32];
     ngx_http_stytch_tat_key_prefix_t  key_prefix;
@@ -234,6 +290,16 @@ typedef struct {
 #define NGX_HTTP_STYTCH_TAT_STATE_WAIT      1   /* subrequest in flight */
 #define NGX_HTTP_STYTCH_TAT_STATE_ANSWERED  2   /* its answer is in */
 #define NGX_HTTP_STYTCH_TAT_STATE_DONE      3
+
+/* what the subrequest in flight is for */
+#define NGX_HTTP_STYTCH_TAT_SR_STYTCH       0   /* attest or refresh */
+#define NGX_HTTP_STYTCH_TAT_SR_JWKS         1   /* Stytch's session JWKS */
+#define NGX_HTTP_STYTCH_TAT_SR_CLIENT       2   /* the client's session */
+
+/* the session claim binding a session to the identity it was made for */
+#define NGX_HTTP_STYTCH_TAT_BINDING_CLAIM   "stytch_tat_identity"
+/* its value: base64url of the identity's digest */
+#define NGX_HTTP_STYTCH_TAT_BINDING_LEN     43
 
 /*
  * $stytch_tat_cache_status (NGX_HTTP_STYTCH_TAT_HIT ...) and what a cache
@@ -275,6 +341,7 @@ typedef struct {
     ngx_str_t                   retry_after; /* Stytch's, or a leader's */
 
     ngx_http_request_t         *subrequest;
+    ngx_uint_t                  sr_purpose;  /* NGX_HTTP_STYTCH_TAT_SR_* */
     ngx_str_t                   sr_uri;      /* the location it went to */
     ngx_msec_t                  started;
     ngx_uint_t                  sr_status;
@@ -300,6 +367,8 @@ typedef struct {
      * cache_waited, and never reads this.
      */
     ngx_msec_t                  wait_started;
+    /* the identity's digest, while digest keys a client's refresh */
+    u_char                      identity[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
     ngx_str_t                   body_values[4];  /* profile, org, sessions */
     ngx_str_t                   session_claims;  /* JSON object, or empty */
     ngx_http_stytch_tat_zone_t *zone;        /* where this request leads */
@@ -319,6 +388,12 @@ typedef struct {
     unsigned                    credentials_added:1;
     unsigned                    cache_waited:1;  /* the cache said WAIT */
     unsigned                    cache_claimed:1; /* cache_claim is set */
+    unsigned                    jwks_leading:1;  /* fetches Stytch's JWKS */
+    unsigned                    jwks_fetched:1;  /* ... did: no more */
+    unsigned                    client_done:1;   /* the client's session
+                                                    was looked at */
+    unsigned                    client_session:1;    /* and is the one */
+    unsigned                    client_kept:1;   /* its cookies stand */
 } ngx_http_stytch_tat_ctx_t;
 
 
@@ -326,6 +401,9 @@ void ngx_http_stytch_tat_exchange_cleanup(void *data);
 ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_stytch_tat_exchange_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
+ngx_int_t ngx_http_stytch_tat_exchange_subrequest(ngx_http_request_t *r,
+    ngx_str_t *uri, ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *body);
+ngx_int_t ngx_http_stytch_tat_exchange_delay(ngx_http_request_t *r);
 
 char *ngx_http_stytch_tat_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -391,9 +469,37 @@ void ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
 void ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
     ngx_uint_t counter, ngx_msec_t latency);
+ngx_int_t ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, u_char *digest,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding);
+void ngx_http_stytch_tat_cache_store_verified(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, u_char *digest,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding, time_t exp);
 
 char *ngx_http_stytch_tat_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+char *ngx_http_stytch_tat_stytch_jwks(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *prev,
+    ngx_http_stytch_tat_loc_conf_t *conf);
+ngx_int_t ngx_http_stytch_tat_stytch_jwks_keys(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_uint_t unknown_kid, ngx_http_stytch_tat_verify_keys_t **keys);
+ngx_int_t ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+void ngx_http_stytch_tat_stytch_jwks_release(ngx_http_stytch_tat_zone_t *zone);
+
+ngx_int_t ngx_http_stytch_tat_client_verify(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+ngx_int_t ngx_http_stytch_tat_client_session(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+ngx_int_t ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+void ngx_http_stytch_tat_client_binding(u_char *digest, u_char *out);
+ngx_int_t ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 extern ngx_module_t  ngx_http_stytch_tat_module;

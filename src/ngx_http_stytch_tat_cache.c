@@ -30,6 +30,13 @@
 #define NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER    6
 #define NGX_HTTP_STYTCH_TAT_FIELDS           7
 
+/*
+ * A node of a Stytch session JWT verified here (its digest is the
+ * token's) keeps the token's binding claim where a session keeps the
+ * minted token, and the user and session ids where a session does.
+ */
+#define NGX_HTTP_STYTCH_TAT_F_BINDING        NGX_HTTP_STYTCH_TAT_F_JWT
+
 /* a Retry-After is delta-seconds or an HTTP-date: longer is not one */
 #define NGX_HTTP_STYTCH_TAT_RETRY_AFTER_MAX  64
 
@@ -1439,3 +1446,86 @@ ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
     ngx_atomic_fetch_add(&st->latency_sum, latency);
 }
 
+
+
+/*
+ * A Stytch session JWT verified before, until it expires: its user and
+ * session ids in ctx, its binding claim in *binding.  NGX_DECLINED: not
+ * known.
+ */
+
+ngx_int_t
+ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, u_char *digest,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding)
+{
+    ngx_int_t                    rc;
+    ngx_http_stytch_tat_node_t  *tn;
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_cache_find(zone, digest);
+
+    if (tn && tn->entry.state == NGX_HTTP_STYTCH_TAT_NODE_SESSION
+        && tn->entry.expires_at > ngx_time())
+    {
+        ngx_queue_remove(&tn->queue);
+        ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
+
+        rc = NGX_OK;
+
+        if (ngx_http_stytch_tat_cache_copy_out(r, tn,
+                                NGX_HTTP_STYTCH_TAT_F_USER_ID, &ctx->user_id)
+            != NGX_OK
+            || ngx_http_stytch_tat_cache_copy_out(r, tn,
+                                NGX_HTTP_STYTCH_TAT_F_SESSION_ID,
+                                &ctx->session_id)
+               != NGX_OK
+            || ngx_http_stytch_tat_cache_copy_out(r, tn,
+                                NGX_HTTP_STYTCH_TAT_F_BINDING, binding)
+               != NGX_OK)
+        {
+            rc = NGX_ERROR;
+        }
+
+        ctx->session_jwt_exp = tn->entry.jwt_exp;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
+}
+
+
+/* a token that verified, known good until exp (its leeway included) */
+
+void
+ngx_http_stytch_tat_cache_store_verified(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, u_char *digest,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding, time_t exp)
+{
+    ngx_str_t                    fields[NGX_HTTP_STYTCH_TAT_FIELDS];
+    ngx_http_stytch_tat_node_t  *tn, *old;
+
+    ngx_memzero(fields, sizeof(fields));
+    fields[NGX_HTTP_STYTCH_TAT_F_USER_ID] = ctx->user_id;
+    fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID] = ctx->session_id;
+    fields[NGX_HTTP_STYTCH_TAT_F_BINDING] = *binding;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    old = ngx_http_stytch_tat_cache_find(zone, digest);
+
+    tn = ngx_http_stytch_tat_cache_replace(zone, r, old, digest, fields);
+
+    if (tn) {
+        ngx_memzero(&tn->entry, sizeof(ngx_http_stytch_tat_entry_t));
+        tn->entry.state = NGX_HTTP_STYTCH_TAT_NODE_SESSION;
+        tn->entry.expires_at = exp;
+        tn->entry.jwt_exp = exp;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}

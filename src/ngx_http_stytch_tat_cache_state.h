@@ -40,6 +40,7 @@ typedef intptr_t   ngx_http_stytch_tat_msec_int_t;
 #define NGX_HTTP_STYTCH_TAT_EXPIRED  3
 #define NGX_HTTP_STYTCH_TAT_STALE    4
 #define NGX_HTTP_STYTCH_TAT_BYPASS   5
+#define NGX_HTTP_STYTCH_TAT_CLIENT   6   /* the client's own session JWT */
 
 /* what a cache lookup tells the exchange to do */
 #define NGX_HTTP_STYTCH_TAT_CACHE_HIT      1   /* session in ctx */

@@ -41,9 +41,11 @@ static ngx_int_t ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_json(ngx_http_request_t *r,
     json_t *obj, ngx_str_t *body);
-static ngx_int_t ngx_http_stytch_tat_exchange_subrequest(
-    ngx_http_request_t *r, ngx_str_t *uri, ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_str_t *body);
+static ngx_int_t ngx_http_stytch_tat_exchange_client(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_exchange_fetch_jwks(
+    ngx_http_request_t *r, ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_sr_body(ngx_http_request_t *r,
     ngx_http_request_t *sr, ngx_str_t *body);
 static ngx_int_t ngx_http_stytch_tat_exchange_credentials(
@@ -70,7 +72,7 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
 
-    if (lcf->uri.len == 0 || lcf->endpoint) {
+    if ((lcf->uri.len == 0 && lcf->verify == NULL) || lcf->endpoint) {
         return NGX_DECLINED;
     }
 
@@ -82,14 +84,34 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
     switch (ctx->state) {
 
     case NGX_HTTP_STYTCH_TAT_STATE_NEW:
-        rc = ngx_http_stytch_tat_exchange_start(r, lcf, ctx);
+        rc = ngx_http_stytch_tat_exchange_client(r, lcf, ctx);
         break;
 
     case NGX_HTTP_STYTCH_TAT_STATE_WAIT:
         return NGX_AGAIN;
 
     case NGX_HTTP_STYTCH_TAT_STATE_ANSWERED:
-        rc = ngx_http_stytch_tat_exchange_finish(r, lcf, ctx);
+
+        if (ctx->sr_purpose == NGX_HTTP_STYTCH_TAT_SR_STYTCH) {
+            rc = ngx_http_stytch_tat_exchange_finish(r, lcf, ctx);
+            break;
+        }
+
+        /* Stytch's JWKS, or the refresh of a client's session */
+
+        rc = ngx_http_stytch_tat_client_answered(r, lcf, ctx);
+
+        if (rc == NGX_OK) {
+            rc = (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
+                 ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+        } else if (rc == NGX_DECLINED) {
+            rc = ngx_http_stytch_tat_exchange_client(r, lcf, ctx);
+
+        } else {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         break;
 
     default: /* NGX_HTTP_STYTCH_TAT_STATE_DONE */
@@ -127,6 +149,51 @@ ngx_http_stytch_tat_exchange_cleanup(void *data)
         ctx->leading = 0;
         ngx_http_stytch_tat_cache_release(ctx->zone, ctx);
     }
+
+    if (ctx->jwks_leading) {
+        ctx->jwks_leading = 0;
+        ngx_http_stytch_tat_stytch_jwks_release(ctx->zone);
+    }
+}
+
+
+/*
+ * stytch_tat_verify, or the exchange; either may first need Stytch's JWKS
+ * fetched, which a subrequest of this request does.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_exchange_client(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = lcf->verify ? ngx_http_stytch_tat_client_verify(r, lcf, ctx)
+                     : ngx_http_stytch_tat_exchange_start(r, lcf, ctx);
+
+    if (rc == NGX_AGAIN && ctx->jwks_leading
+        && ctx->state == NGX_HTTP_STYTCH_TAT_STATE_NEW)
+    {
+        return ngx_http_stytch_tat_exchange_fetch_jwks(r, lcf, ctx);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_exchange_fetch_jwks(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    if (ngx_http_stytch_tat_exchange_subrequest(r, &lcf->jwks_uri, ctx, NULL)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->sr_purpose = NGX_HTTP_STYTCH_TAT_SR_JWKS;
+
+    return NGX_AGAIN;
 }
 
 
@@ -153,6 +220,23 @@ ngx_http_stytch_tat_exchange_start(ngx_http_request_t *r,
         }
 
         return ngx_http_stytch_tat_exchange_attest(r, lcf, ctx);
+    }
+
+    /* cluster mode: the session the client's cookies hold, if theirs */
+
+    if (lcf->bind && !ctx->client_done) {
+        rc = ngx_http_stytch_tat_client_session(r, lcf, ctx);
+
+        if (rc == NGX_OK) {
+            return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx)
+                    == NGX_OK)
+                   ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc != NGX_DECLINED) {
+            return (rc == NGX_AGAIN) ? NGX_AGAIN
+                                     : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     rc = ngx_http_stytch_tat_cache_lookup(r, lcf->cache, ctx,
@@ -392,8 +476,15 @@ ngx_http_stytch_tat_exchange_wait(ngx_http_request_t *r,
         return ngx_http_stytch_tat_exchange_attest(r, lcf, ctx);
     }
 
-    /* like limit_req's delay: the worker goes on, a timer wakes us */
+    return ngx_http_stytch_tat_exchange_delay(r);
+}
 
+
+/* like limit_req's delay: the worker goes on, a timer wakes us */
+
+ngx_int_t
+ngx_http_stytch_tat_exchange_delay(ngx_http_request_t *r)
+{
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_stytch_tat_exchange_wake;
 
@@ -495,8 +586,9 @@ static json_t *
 ngx_http_stytch_tat_exchange_attest_body(ngx_http_stytch_tat_loc_conf_t *lcf,
     ngx_http_stytch_tat_ctx_t *ctx)
 {
+    u_char      binding[NGX_HTTP_STYTCH_TAT_BINDING_LEN];
     size_t      i;
-    json_t     *obj;
+    json_t     *obj, *claims;
     ngx_str_t  *value;
 
     static const char  *names[4] = {
@@ -539,11 +631,38 @@ ngx_http_stytch_tat_exchange_attest_body(ngx_http_stytch_tat_loc_conf_t *lcf,
 
     /* "{}": every session claim's value was empty, nothing to send */
 
-    if (ctx->session_claims.len > 2
-        && json_object_set_new(obj, "session_custom_claims",
-                               json_loadb((char *) ctx->session_claims.data,
-                                          ctx->session_claims.len, 0, NULL))
-           != 0)
+    claims = NULL;
+
+    if (ctx->session_claims.len > 2) {
+        claims = json_loadb((char *) ctx->session_claims.data,
+                            ctx->session_claims.len, 0, NULL);
+        if (claims == NULL) {
+            goto failed;
+        }
+    }
+
+    /*
+     * Cluster mode: the session says which identity it was made for, so
+     * that any node can tell whether a client's session JWT is this
+     * identity's (a new session only: Stytch ignores claims on step-up).
+     */
+
+    if (lcf->bind && ctx->keyed) {
+        ngx_http_stytch_tat_client_binding(ctx->digest, binding);
+
+        if ((claims == NULL && (claims = json_object()) == NULL)
+            || json_object_set_new(claims, NGX_HTTP_STYTCH_TAT_BINDING_CLAIM,
+                                   json_stringn((char *) binding,
+                                          NGX_HTTP_STYTCH_TAT_BINDING_LEN))
+               != 0)
+        {
+            json_decref(claims);
+            goto failed;
+        }
+    }
+
+    if (claims && json_object_set_new(obj, "session_custom_claims", claims)
+                  != 0)
     {
         goto failed;
     }
@@ -616,7 +735,9 @@ ngx_http_stytch_tat_exchange_json(ngx_http_request_t *r, json_t *obj,
 }
 
 
-static ngx_int_t
+/* a POST of body to uri for the module, or a GET where body is NULL */
+
+ngx_int_t
 ngx_http_stytch_tat_exchange_subrequest(ngx_http_request_t *r,
     ngx_str_t *uri, ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *body)
 {
@@ -673,6 +794,7 @@ ngx_http_stytch_tat_exchange_subrequest(ngx_http_request_t *r,
     }
 
     ctx->subrequest = sr;
+    ctx->sr_purpose = NGX_HTTP_STYTCH_TAT_SR_STYTCH;
     ctx->sr_uri = *uri;
     ctx->started = ngx_current_msec;
     ctx->state = NGX_HTTP_STYTCH_TAT_STATE_WAIT;
@@ -703,6 +825,7 @@ ngx_http_stytch_tat_exchange_sr_body(ngx_http_request_t *r,
     ngx_chain_t  *cl;
 
     static ngx_str_t  post = ngx_string("POST");
+    static ngx_str_t  get = ngx_string("GET");
 
     ngx_memzero(&sr->headers_in, sizeof(ngx_http_headers_in_t));
 
@@ -713,8 +836,22 @@ ngx_http_stytch_tat_exchange_sr_body(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    sr->headers_in.content_length_n = body->len;
     sr->headers_in.keep_alive_n = -1;
+
+    if (body == NULL) {
+        sr->headers_in.content_length_n = -1;
+        sr->request_body = NULL;
+        sr->method = NGX_HTTP_GET;
+        sr->method_name = get;
+
+        value.data = (u_char *) NGX_HTTP_STYTCH_TAT_USER_AGENT;
+        value.len = sizeof(NGX_HTTP_STYTCH_TAT_USER_AGENT) - 1;
+
+        return ngx_http_stytch_tat_headers_add(r, &sr->headers_in.headers,
+                                               "User-Agent", &value);
+    }
+
+    sr->headers_in.content_length_n = body->len;
 
     ngx_str_set(&value, "application/json");
     if (ngx_http_stytch_tat_headers_add(r, &sr->headers_in.headers,

@@ -265,7 +265,9 @@ ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (lcf->pass_session_token
+    /* none when the session is the client's JWT alone */
+
+    if (lcf->pass_session_token && ctx->session_token.len
         && ngx_http_stytch_tat_headers_push(in,
                                 &hn[NGX_HTTP_STYTCH_TAT_H_SESSION_TOKEN],
                                 &ctx->session_token) != NGX_OK)
@@ -273,7 +275,9 @@ ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (!lcf->cookie) {
+    /* the client's own session JWT: its cookies stand as they are */
+
+    if (!lcf->cookie || ctx->client_kept) {
         return NGX_OK;
     }
 

@@ -12,8 +12,8 @@
 #define NGX_HTTP_STYTCH_TAT_STATUS_JSON        0
 #define NGX_HTTP_STYTCH_TAT_STATUS_PROMETHEUS  1
 
-/* one zone's output is well under this, plus its name 40 times at most */
-#define NGX_HTTP_STYTCH_TAT_ZONE_OUT_MAX       4096
+/* one zone's output is well under this, plus its name 64 times at most */
+#define NGX_HTTP_STYTCH_TAT_ZONE_OUT_MAX       8192
 
 
 static ngx_int_t ngx_http_stytch_tat_status_handler(ngx_http_request_t *r);
@@ -102,7 +102,7 @@ ngx_http_stytch_tat_status_handler(ngx_http_request_t *r)
 
     for (i = 0; i < mcf->zones.nelts; i++) {
         len += NGX_HTTP_STYTCH_TAT_ZONE_OUT_MAX
-               + 40 * zones[i]->shm_zone->shm.name.len;
+               + 64 * zones[i]->shm_zone->shm.name.len;
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -227,7 +227,22 @@ ngx_http_stytch_tat_status_json(u_char *p, ngx_http_stytch_tat_zone_t *zone)
         }
     }
 
-    p = ngx_sprintf(p, ",\"sum\":%uA}}", st->latency_sum);
+    p = ngx_sprintf(p, ",\"sum\":%uA},\"verify\":{\"ok\":%uA,"
+                    "\"cached\":%uA,\"failed\":{",
+                    st->latency_sum, st->verify_ok, st->verify_cached);
+
+    /* the failures by reason: "malformed" ... (0 is "ok") */
+
+    for (i = 1; i < NGX_HTTP_STYTCH_TAT_VERIFY_NCODES; i++) {
+        p = ngx_sprintf(p, "%s\"%s\":%uA", (i > 1) ? "," : "",
+                        ngx_http_stytch_tat_verify_code_name(i),
+                        st->verify_failed[i]);
+    }
+
+    p = ngx_sprintf(p, "}},\"jwks\":{\"fetches\":%uA,\"failures\":%uA,"
+                    "\"refetch_limited\":%uA}}",
+                    st->jwks_fetches, st->jwks_failures,
+                    st->jwks_refetch_limited);
 
     return p;
 }
@@ -300,6 +315,26 @@ ngx_http_stytch_tat_status_prometheus(u_char *p,
     p = ngx_sprintf(p, "stytch_tat_call_latency_ms_sum{zone=\"%V\"} %uA\n"
                     "stytch_tat_call_latency_ms_count{zone=\"%V\"} %uA\n",
                     name, st->latency_sum, name, cumulative);
+
+    p = ngx_sprintf(p,
+            "stytch_tat_verify_total{zone=\"%V\",result=\"ok\"} %uA\n"
+            "stytch_tat_verify_total{zone=\"%V\",result=\"cached\"} %uA\n",
+            name, st->verify_ok, name, st->verify_cached);
+
+    for (i = 1; i < NGX_HTTP_STYTCH_TAT_VERIFY_NCODES; i++) {
+        p = ngx_sprintf(p, "stytch_tat_verify_total{zone=\"%V\","
+                        "result=\"%s\"} %uA\n", name,
+                        ngx_http_stytch_tat_verify_code_name(i),
+                        st->verify_failed[i]);
+    }
+
+    p = ngx_sprintf(p,
+            "stytch_tat_jwks_fetches_total{zone=\"%V\",outcome=\"ok\"} %uA\n"
+            "stytch_tat_jwks_fetches_total{zone=\"%V\",outcome=\"failed\"} "
+            "%uA\n"
+            "stytch_tat_jwks_refetch_limited_total{zone=\"%V\"} %uA\n",
+            name, st->jwks_fetches, name, st->jwks_failures,
+            name, st->jwks_refetch_limited);
 
     return p;
 }

@@ -1,0 +1,523 @@
+/*
+ * Stytch's session JWKS (GET /v1/sessions/jwks/{project_id}, B2B
+ * /v1/b2b/sessions/jwks/...), the keys that Stytch's session JWTs verify
+ * against: fetched by a GET subrequest to the stytch_tat_session_jwks URI,
+ * kept as text in the location's stytch_tat_zone for every worker, and
+ * parsed by each worker once per document.
+ *
+ * One fetch at a time per zone (a lease, as the cache's single-flight), on
+ * the refresh interval, and on a token whose kid no key has, at most once
+ * per min_refetch: a client making up kids cannot make nginx hammer
+ * Stytch.  A failed fetch is not retried for a few seconds either.
+ */
+
+
+#include "ngx_http_stytch_tat.h"
+
+
+#define NGX_HTTP_STYTCH_TAT_JWKS_REFRESH      600
+#define NGX_HTTP_STYTCH_TAT_JWKS_MIN_REFETCH  30
+/* after a failed fetch, requests do without for this long, s */
+#define NGX_HTTP_STYTCH_TAT_JWKS_BACKOFF      5
+
+
+static ngx_int_t ngx_http_stytch_tat_stytch_jwks_due(
+    ngx_http_stytch_tat_jwks_shm_t *j, ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_uint_t unknown_kid, ngx_uint_t *limited);
+static ngx_int_t ngx_http_stytch_tat_stytch_jwks_parse(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone);
+static void ngx_http_stytch_tat_stytch_jwks_cleanup(void *data);
+
+
+char *
+ngx_http_stytch_tat_stytch_jwks(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    time_t      *t;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+
+    if (lcf->jwks_uri.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_str_set(&lcf->jwks_uri, "");
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be the URI of an internal location "
+                           "that proxies to Stytch's session JWKS, such as "
+                           "\"/_stytch_jwks\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->jwks_uri = value[1];
+    lcf->jwks_file = cf->conf_file->file.name;
+    lcf->jwks_line = cf->conf_file->line;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        t = NULL;
+
+        if (ngx_strncmp(value[i].data, "refresh=", 8) == 0) {
+            t = &lcf->jwks_refresh;
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+        } else if (ngx_strncmp(value[i].data, "min_refetch=", 12) == 0) {
+            t = &lcf->jwks_min_refetch;
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+        } else if (ngx_strncmp(value[i].data, "leeway=", 7) == 0) {
+            s.data = value[i].data + 7;
+            s.len = value[i].len - 7;
+
+            lcf->jwks_leeway = ngx_parse_time(&s, 1);
+
+            if (lcf->jwks_leeway == (time_t) NGX_ERROR
+                || lcf->jwks_leeway > NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid time in \"%V\", expected "
+                                   "0s..%ds", &value[i],
+                                   NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+
+        } else if (ngx_strncmp(value[i].data, "project_id=", 11) == 0
+                   && value[i].len > 11)
+        {
+            lcf->jwks_project_id.data = value[i].data + 11;
+            lcf->jwks_project_id.len = value[i].len - 11;
+            continue;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        *t = ngx_parse_time(&s, 1);
+
+        if (*t == (time_t) NGX_ERROR || *t < 1 || *t > 86400) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid time in \"%V\", expected 1s..1d",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* defaults, and what a location verifying session JWTs needs */
+
+char *
+ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *prev, ngx_http_stytch_tat_loc_conf_t *conf)
+{
+    ngx_str_t                         name;
+    ngx_pool_cleanup_t               *cln;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    if (conf->jwks_uri.data == NULL) {
+        conf->jwks_uri = prev->jwks_uri;
+        conf->jwks_file = prev->jwks_file;
+        conf->jwks_line = prev->jwks_line;
+        conf->jwks_refresh = prev->jwks_refresh;
+        conf->jwks_min_refetch = prev->jwks_min_refetch;
+        conf->jwks_project_id = prev->jwks_project_id;
+        conf->jwks_leeway = prev->jwks_leeway;
+    }
+
+    if (conf->jwks_leeway == NGX_CONF_UNSET) {
+        conf->jwks_leeway = NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY;
+    }
+
+    if (conf->jwks_refresh == 0) {
+        conf->jwks_refresh = NGX_HTTP_STYTCH_TAT_JWKS_REFRESH;
+    }
+
+    if (conf->jwks_min_refetch == 0) {
+        conf->jwks_min_refetch = NGX_HTTP_STYTCH_TAT_JWKS_MIN_REFETCH;
+    }
+
+    ngx_conf_merge_ptr_value(conf->verify, prev->verify, NULL);
+
+    if (conf->verify == NULL
+        && (conf->uri.len == 0 || !conf->cookie || conf->jwks_uri.len == 0))
+    {
+        return NGX_CONF_OK;
+    }
+
+    /* stytch_tat_verify, or sessions bound and verified: cluster mode */
+
+    if (conf->verify && conf->uri.len) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat_verify\" and \"stytch_tat %V\" apply to "
+                      "the same location: choose one", &conf->uri);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->jwks_uri.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat_verify\" needs \"stytch_tat_session_jwks\""
+                      " where it applies");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->cache == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat_session_jwks %V\" in %V:%ui needs a "
+                      "\"stytch_tat_cache\" zone where it applies: Stytch's "
+                      "keys are kept there", &conf->jwks_uri,
+                      &conf->jwks_file, conf->jwks_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->jwks_project_id.len == 0) {
+        mcf = ngx_http_conf_get_module_main_conf(cf,
+                                                 ngx_http_stytch_tat_module);
+        conf->jwks_project_id = mcf->project_id;
+    }
+
+    if (conf->jwks_project_id.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat_session_jwks %V\" in %V:%ui needs the "
+                      "project id: \"project_id=\", or "
+                      "\"stytch_tat_credentials\"", &conf->jwks_uri,
+                      &conf->jwks_file, conf->jwks_line);
+        return NGX_CONF_ERROR;
+    }
+
+    conf->bind = (conf->verify == NULL);
+
+    if (conf->bind) {
+        /* the cookies that stytch_tat_cookie sets */
+
+        ngx_str_set(&name, "cookie_stytch_session_jwt");
+        conf->cookie_jwt_index = ngx_http_get_variable_index(cf, &name);
+
+        ngx_str_set(&name, "cookie_stytch_session");
+        conf->cookie_token_index = ngx_http_get_variable_index(cf, &name);
+
+        if (conf->cookie_jwt_index == NGX_ERROR
+            || conf->cookie_token_index == NGX_ERROR)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (!conf->cache->keys_cleanup) {
+        /* the worker's parse of the keys goes with the cycle */
+
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln->handler = ngx_http_stytch_tat_stytch_jwks_cleanup;
+        cln->data = conf->cache;
+        conf->cache->keys_cleanup = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_stytch_tat_stytch_jwks_cleanup(void *data)
+{
+    ngx_http_stytch_tat_zone_t  *zone = data;
+
+    if (zone->keys) {
+        ngx_http_stytch_tat_verify_keys_free(zone->keys);
+        zone->keys = NULL;
+    }
+}
+
+
+/*
+ * The keys to verify with.  NGX_OK: *keys is this worker's parse of the
+ * zone's document, or NULL (none yet, or a kid that may not be refetched
+ * yet).  NGX_AGAIN: this request is to fetch the document (it holds the
+ * zone's lease); NGX_BUSY: another request fetches it and there are no
+ * keys meanwhile.
+ */
+
+ngx_int_t
+ngx_http_stytch_tat_stytch_jwks_keys(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_uint_t unknown_kid, ngx_http_stytch_tat_verify_keys_t **keys)
+{
+    ngx_int_t                        rc;
+    ngx_uint_t                       limited;
+    ngx_http_stytch_tat_zone_t      *zone;
+    ngx_http_stytch_tat_jwks_shm_t  *j;
+
+    zone = lcf->cache;
+    j = &zone->sh->jwks;
+    limited = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    /* one fetch per request: the answer it got is the one there is */
+
+    rc = ctx->jwks_fetched ? NGX_DECLINED
+         : ngx_http_stytch_tat_stytch_jwks_due(j, lcf, unknown_kid, &limited);
+
+    if (rc == NGX_OK) {
+        j->fetch_until = ngx_current_msec + lcf->lock_timeout;
+
+        if (unknown_kid) {
+            j->kid_at = ngx_time();
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (limited) {
+        ngx_atomic_fetch_add(&zone->sh->stats.jwks_refetch_limited, 1);
+    }
+
+    if (rc == NGX_OK) {
+        ctx->jwks_leading = 1;
+        ctx->zone = zone;
+        return NGX_AGAIN;
+    }
+
+    if (zone->keys_generation != j->generation
+        && ngx_http_stytch_tat_stytch_jwks_parse(r, zone) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    *keys = zone->keys;
+
+    return (zone->keys == NULL && rc == NGX_BUSY) ? NGX_BUSY : NGX_OK;
+}
+
+
+/*
+ * Whether to fetch now, under the zone's lock: NGX_OK yes, NGX_BUSY a fetch
+ * is in flight, NGX_DECLINED no.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_stytch_jwks_due(ngx_http_stytch_tat_jwks_shm_t *j,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_uint_t unknown_kid,
+    ngx_uint_t *limited)
+{
+    time_t  now;
+
+    now = ngx_time();
+
+    if (j->fetch_until
+        && (ngx_msec_int_t) (j->fetch_until - ngx_current_msec) > 0)
+    {
+        return NGX_BUSY;
+    }
+
+    if (unknown_kid) {
+        if (now - j->kid_at < lcf->jwks_min_refetch) {
+            *limited = 1;
+            return NGX_DECLINED;
+        }
+
+        return NGX_OK;
+    }
+
+    if (now < j->retry_at) {
+        return NGX_DECLINED;
+    }
+
+    return (j->doc == NULL || now - j->fetched >= lcf->jwks_refresh)
+           ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* the zone's document, new to this worker, parsed into its keys */
+
+static ngx_int_t
+ngx_http_stytch_tat_stytch_jwks_parse(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone)
+{
+    u_char                             *doc;
+    size_t                              len;
+    ngx_uint_t                          generation;
+    const char                         *reason;
+    ngx_http_stytch_tat_verify_keys_t  *keys;
+
+    doc = NULL;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    generation = zone->sh->jwks.generation;
+    len = zone->sh->jwks.len;
+
+    if (len) {
+        doc = ngx_alloc(len, r->connection->log);
+
+        if (doc) {
+            ngx_memcpy(doc, zone->sh->jwks.doc, len);
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (len && doc == NULL) {
+        return NGX_ERROR;
+    }
+
+    keys = NULL;
+
+    /* the document was checked before it was kept: this fails on memory */
+
+    if (len
+        && ngx_http_stytch_tat_verify_keys_parse(doc, len, &keys, &reason)
+           != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch's session JWKS in "
+                      "stytch_tat_zone \"%V\" is unusable: %s",
+                      &zone->shm_zone->shm.name, reason);
+        keys = NULL;
+    }
+
+    ngx_free(doc);
+
+    if (zone->keys) {
+        ngx_http_stytch_tat_verify_keys_free(zone->keys);
+    }
+
+    zone->keys = keys;
+    zone->keys_generation = generation;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The JWKS subrequest's answer is in: a usable key set is kept in the zone
+ * for every worker.  NGX_OK when it was, NGX_DECLINED when the fetch
+ * failed (logged; the keys kept before stay).
+ */
+
+ngx_int_t
+ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    u_char                             *doc;
+    const char                         *reason;
+    ngx_http_stytch_tat_zone_t         *zone;
+    ngx_http_stytch_tat_jwks_shm_t     *j;
+    ngx_http_stytch_tat_verify_keys_t  *keys;
+
+    zone = ctx->zone;
+    j = &zone->sh->jwks;
+
+    ctx->jwks_leading = 0;
+    ctx->jwks_fetched = 1;
+    keys = NULL;
+    reason = NULL;
+
+    if (ctx->sr_misrouted || !ctx->credentials_added) {
+        reason = "the URI reached no location that proxies to Stytch";
+
+    } else if (ctx->sr_too_big) {
+        reason = "the answer is larger than stytch_tat_buffer_size";
+
+    } else if (ctx->sr_failed || ctx->sr_status != NGX_HTTP_OK) {
+        reason = ctx->sr_status ? "an answer other than 200"
+                                : "no answer";
+
+    } else if (ngx_http_stytch_tat_verify_keys_parse(ctx->sr_body.data,
+                                                     ctx->sr_body.len,
+                                                     &keys, &reason)
+               != 0)
+    {
+        keys = NULL;
+    }
+
+    ngx_atomic_fetch_add(keys ? &zone->sh->stats.jwks_fetches
+                              : &zone->sh->stats.jwks_failures, 1);
+
+    if (keys == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch's session JWKS not fetched "
+                      "through \"%V\": %s (status %ui)", &ctx->sr_uri,
+                      reason ? reason : "unusable", ctx->sr_status);
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        j->fetch_until = 0;
+        j->retry_at = ngx_time() + NGX_HTTP_STYTCH_TAT_JWKS_BACKOFF;
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        return NGX_DECLINED;
+    }
+
+    ngx_http_stytch_tat_verify_keys_free(keys);
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    doc = ngx_slab_alloc_locked(zone->shpool, ctx->sr_body.len);
+
+    if (doc) {
+        ngx_memcpy(doc, ctx->sr_body.data, ctx->sr_body.len);
+
+        if (j->doc) {
+            ngx_slab_free_locked(zone->shpool, j->doc);
+        }
+
+        j->doc = doc;
+        j->len = ctx->sr_body.len;
+        j->generation++;
+        j->fetched = ngx_time();
+        j->kid_at = j->fetched;
+        j->retry_at = 0;
+
+    } else {
+        j->retry_at = ngx_time() + NGX_HTTP_STYTCH_TAT_JWKS_BACKOFF;
+    }
+
+    j->fetch_until = 0;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (doc == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch's session JWKS (%uz bytes) does "
+                      "not fit in stytch_tat_zone \"%V\"", ctx->sr_body.len,
+                      &zone->shm_zone->shm.name);
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "stytch_tat: Stytch's session JWKS fetched through \"%V\" "
+                  "into stytch_tat_zone \"%V\"", &ctx->sr_uri,
+                  &zone->shm_zone->shm.name);
+
+    return NGX_OK;
+}
+
+
+/* a fetching request that went away gives the lease up */
+
+void
+ngx_http_stytch_tat_stytch_jwks_release(ngx_http_stytch_tat_zone_t *zone)
+{
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    zone->sh->jwks.fetch_until = 0;
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
