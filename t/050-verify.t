@@ -173,7 +173,7 @@ ok(!exists $h->{'x-error'}, 'no $stytch_tat_error');
 like($body, qr/^user=\Q$real_user\E$/m, 'X-Stytch-User-Id handed upstream');
 like($body, qr/^session=\Q$real_session\E$/m, 'X-Stytch-Session-Id handed upstream');
 like($body, qr/^jwt=\Q$real_jwt\E$/m, 'X-Stytch-Session-Jwt handed upstream');
-unlike($body, qr/forged/, "the client's own X-Stytch-* headers are not");
+unlike($body, qr/forged-by-client|forged-too/, "the client's own X-Stytch-* headers are not");
 my $c = emu_counts($mark);
 is($c->get($JwksRoute), 1, 'the first verification fetched the JWKS once');
 is($c->get('POST /v1/sessions/attest') + $c->get('POST /v1/sessions/authenticate'), 0,
@@ -199,8 +199,10 @@ is("$st $h->{'x-user'}", "200 $real_user", 'Authorization: Bearer: 200');
 like($body, qr/^session=\Q$real_session\E$/m, 'Bearer: the session goes upstream');
 ($st, $h) = http_request('GET', '/bearer');
 is("$st $h->{'x-error'}", '401 session_jwt_missing', 'no Authorization: 401 session_jwt_missing');
+# (nginx strips the header's trailing space: the module sees "Bearer")
 ($st, $h) = http_request('GET', '/bearer', { Authorization => 'Bearer ' });
-is("$st $h->{'x-error'}", '401 session_jwt_missing', '"Bearer " alone is no token');
+is($st, 401, '"Bearer " alone: 401');
+like($h->{'x-error'}, qr/^session_jwt_(?:missing|malformed)$/, '... missing or malformed');
 
 # 5. forged tokens, each refused for its own reason
 my $forged = forge_jwts(claims => { team => 'blue', level => 5, obj => { a => [1, 'x'] } });
@@ -257,6 +259,8 @@ ok(!exists $h->{'x-claim-missing'}, 'a claim the token has not: empty');
 
 # 6. unknown kid: one refetch, then at most one per min_refetch (3 s), a
 # flood of forged kids included
+my @flood = forge_jwt('unknown_kid', count => 40);
+is(scalar @flood, 40, '40 tokens with 40 unknown kids');
 $mark = emu_counts();
 ($st, $h) = get('/kid', $real_jwt);
 is($st, 200, 'kid zone: the first request fetches the JWKS');
@@ -265,26 +269,25 @@ is(jwks_fetches_since($mark), 1, 'kid zone: one fetch');
 # seconds and wants more than 3 of them
 sleep 4.2;
 $mark = emu_counts();
+my $t0 = time;
 ($st, $h) = get('/kid', $forged->{unknown_kid});
 is("$st $h->{'x-error'}", '401 session_jwt_unknown_kid', 'kid zone: an unknown kid is refused');
 is(jwks_fetches_since($mark), 1, 'kid zone: ... after one refetch of the JWKS');
-my @flood = forge_jwt('unknown_kid', count => 40);
-is(scalar @flood, 40, '40 tokens with 40 unknown kids');
 my $z = zone('kid');
-$mark = emu_counts();
-my $t0 = time;
 my %flood_status;
 for my $jwt (@flood) {
     ($st, $h) = get('/kid', $jwt);
     $flood_status{"$st " . ($h->{'x-error'} // '')}++;
 }
 my $elapsed = time - $t0;
-is_deeply(\%flood_status, { '401 session_jwt_unknown_kid' => 40 }, 'the flood: all refused');
+is_deeply(\%flood_status, { '401 session_jwt_unknown_kid' => 40 }, 'the flood right after: all refused');
+# the refetch and the flood: fetches at least min_refetch apart (in whole
+# seconds that may be 2.01 s)
 my $fetched = jwks_fetches_since($mark);
-# fetches at least min_refetch apart; in whole seconds that may be 2.01 s
 my $bound = 1 + int($elapsed / 2);
-ok($fetched <= $bound, "the flood: $fetched JWKS fetches in ${\ sprintf '%.1f', $elapsed} s, "
-   . "at most one per min_refetch ($bound)");
+ok($fetched <= $bound, "the refetch and the flood: $fetched JWKS fetches in "
+   . sprintf('%.1f', $elapsed) . " s, at most one per min_refetch ($bound)");
+$fetched -= 1;    # the flood's own
 my $z2 = zone('kid');
 is($z2->{jwks}{refetch_limited} - $z->{jwks}{refetch_limited}, 40 - $fetched,
    'status: jwks.refetch_limited counts the others');
@@ -317,15 +320,20 @@ is($st, 200, 'a real session JWT of the new key verifies');
 is(jwks_fetches_since($mark2), 1, 'without another fetch');
 emu(POST => '/project_keys/retire', {});
 
-# 8. refresh=2s: the document is fetched again once it is older
+# 8. refresh=2s: the document is fetched again once it is older, when a
+# token needs the keys (a token verified before does not: it is cached)
+my @fresh = forge_jwt('valid', count => 6);
 $mark = emu_counts();
-($st) = get('/refresh', $rot_jwt);
+($st) = get('/refresh', shift @fresh);
 is($st, 200, 'refresh zone: first fetch');
 is(jwks_fetches_since($mark), 1, 'refresh zone: one fetch');
 sleep 4.2;    # past refresh (2 s), in whole seconds too
 $mark = emu_counts();
 $t0 = time;
-for (1 .. 5) { ($st) = get('/refresh', $rot_jwt); is($st, 200, "refresh zone: request $_ after 4.2 s") }
+for (1 .. 5) {
+    ($st) = get('/refresh', shift @fresh);
+    is($st, 200, "refresh zone: new token $_ after 4.2 s");
+}
 $elapsed = time - $t0;
 # the refresh may run beside the request: wait for it (no luck involved:
 # the test fails only if it never comes)

@@ -150,7 +150,12 @@ async function signed(key, {
     .sign(key);
 }
 
-const otherKey = async () => (await generateKeyPair('RS256', { extractable: true })).privateKey;
+// a key that is not the project's (one per run: RSA key generation is slow)
+let other;
+const otherKey = async () => {
+  other ??= (await generateKeyPair('RS256', { extractable: true })).privateKey;
+  return other;
+};
 const enc = (obj) => base64url.encode(typeof obj === 'string' ? obj : JSON.stringify(obj));
 const otherProject = 'project-test-ffffffff-ffff-ffff-ffff-ffffffffffff';
 
