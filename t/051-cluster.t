@@ -14,12 +14,11 @@
 #     consistent;` balancer one attest per identity for the whole cluster;
 #     behind round robin, one per node.
 #
-# Time: the emulator signs session JWTs that live L = 3 s.  The module
-# allows a leeway on exp (NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY, read from the
-# source); the emulator's clock runs that many seconds behind nginx's, so
-# that a JWT is expired for the module L seconds after it was issued (a
-# clock skew of exactly the leeway, which the module must tolerate), not
-# L + leeway.  Waits for a JWT to expire are real sleeps of L + 1.2 s; every
+# Time: the emulator signs session JWTs that live L = 3 s, and the nodes
+# allow no leeway on exp (stytch_tat_session_jwks leeway=0s; the default
+# 30 s would keep a 3-second JWT valid for 33), so a JWT is expired for the
+# module at most L seconds after it was issued (at least L - 1: whole
+# seconds).  Waits for a JWT to expire are real sleeps of L + 1.2 s; every
 # count is bounded from the times measured, never from hoped-for speed.
 use strict;
 use warnings;
@@ -30,13 +29,7 @@ use Test::StytchTat::Exchange;
 use Time::HiRes qw(time sleep);
 
 my $L = 3;
-my $LEEWAY = $ENV{TEST_NGINX_JWT_LEEWAY} // do {
-    my $h = repo_root() . '/src/ngx_http_stytch_tat_verify.h';
-    open my $fh, '<', $h or die "$h: $!\n";
-    my ($v) = map { /^#define\s+NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY\s+(\d+)/ ? $1 : () } <$fh>;
-    defined $v or die "no NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY in $h\n";
-    $v;
-};
+my $LEEWAY = 0;    # the nodes' leeway= on exp and nbf
 my $ISS = "stytch.com/$ProjectId";
 my $ATTEST = 'POST /v1/sessions/attest';
 my $AUTHN = 'POST /v1/sessions/authenticate';
@@ -80,7 +73,7 @@ location / {
     stytch_tat_refresh /_stytch_authenticate;
     stytch_tat_cache tat;
     stytch_tat_cookie on;
-    stytch_tat_session_jwks /_stytch_jwks;
+    stytch_tat_session_jwks /_stytch_jwks leeway=${LEEWAY}s;
     stytch_tat_email \$http_x_user;
     add_header X-Node \$TEST_NGINX_INSTANCE_NAME always;
     add_header X-Cache \$stytch_tat_cache_status always;
@@ -198,10 +191,8 @@ sub upstream_jwt_ok {
 # ---------------------------------------------------------------- start
 
 emu_setup();
-emu(POST => '/config', { session_jwt_lifetime_seconds => $L,
-                         # nginx's tokens look $LEEWAY s ahead to the emulator
-                         clock_skew_seconds => $LEEWAY + 60 });
-emu(POST => '/clock', { offset_seconds => -$LEEWAY });
+emu(POST => '/clock', { offset_seconds => 0 });
+emu(POST => '/config', { session_jwt_lifetime_seconds => $L });
 
 ok(start_nginx({ http_config => $lb_http, config => $lb_config, workers => 1 }),
    'the balancer (round robin), the echo backend and the JWKS') or stop_here(last_error());
@@ -291,10 +282,23 @@ for my $i (0 .. $#log) {
     upstream_jwt_ok($log[$i], $U, $S, $D, "A request " . ($i + 1) . " ($log[$i]{node} $log[$i]{cache})");
 }
 
+# one node, ten concurrent requests with the same expired JWT: one refresh
+sleep $L + 1.2;
+my $cmark = emu_counts();
+my @conc = concurrent_requests(10, ['GET', '/app', { 'X-User' => $ada, Cookie => cookie_header($jar) }],
+                               { port => $node{n1}->port });
+my $cc = emu_counts($cmark);
+is(scalar(grep { ($_->{status} // 0) == 200 && ($_->{headers}{'x-cache'} // '') eq 'CLIENT'
+                 && ($_->{headers}{'x-session'} // '') eq $S } @conc), 10,
+   'A: 10 concurrent requests with one expired JWT on one node: all CLIENT, the same session')
+    or diag(explain [map { [$_->{status}, $_->{headers}{'x-cache'}, $_->{error}] } @conc]);
+is($cc->get($AUTHN), 1, 'A: ... one authenticate call for them all');
+is($cc->get($ATTEST), 0, 'A: ... no attest');
+
 # ---------------------------------------------------------------- B
 
-# Stytch's 5-minute JWTs and clocks in step again: the zone path (which
-# allows no leeway) as in production; an expired JWT is made by the forge
+# Stytch's 5-minute JWTs again: the zone path as in production; an expired
+# JWT is made by the forge
 restore_emulator();
 
 my $bob = 'bob@example.com';
