@@ -3,7 +3,8 @@
 # and installs the Debian packages first):
 #
 #   1. C unit tests (cmocka)            t/unit
-#   2. the emulator's fidelity tests    t/emulator/test (node --test)
+#   2. the emulator's fidelity tests    t/emulator/test (node --test),
+#      and the test tools' own tests    t/tools/test
 #   3. integration tests with prove     t/*.t, against Debian's nginx and a
 #                                       Stytch emulator started here
 #
@@ -36,6 +37,9 @@ if [ -z "${PROVE_FILES:-}" ]; then
 
     echo "== emulator fidelity (stytch SDK against the emulator)"
     node --test t/emulator/test/*.test.mjs || fail "emulator tests"
+
+    echo "== test tools (the token forge against jose and the emulator)"
+    node --test t/tools/test/*.test.mjs || fail "tool tests"
 fi
 
 echo "== integration tests (prove)"
@@ -66,6 +70,7 @@ ready=$(cat "$emu_dir/ready")
 export TEST_NGINX_STYTCH_PORT=$(node -e 'console.log(JSON.parse(process.argv[1]).listen_port)' "$ready")
 export TEST_NGINX_STYTCH_CONTROL=$(node -e 'console.log(JSON.parse(process.argv[1]).control_port)' "$ready")
 export TEST_NGINX_STYTCH_CA=$emu_dir/ca.pem
+export TEST_NGINX_STYTCH_DIR=$emu_dir
 chmod 644 "$emu_dir/ca.pem"
 
 prove -I t/lib ${PROVE_ARGS:-} ${PROVE_FILES:-t/} || fail "prove"

@@ -4,6 +4,7 @@ use warnings;
 use lib 't/lib';
 use Test::StytchTat;
 use File::Temp qw(tempdir);
+use Time::HiRes ();
 
 $ENV{TEST_NGINX_NO_MODULE} = 1 unless exists $ENV{TEST_NGINX_NO_MODULE};
 $ENV{TEST_NGINX_GREETING} = 'hi from env';
@@ -79,6 +80,46 @@ kill 'SEGV', $w;
 sleep 1;
 ok(!stop_nginx(), 'stop_nginx reports a crashed worker');
 like(last_error(), qr/exited on signal 11/, 'crash line reported');
+
+# more instances: a balancer in front of two nodes, beside the block's nginx
+{
+    ok(start_nginx('location = /main { return 200 "main\n"; }'), 'start_nginx beside instances')
+        or diag(last_error());
+    my ($p1, $p2) = (free_port(), free_port());
+    my @nodes;
+    for my $n ([a => $p1], [b => $p2]) {
+        push @nodes, start_instance(name => "node-$n->[0]", port => $n->[1],
+            config => 'location / { return 200 "$TEST_NGINX_INSTANCE_NAME on $TEST_NGINX_INSTANCE_PORT\n"; }');
+        ok($nodes[-1], "start_instance node-$n->[0]") or diag(last_error());
+    }
+    my $lb = start_instance(name => 'lb', workers => 1,
+        http_config => "upstream nodes { server 127.0.0.1:$p1; server 127.0.0.1:$p2; }",
+        config => 'location / { proxy_pass http://nodes; }');
+    ok($lb, 'start_instance lb') or diag(last_error());
+    is(join(',', map { $_->name } instances()), 'lb,node-a,node-b', 'instances() by name');
+    my %seen;
+    for (1 .. 4) { my (undef, undef, $b) = $lb->request(GET => '/x'); $seen{$b}++ }
+    is_deeply(\%seen, { "node-a on $p1\n" => 2, "node-b on $p2\n" => 2 },
+              'the balancer reaches both nodes, round robin');
+    my ($st, undef, $b) = http_request('GET', '/main');
+    is("$st $b", "200 main\n", 'the block\'s nginx still answers on its port');
+    like(_slurp($nodes[0]->error_log), qr/\[debug\]/, 'an instance logs at debug in its own error log');
+    isnt($nodes[0]->error_log, $nodes[1]->error_log, 'each its own error log');
+    ok(!eval { start_instance(name => 'node-a', config => '') } && $@ =~ /running already/,
+       'a name in use is refused');
+    ok(!start_instance(name => 'broken', config => 'no_such_directive;'), 'a bad configuration fails')
+        && like(last_error(), qr/unknown directive "no_such_directive"/, '... and says why');
+    kill 'SEGV', (grep { $_ != $nodes[1]->pid } $nodes[1]->pids)[0];
+    Time::HiRes::sleep(0.3);
+    ok(stop_instance($nodes[0]), 'stop_instance: clean') or diag(last_error());
+    ok(!stop_instance('node-b'), 'stop_instance (by name) reports a crashed worker');
+    like(last_error(), qr/node-b: .*exited on signal 11/, '... naming the instance');
+    ok(stop_instances(), 'stop_instances stops the rest') or diag(last_error());
+    is(scalar(instances()), 0, 'none left');
+    ok(stop_nginx(), 'stop_nginx');
+}
+
+sub _slurp { open my $fh, '<', $_[0] or return ''; local $/; <$fh> }
 
 # run_node, list and scalar context
 SKIP: {

@@ -3,13 +3,14 @@
 // Usage: node server.mjs --listen HOST:PORT --control HOST:PORT --dir DIR --config CONFIG.json
 import https from 'node:https';
 import http from 'node:http';
-import { readFileSync, writeFileSync, rmSync, renameSync } from 'node:fs';
+import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { generateKeyPairSync, createPrivateKey, createPublicKey, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { ensureCerts } from './lib/certs.mjs';
 import { parseConfig, parseRuntimeConfig, ConfigError } from './lib/config.mjs';
 import { StytchApi } from './lib/stytch.mjs';
 import { Faults, FaultSpecError } from './lib/faults.mjs';
+import { ProjectKeys } from './lib/projectkeys.mjs';
 import {
   clock, newId, errorBody, defaultErrorFor, readBody, sendJson, sleep, StytchError, isPlainObject,
 } from './lib/util.mjs';
@@ -37,30 +38,6 @@ function hostPort(s, what) {
 
 const log = (msg) => process.stderr.write(`stytch-emulator: ${msg}\n`);
 
-// The project's session-JWT signing key, kept in DIR so restarts keep the kid.
-function loadProjectKey(dir) {
-  const file = join(dir, 'project-key.json');
-  let kid; let privateKey;
-  try {
-    const saved = JSON.parse(readFileSync(file, 'utf8'));
-    privateKey = createPrivateKey(saved.private_pem);
-    if (privateKey.asymmetricKeyType !== 'rsa' || typeof saved.kid !== 'string') throw new Error('bad key');
-    kid = saved.kid;
-  } catch {
-    ({ privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 }));
-    kid = newId('jwk');
-    const tmp = `${file}.${process.pid}`;
-    writeFileSync(tmp, JSON.stringify({ kid, private_pem: privateKey.export({ type: 'pkcs8', format: 'pem' }) }), { mode: 0o600 });
-    renameSync(tmp, file);
-  }
-  const publicKey = createPublicKey(privateKey);
-  const { n, e } = publicKey.export({ format: 'jwk' });
-  return {
-    kid, privateKey, publicKey,
-    jwk: { kty: 'RSA', alg: 'RS256', use: 'sig', kid, n, e, key_ops: ['verify'], x5c: [] },
-  };
-}
-
 function main() {
   let args; let config;
   try {
@@ -78,7 +55,8 @@ function main() {
 
   const certs = ensureCerts(dir);
   log(`${certs.generated ? 'generated' : 'reusing'} CA ${certs.caCert} and server certificate`);
-  const api = new StytchApi(config, loadProjectKey(dir));
+  const projectKeys = new ProjectKeys(dir);
+  const api = new StytchApi(config, projectKeys.list);
   const faults = new Faults();
   let calls = [];
   let seq = 0;
@@ -263,6 +241,49 @@ function main() {
             ...api.counts(), calls: calls.length, faults: faults.list.length,
             jwks_fetches: api.jwks.fetches.length, clock_offset_seconds: clock.offsetMs / 1000,
           });
+        case 'GET /call_counts': {
+          // per route ("METHOD PATH"), with the outcomes; since=SEQ counts later calls only
+          const since = Number(url.searchParams.get('since') ?? 0);
+          const counts = {};
+          for (const c of calls) {
+            if (c.seq <= since) continue;
+            const k = `${c.method} ${c.path}`;
+            counts[k] ??= { total: 0, ok: 0, error: 0, fault: 0 };
+            counts[k].total++;
+            // ok: a 2xx; error: a Stytch error answer; fault: a fault replaced the answer
+            if (c.outcome === 'ok' || c.outcome === 'oversized') counts[k].ok++;
+            else if (c.outcome === 'error') counts[k].error++;
+            else counts[k].fault++;
+          }
+          return sendJson(res, 200, { counts, last_seq: seq });
+        }
+        case 'GET /config':
+          return sendJson(res, 200, {
+            project_id: api.config.project_id,
+            session_jwt_lifetime_seconds: api.config.session_jwt_lifetime_seconds,
+            max_token_lifetime_seconds: api.config.max_token_lifetime_seconds,
+            clock_skew_seconds: api.config.clock_skew_seconds,
+            custom_claims_reserved: api.config.custom_claims_reserved,
+            rbac_roles: api.config.rbac_roles,
+            profiles: [...api.config.profiles.keys()],
+            organizations: [...api.config.organizations.keys()],
+          });
+        case 'GET /project_keys':
+          return sendJson(res, 200, { current: projectKeys.current.kid, kids: projectKeys.kids });
+        case 'POST /project_keys/rotate': {
+          let previous;
+          try { previous = projectKeys.rotate(body.kid); } catch (e) { return sendJson(res, 400, { ok: false, error: e.message }); }
+          api.keys = projectKeys.list;
+          log(`project key rotated: ${projectKeys.current.kid} signs, ${previous} still served`);
+          return sendJson(res, 200, { ok: true, current: projectKeys.current.kid, previous, kids: projectKeys.kids });
+        }
+        case 'POST /project_keys/retire': {
+          let removed;
+          try { removed = projectKeys.retire(body.kid); } catch (e) { return sendJson(res, 400, { ok: false, error: e.message }); }
+          api.keys = projectKeys.list;
+          log(`project key(s) retired: ${removed.join(', ') || 'none'}`);
+          return sendJson(res, 200, { ok: true, current: projectKeys.current.kid, removed, kids: projectKeys.kids });
+        }
         case 'GET /jwks_fetches':
           return sendJson(res, 200, { fetches: api.jwks.fetches });
         case 'DELETE /sessions':
@@ -271,7 +292,10 @@ function main() {
           const rt = parseRuntimeConfig(body);
           Object.assign(api.config, rt);
           api.jwks.clear();
-          return sendJson(res, 200, { ok: true, profiles: api.config.profiles.size, organizations: api.config.organizations.size });
+          return sendJson(res, 200, {
+            ok: true, profiles: api.config.profiles.size, organizations: api.config.organizations.size,
+            session_jwt_lifetime_seconds: api.config.session_jwt_lifetime_seconds,
+          });
         }
         default:
           return sendJson(res, 404, { ok: false, error: `no control route ${route}` });

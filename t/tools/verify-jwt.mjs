@@ -2,7 +2,11 @@
 // wrote, the way Stytch's own documentation uses it.
 //
 //   node verify-jwt.mjs --jwks URL|FILE [--iss ISS] [--aud AUD] [--alg ALG]
-//                       [--sub SUB] TOKEN
+//                       [--sub SUB] [--now EPOCH] [--clock-tolerance S] TOKEN
+//
+// --now checks exp and nbf at that time instead of now (e.g. the time a
+// request was sent, to check what nginx handed its upstream then);
+// --clock-tolerance allows that many seconds on exp and nbf.
 //
 // Prints {"header":...,"payload":...} and exits 0 when the token verifies,
 // prints the reason to stderr and exits 1 otherwise.
@@ -18,6 +22,8 @@ const { values, positionals } = parseArgs({
     aud: { type: 'string' },
     alg: { type: 'string' },
     sub: { type: 'string' },
+    now: { type: 'string' },
+    'clock-tolerance': { type: 'string' },
   },
   allowPositionals: true,
 });
@@ -38,6 +44,8 @@ if (values.iss) options.issuer = values.iss;
 if (values.aud) options.audience = values.aud;
 if (values.alg) options.algorithms = [values.alg];
 if (values.sub) options.subject = values.sub;
+if (values.now) options.currentDate = new Date(Number(values.now) * 1000);
+if (values['clock-tolerance']) options.clockTolerance = Number(values['clock-tolerance']);
 
 try {
   const { payload, protectedHeader } = await jwtVerify(token, keys, options);

@@ -7,6 +7,8 @@ export const DEFAULT_MAX_LIFETIME = 3600;
 export const DEFAULT_SKEW = 60;
 export const DEFAULT_JWKS_CACHE = 300;
 export const DEFAULT_JWKS_MIN_REFETCH = 10;
+// Stytch's session JWTs live 5 minutes; tests may make them shorter
+export const DEFAULT_SESSION_JWT_LIFETIME = 300;
 export const TOKEN_ID_REPLAY = ['reject', 'allow'];
 // reserved names in session_custom_claims: refused (Stytch's custom claims
 // guide) or dropped (its attest reference)
@@ -141,6 +143,13 @@ export function parseRuntimeConfig(c) {
   }
   if (c.max_token_lifetime_seconds !== undefined) out.max_token_lifetime_seconds = num(c.max_token_lifetime_seconds, 'max_token_lifetime_seconds');
   if (c.clock_skew_seconds !== undefined) out.clock_skew_seconds = num(c.clock_skew_seconds, 'clock_skew_seconds');
+  if (c.session_jwt_lifetime_seconds !== undefined) {
+    const v = c.session_jwt_lifetime_seconds;
+    if (!Number.isInteger(v) || v < 1 || v > 86400) {
+      throw new ConfigError('session_jwt_lifetime_seconds must be an integer from 1 to 86400');
+    }
+    out.session_jwt_lifetime_seconds = v;
+  }
   if (c.rbac_roles !== undefined) {
     if (c.rbac_roles !== null && (!Array.isArray(c.rbac_roles) || !c.rbac_roles.every((r) => typeof r === 'string' && r !== ''))) {
       throw new ConfigError('rbac_roles must be an array of role ids, or null');
@@ -165,6 +174,7 @@ export function parseConfig(c) {
     max_token_lifetime_seconds: rt.max_token_lifetime_seconds ?? DEFAULT_MAX_LIFETIME,
     clock_skew_seconds: rt.clock_skew_seconds ?? DEFAULT_SKEW,
     custom_claims_reserved: rt.custom_claims_reserved ?? 'error',
+    session_jwt_lifetime_seconds: rt.session_jwt_lifetime_seconds ?? DEFAULT_SESSION_JWT_LIFETIME,
     rbac_roles: rt.rbac_roles ?? null,
     profiles: rt.profiles ?? new Map(),
     organizations: rt.organizations ?? new Map(),

@@ -1,12 +1,11 @@
 // The emulated Stytch API: attest, authenticate and JWKS, consumer and B2B.
-import { compactVerify, SignJWT } from 'jose';
+import { compactVerify, decodeProtectedHeader, SignJWT } from 'jose';
 import { clock, newId, newSessionToken, rfc3339, StytchError, isPlainObject } from './util.mjs';
 import { verifyTrustedAuthToken, JwksCache } from './tat.mjs';
 
 export const MIN_SESSION_MINUTES = 5;
 export const MAX_SESSION_MINUTES = 527040;
 export const B2B_DEFAULT_SESSION_MINUTES = 60;
-export const SESSION_JWT_LIFETIME_S = 300;
 export const CUSTOM_CLAIMS_MAX_BYTES = 4096;
 const SESSION_CLAIM = 'https://stytch.com/session';
 const ORG_CLAIM = 'https://stytch.com/organization';
@@ -16,9 +15,11 @@ const STYTCH_NAMESPACE = 'https://stytch.com/';
 const E = (status, type, msg) => new StytchError(status, type, msg);
 
 export class StytchApi {
-  constructor(config, projectKey) {
+  // projectKeys: the session-JWT signing keys, the current one first
+  // ({ kid, privateKey, publicKey, jwk } each); the JWKS serves them all
+  constructor(config, projectKeys) {
     this.config = config;           // parsed config (profiles/organizations maps)
-    this.key = projectKey;          // { kid, privateKey, publicKey, jwk }
+    this.keys = projectKeys;
     this.jwks = new JwksCache();
     this.reset();
   }
@@ -30,6 +31,9 @@ export class StytchApi {
     this.byToken = new Map();       // session_token -> session id
     this.seen = new Map();          // profile_id \n token_id -> exp (ms)
   }
+
+  // the key that signs new session JWTs
+  get key() { return this.keys[0]; }
 
   counts() {
     this.#purge();
@@ -82,7 +86,7 @@ export class StytchApi {
 
   getJwks(projectId) {
     if (projectId !== this.config.project_id) throw E(404, 'project_not_found', 'Project could not be found.');
-    return { status: 200, body: { keys: [this.key.jwk], request_id: newId('request-id'), status_code: 200 } };
+    return { status: 200, body: { keys: this.keys.map((k) => k.jwk), request_id: newId('request-id'), status_code: 200 } };
   }
 
   // ---- request validation -------------------------------------------------
@@ -146,7 +150,11 @@ export class StytchApi {
     } else if (jwt) {
       let payload;
       try {
-        const r = await compactVerify(jwt, this.key.publicKey, { algorithms: ['RS256'] });
+        // the kid picks the key among the JWKS's (a rotation keeps the old one a while)
+        const { kid } = decodeProtectedHeader(jwt);
+        const key = this.keys.find((k) => k.kid === kid);
+        if (!key) throw new Error('unknown kid');
+        const r = await compactVerify(jwt, key.publicKey, { algorithms: ['RS256'] });
         payload = JSON.parse(Buffer.from(r.payload).toString('utf8'));
       } catch {
         throw E(400, 'unable_to_parse_session_jwt', 'The session_jwt is malformed or its signature does not verify with the project key.');
@@ -252,7 +260,7 @@ export class StytchApi {
       .setAudience([this.config.project_id])
       .setIssuedAt(now)
       .setNotBefore(now)
-      .setExpirationTime(now + SESSION_JWT_LIFETIME_S)
+      .setExpirationTime(now + this.config.session_jwt_lifetime_seconds)
       .sign(this.key.privateKey);
   }
 

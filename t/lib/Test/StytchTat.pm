@@ -191,6 +191,11 @@ called), C<done_testing> is called automatically when the test file exits.
         # $request: "GET /uri\nbody" | [$method,$uri,\%h,$body] | {method=>..}
         # all N connections are opened and all requests written before any
         # response is read; returns N hashrefs {status,headers,body,error}
+    start_instance(name => 'n1', [port => N], http_config => ..., config => ...)
+        # one more nginx (see "More instances"); undef on failure
+    stop_instance($inst | $name, [ignore => qr/.../])   # as stop_nginx
+    stop_instances([ignore => qr/.../])  # all of them; 1 if all were clean
+    instances()               # the running instances, by name
     error_log_since($offset)  # text (list context: text, new offset)
     error_log_offset()        # current size of logs/error.log
     run_node($script, @args, {stdin => $data, timeout => 60, env => {}})
@@ -203,6 +208,40 @@ called), C<done_testing> is called automatically when the test file exits.
     blocks() run_tests()
 
 Test::More's functions are exported too.
+
+=head2 More instances
+
+A test that needs several nginx servers at once (a cluster of nodes and a
+balancer in front of them) starts more instances beside the block's own
+with C<start_instance>:
+
+    my $n1 = start_instance(name => 'n1', http_config => $http,
+                            config => $node_config, workers => 1)
+        or BAIL_OUT(last_error());
+    my ($status, $h, $body) = $n1->request(GET => '/app', { 'X-User' => 'a' });
+    like($n1->log_since(0), qr/.../);
+    ok(stop_instance($n1), 'n1: no alert, emerg or crash') or diag(last_error());
+
+Each instance gets its server root F<$TEST_NGINX_SERVROOT/../instances/NAME>
+(its own F<conf/nginx.conf>, F<logs/error.log> at debug level, pid file and
+temp directories) and its default server listens on C<port> (default: a
+free port; C<free_port()> beforehand gives one to put in another
+instance's configuration).  The sections are those of a block
+(C<main_config>, C<event_config>, C<http_config>, C<config>, C<workers>,
+C<env>) or C<nginx_conf> for a whole configuration; besides the usual
+variables they may use C<$TEST_NGINX_INSTANCE_NAME>,
+C<$TEST_NGINX_INSTANCE_PORT> and C<$TEST_NGINX_INSTANCE_PREFIX>.  Any
+further server must listen on a port of its own (every instance gets the
+same C<http_config>, so a server there would be started twice).
+
+The object has C<name>, C<port>, C<prefix>, C<conf>, C<error_log>, C<pid>,
+C<pids> (master and workers), C<log_offset>, C<log_since($offset)> (text;
+list context: text and new offset) and C<request(...)> (C<http_request> to
+its port).  Instances outlive blocks; they are stopped by
+C<stop_instance>, C<stop_instances> or, at the latest, when the test file
+exits.  C<stop_instance> returns 1 if nginx stopped within 10 s of SIGQUIT
+and its error log has no C<[alert]>, C<[emerg]> or worker that exited on a
+signal (as C<stop_nginx>).
 
 =head2 Environment
 
@@ -242,6 +281,7 @@ BEGIN { Test::More->import() }    # our own copies of ok, is, like, ...
 our @HELPERS = qw(
     run_tests blocks
     start_nginx stop_nginx reload_nginx
+    start_instance stop_instance stop_instances instances
     http_request concurrent_requests
     error_log_since error_log_offset
     run_node repo_root free_port server_port servroot html_dir
@@ -260,6 +300,7 @@ my $RunTestsCalled = 0;
 my ($TopDir, $ServRoot, $HtmlDir, $Port);
 my $TopDirMade = 0;
 my %Cur;            # current nginx: pid, workers, sections, conf_file
+my %Instances;      # further nginx instances by name (start_instance)
 my $ModuleDiagDone = 0;
 
 sub import {
@@ -364,6 +405,7 @@ END {
     my $status = $?;
     if ($$ == $OwnerPid && $TopDir) {
         _stop_nginx_quiet() if $Cur{pid};
+        _stop_instance_quiet($_) for values %Instances;
         if (!$Tb->has_plan && $Tb->current_test > 0) {
             $Tb->done_testing;
         }
@@ -528,11 +570,14 @@ sub _module_line {
 
 sub _binary { $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx' }
 
+# the configuration of an nginx under server root $sr (default the
+# blocks' one) whose default server listens on $port (default the tests')
 sub _build_conf {
-    my ($s) = @_;
+    my ($s, $sr, $port) = @_;
     return $s->{nginx_conf} if defined $s->{nginx_conf};
     my $workers = $s->{workers} || 1;
-    my $sr = $ServRoot;
+    $sr //= $ServRoot;
+    $port //= $Port;
     my $user = $ENV{TEST_NGINX_USER} ? "user $ENV{TEST_NGINX_USER};\n" : '';
     my $sec = sub { my $v = $s->{$_[0]}; defined $v ? "$v\n" : '' };
     return <<"CONF";
@@ -561,7 +606,7 @@ http {
 # --- http_config
 ${\ $sec->('http_config')}
     server {
-        listen 127.0.0.1:$Port;
+        listen 127.0.0.1:$port;
         server_name localhost;
 
 # --- config
@@ -684,11 +729,12 @@ sub _env_hash {
 }
 
 sub _subst_sections {
-    my ($s) = @_;
-    my $env = _env_hash($s->{env});
+    my ($s, $extra) = @_;
+    my $env = _env_hash($s->{env}, $extra);
     $s->{env} = $env;
     for my $k (qw(main_config event_config http_config config nginx_conf)) {
-        $s->{$k} = subst_vars($s->{$k}, $env) if defined $s->{$k};
+        $s->{$k} = subst_vars($s->{$k}, { %{ $extra || {} }, %$env })
+            if defined $s->{$k};
     }
     if (defined $s->{workers}) {
         ($s->{workers}) = $s->{workers} =~ /(\d+)/;
@@ -830,6 +876,158 @@ sub reload_nginx {
     }
     $LastError = 'reload: new workers did not replace the old ones within 10s';
     return 0;
+}
+
+# ---------------------------------------------------------------- more instances
+
+{
+    package Test::StytchTat::Instance;
+    sub name      { $_[0]{name} }
+    sub port      { $_[0]{port} }
+    sub prefix    { $_[0]{prefix} }
+    sub conf      { $_[0]{conf} }
+    sub error_log { $_[0]{error_log} }
+    sub pid       { $_[0]{pid} }
+    sub pids {
+        my ($self) = @_;
+        return () unless $self->{pid};
+        return ($self->{pid}, Test::StytchTat::_children_of($self->{pid}));
+    }
+    # the error log's text from a byte offset (list context: text, new offset)
+    sub log_since {
+        my ($self, $offset) = @_;
+        my $t = Test::StytchTat::_read_file($self->{error_log}, $offset || 0);
+        return wantarray ? ($t, ($offset || 0) + length $t) : $t;
+    }
+    sub log_offset { -s $_[0]{error_log} || 0 }
+    # http_request to this instance
+    sub request {
+        my ($self, $method, $uri, $headers, $body, $opt) = @_;
+        return Test::StytchTat::http_request($method, $uri, $headers, $body,
+                                             { %{ $opt || {} }, port => $self->{port} });
+    }
+}
+
+sub instances { return map { $Instances{$_} } sort keys %Instances }
+
+# start_instance(name => 'n1', [port => N], sections...): one more nginx
+# beside the block's, with its own server root, configuration, error log
+# and port; see the POD
+sub start_instance {
+    my (%a) = @_;
+    my $name = $a{name} // die "start_instance: name is required\n";
+    $name =~ /^[A-Za-z0-9_-]+$/ or die "start_instance: bad name '$name'\n";
+    die "start_instance: an instance '$name' is running already\n"
+        if $Instances{$name};
+    $LastError = '';
+    my $port = $a{port} || free_port();
+    my $sr = _topdir() . "/instances/$name";
+    remove_tree($sr) if -e $sr;
+    make_path("$sr/conf", "$sr/logs", "$sr/html");
+    chmod 0755, _topdir() . "/instances", $sr, "$sr/conf", "$sr/logs", "$sr/html";
+    for my $t (qw(client_body_temp proxy_temp fastcgi_temp uwsgi_temp scgi_temp)) {
+        make_path("$sr/$t");
+        chmod 0777, "$sr/$t";
+    }
+    my %sec;
+    for my $k (qw(main_config event_config http_config config workers env nginx_conf)) {
+        $sec{$k} = $a{$k} if defined $a{$k};
+    }
+    my $s = _subst_sections(\%sec, {
+        TEST_NGINX_INSTANCE_NAME => $name,
+        TEST_NGINX_INSTANCE_PORT => $port,
+        TEST_NGINX_INSTANCE_PREFIX => $sr,
+    });
+    my $conf = "$sr/conf/nginx.conf";
+    my $log = "$sr/logs/error.log";
+    _write_file($conf, _build_conf($s, $sr, $port));
+    my $out = "$sr/logs/startup.out";
+    my $rc = _run_cmd([_binary(), '-p', "$sr/", '-c', $conf, '-e', $log],
+                      $s->{env}, $out, 30);
+    if ($rc != 0) {
+        $LastError = "instance $name: nginx failed to start (exit " . ($rc >> 8) . "):\n"
+            . _read_file($out) . _interesting_lines(_read_file($log));
+        return undef;
+    }
+    my $workers = $s->{workers} || 1;
+    my $deadline = time + 10;
+    my $pid;
+    while (time < $deadline) {
+        my $t = _read_file("$sr/logs/nginx.pid");
+        if ($t =~ /^(\d+)\s*$/ && _alive($1)) { $pid = $1; last }
+        sleep 0.02;
+    }
+    unless ($pid) {
+        $LastError = "instance $name: nginx pid file did not appear:\n"
+            . _read_file($out) . _interesting_lines(_read_file($log));
+        return undef;
+    }
+    my $inst = bless { name => $name, port => $port, prefix => $sr,
+                       conf => $conf, error_log => $log, pid => $pid,
+                       workers => $workers }, 'Test::StytchTat::Instance';
+    $Instances{$name} = $inst;
+    while (time < $deadline && _children_of($pid) < $workers) {
+        unless (_alive($pid)) {
+            $LastError = "instance $name: nginx master exited during startup:\n"
+                . _interesting_lines(_read_file($log));
+            delete $Instances{$name};
+            return undef;
+        }
+        sleep 0.02;
+    }
+    if (_children_of($pid) < $workers) {
+        $LastError = "instance $name: nginx workers did not start within 10s";
+        _stop_instance_quiet($inst);
+        return undef;
+    }
+    return $inst;
+}
+
+sub _stop_instance_quiet {
+    my ($inst) = @_;
+    my $pid = $inst->{pid} or return (1, '');
+    my @kids = _children_of($pid);
+    kill 'QUIT', $pid;
+    my $deadline = time + $StopTimeout;
+    while (time < $deadline && (_alive($pid) || grep { _alive($_) } @kids)) {
+        sleep 0.02;
+    }
+    my $graceful = 1;
+    if (_alive($pid) || grep { _alive($_) } @kids) {
+        $graceful = 0;
+        kill 'KILL', $pid, _children_of($pid), @kids;
+        sleep 0.1;
+    }
+    $inst->{pid} = undef;
+    delete $Instances{ $inst->{name} };
+    return ($graceful, $graceful ? ''
+        : "instance $inst->{name}: nginx did not exit within ${StopTimeout}s of SIGQUIT; killed\n");
+}
+
+# stop an instance (object or name); 1 if it stopped gracefully and its
+# error log has no [alert], [emerg] or crash (lines matching ignore pass)
+sub stop_instance {
+    my ($inst, %opt) = @_;
+    $inst = $Instances{$inst} unless ref $inst;
+    return 1 unless $inst && $inst->{pid};
+    my ($graceful, $msg) = _stop_instance_quiet($inst);
+    my @bad = _crash_lines(_read_file($inst->{error_log}));
+    @bad = grep { $_ !~ $opt{ignore} } @bad if $opt{ignore};
+    $LastError = $msg . join '', map { "  $inst->{name}: $_\n" } @bad;
+    return ($graceful && !@bad) ? 1 : 0;
+}
+
+# stop every instance; 1 if all were clean (last_error() says which not)
+sub stop_instances {
+    my (%opt) = @_;
+    my ($ok, $err) = (1, '');
+    for my $inst (instances()) {
+        next if stop_instance($inst, %opt);
+        $ok = 0;
+        $err .= $LastError;
+    }
+    $LastError = $err;
+    return $ok;
 }
 
 # ---------------------------------------------------------------- HTTP client

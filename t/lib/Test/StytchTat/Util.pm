@@ -14,7 +14,7 @@ use IO::Socket::INET;
 use Test::StytchTat qw(run_node repo_root);
 
 our @EXPORT = qw(jwt_parts emu emu_calls verify_jwt json_decode json_encode
-                 keys_dir);
+                 keys_dir emu_dir emu_counts forge_jwt forge_jwts);
 
 my $Json = JSON::PP->new->utf8->canonical->allow_nonref;
 
@@ -75,6 +75,9 @@ sub verify_jwt {
     push @args, '--aud', $o{aud} if $o{aud};
     push @args, '--alg', $o{alg} if $o{alg};
     push @args, '--sub', $o{sub} if $o{sub};
+    push @args, '--now', int($o{now}) if defined $o{now};
+    push @args, '--clock-tolerance', $o{clock_tolerance}
+        if defined $o{clock_tolerance};
     # the emulator's JWKS is served over TLS by a CA of its own
     my %env = $ENV{TEST_NGINX_STYTCH_CA}
               ? (NODE_EXTRA_CA_CERTS => $ENV{TEST_NGINX_STYTCH_CA}) : ();
@@ -82,6 +85,80 @@ sub verify_jwt {
                                     @args, $jwt, { env => \%env });
     die "jose rejected the token: $err$out\n" if $rc != 0;
     return $Json->decode($out);
+}
+
+# the emulator's working directory (DIR/project-key.json holds the key
+# that signs its session JWTs); scripts/test.sh exports it
+sub emu_dir {
+    return $ENV{TEST_NGINX_STYTCH_DIR} if $ENV{TEST_NGINX_STYTCH_DIR};
+    my $ca = $ENV{TEST_NGINX_STYTCH_CA}
+        or die "TEST_NGINX_STYTCH_DIR is not set: run the tests with "
+             . "scripts/test.sh (make test)\n";
+    (my $dir = $ca) =~ s{/[^/]+\z}{};
+    return $dir;
+}
+
+# the emulator's calls per route ("METHOD PATH") since a mark:
+#   my $mark = emu_counts();  ...;  my $c = emu_counts($mark);
+#   $c->get('POST /v1/sessions/attest')   # calls since $mark (0 if none)
+sub emu_counts {
+    my ($since) = @_;
+    my $seq = ref $since ? $since->{_seq} : ($since // 0);
+    my $r = emu(GET => "/call_counts?since=$seq");
+    my %c = (_seq => $r->{last_seq});
+    $c{$_} = $r->{counts}{$_}{total} for keys %{ $r->{counts} };
+    return bless \%c, 'Test::StytchTat::Util::Counts';
+}
+
+{
+    package Test::StytchTat::Util::Counts;
+    sub get { $_[0]{$_[1]} // 0 }
+}
+
+# tokens from t/tools/forge-jwt.mjs, signed (where a kind needs it) with
+# the emulator's project key: forge_jwt(KIND, %opts) returns one token,
+# forge_jwts(%opts) a hash of every kind (and "claims" of "valid").
+# opts: project (default the tests' project id), sub, session_id, claims
+# (hash ref), now, lifetime, kid, other_sub, binding, key (a key file),
+# jwks (a JWKS file or URL instead of the key)
+sub _forge_args {
+    my (%o) = @_;
+    my @args;
+    if ($o{jwks}) { push @args, '--jwks', $o{jwks} }
+    else { push @args, '--key', $o{key} // emu_dir() . '/project-key.json' }
+    push @args, '--project',
+        $o{project} // 'project-test-00000000-0000-0000-0000-000000000000';
+    my %flag = (sub => '--sub', session_id => '--session-id', now => '--now',
+                lifetime => '--lifetime', kid => '--kid',
+                other_sub => '--other-sub', binding => '--binding');
+    for my $k (sort keys %flag) {
+        push @args, $flag{$k}, $o{$k} if defined $o{$k};
+    }
+    push @args, '--claims', $Json->encode($o{claims}) if $o{claims};
+    return @args;
+}
+
+sub _forge {
+    my (@args) = @_;
+    my %env = $ENV{TEST_NGINX_STYTCH_CA}
+              ? (NODE_EXTRA_CA_CERTS => $ENV{TEST_NGINX_STYTCH_CA}) : ();
+    my ($rc, $out, $err) = run_node(repo_root() . '/t/tools/forge-jwt.mjs',
+                                    @args, { env => \%env });
+    die "forge-jwt.mjs failed ($rc): $err$out\n" if $rc != 0;
+    chomp $out;
+    return $out;
+}
+
+sub forge_jwt {
+    my ($kind, %o) = @_;
+    return _forge(_forge_args(%o), '--kind', $kind) unless $o{count};
+    # count => N: a list of N tokens (each its own random kid, sub ...)
+    return split /\n/, _forge(_forge_args(%o), '--kind', $kind, '--count', $o{count});
+}
+
+sub forge_jwts {
+    my (%o) = @_;
+    return $Json->decode(_forge(_forge_args(%o), '--all'));
 }
 
 1;
