@@ -59,6 +59,9 @@ ngx_http_stytch_tat_client_check(ngx_http_request_t *r,
     ngx_str_null(&claim);
 
     if (token->len > NGX_HTTP_STYTCH_TAT_VERIFY_TOKEN_MAX) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "stytch_tat: session JWT refused: too_big "
+                      "(%uz bytes)", token->len);
         *code = NGX_HTTP_STYTCH_TAT_VERIFY_TOO_BIG;
         ngx_atomic_fetch_add(&st->verify_failed[*code], 1);
         return NGX_OK;
@@ -349,6 +352,9 @@ ngx_http_stytch_tat_client_verify(ngx_http_request_t *r,
     }
 
     if (code != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        /* an expired token's names were read: none of it is handed on */
+        ngx_str_null(&ctx->user_id);
+        ngx_str_null(&ctx->session_id);
         return ngx_http_stytch_tat_client_refused(r, ctx, code);
     }
 
