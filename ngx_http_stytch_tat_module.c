@@ -1529,6 +1529,9 @@ ngx_http_stytch_tat_verify_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    lcf->verify_file = cf->conf_file->file.name;
+    lcf->verify_line = cf->conf_file->line;
+
     return NGX_CONF_OK;
 }
 

@@ -271,6 +271,8 @@ typedef struct {
     time_t                      jwks_leeway; /* on exp and nbf */
     ngx_str_t                   jwks_project_id;   /* or the credentials' */
     ngx_http_complex_value_t   *verify;      /* stytch_tat_verify VALUE */
+    ngx_str_t                   verify_file; /* where it was set */
+    ngx_uint_t                  verify_line;
     ngx_flag_t                  bind;        /* sessions bound, cookies
                                                 verified: cluster mode */
     ngx_int_t                   cookie_jwt_index;      /* $cookie_... */

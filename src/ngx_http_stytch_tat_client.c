@@ -36,6 +36,7 @@ static ngx_int_t ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
     ngx_str_t *token);
 static void ngx_http_stytch_tat_client_cookie(ngx_http_request_t *r,
     ngx_int_t index, ngx_str_t *value);
+static void ngx_http_stytch_tat_client_forget(ngx_http_stytch_tat_ctx_t *ctx);
 
 
 /*
@@ -353,8 +354,7 @@ ngx_http_stytch_tat_client_verify(ngx_http_request_t *r,
 
     if (code != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
         /* an expired token's names were read: none of it is handed on */
-        ngx_str_null(&ctx->user_id);
-        ngx_str_null(&ctx->session_id);
+        ngx_http_stytch_tat_client_forget(ctx);
         return ngx_http_stytch_tat_client_refused(r, ctx, code);
     }
 
@@ -492,9 +492,7 @@ ngx_http_stytch_tat_client_session(ngx_http_request_t *r,
 
 zone:
 
-    ngx_str_null(&ctx->user_id);
-    ngx_str_null(&ctx->session_id);
-    ctx->session_jwt_exp = 0;
+    ngx_http_stytch_tat_client_forget(ctx);
 
     return NGX_DECLINED;
 }
@@ -630,12 +628,7 @@ lead:
 zone:
 
     ngx_memcpy(ctx->digest, ctx->identity, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
-    ngx_str_null(&ctx->user_id);
-    ngx_str_null(&ctx->session_id);
-    ngx_str_null(&ctx->session_token);
-    ngx_str_null(&ctx->session_jwt);
-    ctx->session_jwt_exp = 0;
-    ctx->expires_at = 0;
+    ngx_http_stytch_tat_client_forget(ctx);
 
     return NGX_DECLINED;
 }
@@ -721,16 +714,25 @@ ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
     ngx_str_null(&ctx->error_message);
     ngx_str_null(&ctx->request_id);
     ngx_str_null(&ctx->retry_after);
+    ctx->refused = 0;
+    ctx->token_refused = 0;
+    ngx_http_stytch_tat_client_forget(ctx);
+
+    return NGX_DECLINED;
+}
+
+
+/* what a client's session that is not taken left in ctx */
+
+static void
+ngx_http_stytch_tat_client_forget(ngx_http_stytch_tat_ctx_t *ctx)
+{
     ngx_str_null(&ctx->session_token);
     ngx_str_null(&ctx->session_jwt);
     ngx_str_null(&ctx->user_id);
     ngx_str_null(&ctx->session_id);
-    ctx->refused = 0;
-    ctx->token_refused = 0;
     ctx->expires_at = 0;
     ctx->session_jwt_exp = 0;
-
-    return NGX_DECLINED;
 }
 
 

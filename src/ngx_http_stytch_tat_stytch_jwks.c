@@ -153,7 +153,15 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
         conf->jwks_min_refetch = NGX_HTTP_STYTCH_TAT_JWKS_MIN_REFETCH;
     }
 
-    ngx_conf_merge_ptr_value(conf->verify, prev->verify, NULL);
+    if (conf->verify == NGX_CONF_UNSET_PTR) {
+        conf->verify = prev->verify;
+        conf->verify_file = prev->verify_file;
+        conf->verify_line = prev->verify_line;
+    }
+
+    if (conf->verify == NGX_CONF_UNSET_PTR) {
+        conf->verify = NULL;
+    }
 
     if (conf->verify == NULL
         && (conf->uri.len == 0 || !conf->cookie || conf->jwks_uri.len == 0))
@@ -165,15 +173,18 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
 
     if (conf->verify && conf->uri.len) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"stytch_tat_verify\" and \"stytch_tat %V\" apply to "
-                      "the same location: choose one", &conf->uri);
+                      "\"stytch_tat_verify\" in %V:%ui and \"stytch_tat %V\" "
+                      "in %V:%ui apply to the same location: choose one",
+                      &conf->verify_file, conf->verify_line, &conf->uri,
+                      &conf->uri_file, conf->uri_line);
         return NGX_CONF_ERROR;
     }
 
     if (conf->jwks_uri.len == 0) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"stytch_tat_verify\" needs \"stytch_tat_session_jwks\""
-                      " where it applies");
+                      "\"stytch_tat_verify\" in %V:%ui needs "
+                      "\"stytch_tat_session_jwks\" where it applies",
+                      &conf->verify_file, conf->verify_line);
         return NGX_CONF_ERROR;
     }
 
