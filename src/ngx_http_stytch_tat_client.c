@@ -39,6 +39,11 @@ static void ngx_http_stytch_tat_client_cookie(ngx_http_request_t *r,
 static void ngx_http_stytch_tat_client_forget(ngx_http_stytch_tat_ctx_t *ctx);
 
 
+/* an empty value may have no data: memcpy() must not see it */
+#define ngx_http_stytch_tat_client_copy(dst, src, len)                        \
+    ((len) ? ngx_cpymem(dst, src, len) : (u_char *) (dst))
+
+
 /*
  * NGX_OK: the check is done, *code is its result (NGX_HTTP_STYTCH_TAT_
  * VERIFY_*); NGX_AGAIN: a JWKS fetch is under way; NGX_BUSY: another
@@ -215,10 +220,16 @@ ngx_http_stytch_tat_client_verify_token(ngx_http_request_t *r,
             ctx->session_id.len = res.session_id.len;
             claim->len = res.claim.len;
 
-            ngx_memcpy(ctx->user_id.data, res.sub.data, res.sub.len);
-            ngx_memcpy(ctx->session_id.data, res.session_id.data,
-                       res.session_id.len);
-            ngx_memcpy(claim->data, res.claim.data, res.claim.len);
+            /* an expired token may lack any of them: no memcpy of NULL */
+
+            (void) ngx_http_stytch_tat_client_copy(ctx->user_id.data,
+                                                   res.sub.data, res.sub.len);
+            (void) ngx_http_stytch_tat_client_copy(ctx->session_id.data,
+                                                   res.session_id.data,
+                                                   res.session_id.len);
+            (void) ngx_http_stytch_tat_client_copy(claim->data,
+                                                   res.claim.data,
+                                                   res.claim.len);
             ctx->session_jwt_exp = (time_t) res.exp;
         }
 
