@@ -120,7 +120,9 @@ error_log logs/error.log warn;
 pid logs/nginx.pid;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    # the attest subrequest's time from Stytch against its main request's
+    log_format cold '\$connection \$connection_requests \$uri \$request_time \$upstream_response_time';
+    access_log logs/cold.log cold buffer=64k flush=1s;
 $( [ $mod = 1 ] && cat <<EOM
     stytch_tat_signing_key $keys/rsa.pem;
     stytch_tat_credentials $keys/creds;
@@ -152,6 +154,7 @@ EOM
 $( [ $mod = 1 ] && echo "        location = /jwks { stytch_tat_jwks; }" )
         location = /_stytch_attest {
             internal;
+            log_subrequest on;
             proxy_pass https://stytch_api/v1/sessions/attest;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -214,6 +217,19 @@ wrk_pct() {
         printf "%.2f", v }' "$work/wrk.out"
 }
 
+# p99 over the requests logged in $1 of the main request's time minus its
+# attest's time from Stytch and minus the upstream's (the backend's) time:
+# what nginx with the module or the peer adds, at nginx's millisecond
+# resolution; $2=1: the upstream's time left in
+nginx_added() {
+    awk -v be="${2:-0}" '$3 == "/_stytch_attest" { att[$1 " " $2] = $5; next }
+         { main[$1 " " $2] = $4 - (be ? 0 : $5) }
+         END {
+             for (k in main) if (k in att) print (main[k] - att[k]) * 1000
+         }' "$1" | sort -g | awk '{ a[NR] = $1 }
+         END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.0f", a[i] }'
+}
+
 stats() { curl -s "http://127.0.0.1:$stytch_ctl/stats"; }
 stat_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 
@@ -239,17 +255,23 @@ for v in $only; do [ "$v" = mod ] || start "$v"; done
 for v in $only; do load "${vport[$v]}" 3; done
 
 # ---------------------------------------------------------------- wrk rounds
-declare -A rps cpu p99 own99 fake99 ratio_n
+declare -A rps cpu p99 own99 fake99 ngx99 ngxb99
 hz=$(getconf CLK_TCK)
 for r in $(seq "$rounds"); do
     for v in $only; do
         p=${vport[$v]}
         w=$(worker "$v")
         curl -s -o /dev/null "http://127.0.0.1:$stytch_ctl/reset"
+        : > "$work/$v/logs/cold.log"
         read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$w/stat")
         load "$p"
         read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$w/stat")
         st=$(stats)
+        sleep 1.2
+        nx99=$(nginx_added "$work/$v/logs/cold.log")
+        nxb99=$(nginx_added "$work/$v/logs/cold.log" 1)
+        ngx99[$v]="${ngx99[$v]:-} $nx99"
+        ngxb99[$v]="${ngxb99[$v]:-} $nxb99"
         n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
         q=$(awk '/^Requests\/sec/ {printf "%d", $2}' "$work/wrk.out")
         a=$(echo "$st" | stat_field count)
@@ -260,7 +282,8 @@ for r in $(seq "$rounds"); do
         p99[$v]="${p99[$v]:-} $c99"
         fake99[$v]="${fake99[$v]:-} $f99"
         own99[$v]="${own99[$v]:-} $(awk -v a="$c99" -v b="$f99" 'BEGIN { printf "%.2f", a - b }')"
-        echo "  round $r $v: $q sessions/s, $n requests, $a attests, $(( u1 + s1 - u0 - s0 )) ticks; p99 $c99 ms, fake Stytch's own p99 $f99 ms"
+        [ -z "${BENCH_VERBOSE:-}" ] || sed -n "/Latency Distribution/,/requests in/p" "$work/wrk.out"
+        echo "  round $r $v: $q sessions/s, $n requests, $a attests, $(( u1 + s1 - u0 - s0 )) ticks; p99 $c99 ms, fake Stytch's own p99 $f99 ms, p99 added in nginx $nx99 ms ($nxb99 ms with the upstream's time)"
         [ "$a" -ge "$n" ] || echo "  warning: $v: $a attests for $n requests" >&2
     done
 done
@@ -337,16 +360,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f%%", 100 * a /
     echo "date: $(date -u +%FT%TZ)  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
     echo "wrk: 1 thread, $conns connections, a new identity every request, ${secs}s x $rounds rounds (medians); fake Stytch delay $delay ms; git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src ngx_http_stytch_tat_module.c || echo +dirty)"
     echo
-    echo "| variant | sessions/s | worker CPU us/session | of lua | instructions/session | of lua | p99 ms | fake Stytch p99 ms | p99 added ms | p99 - delay ms |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| variant | sessions/s | worker CPU us/session | of lua | instructions/session | of lua | p99 ms | fake Stytch p99 ms | p99 added ms | p99 - delay ms | p99 added in nginx ms | the same with the upstream ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     l_c=$(median ${cpu[lua]:-0}); l_ir=${ir[lua]:-0}
     for v in $only; do
         c=$(median ${cpu[$v]})
         pp=$(median ${p99[$v]})
-        echo "| $v | $(median ${rps[$v]}) | $c | $(ratio "$c" "$l_c") | ${ir[$v]:--} | $( [ -n "${ir[$v]:-}" ] && ratio "${ir[$v]}" "$l_ir" || echo -) | $pp | $(median ${fake99[$v]}) | $(median ${own99[$v]}) | $(awk -v a="$pp" -v b="$delay" 'BEGIN { printf "%.2f", a - b }') |"
+        echo "| $v | $(median ${rps[$v]}) | $c | $(ratio "$c" "$l_c") | ${ir[$v]:--} | $( [ -n "${ir[$v]:-}" ] && ratio "${ir[$v]}" "$l_ir" || echo -) | $pp | $(median ${fake99[$v]}) | $(median ${own99[$v]}) | $(awk -v a="$pp" -v b="$delay" 'BEGIN { printf "%.2f", a - b }') | $(median ${ngx99[$v]}) | $(median ${ngxb99[$v]}) |"
     done
     echo
     for v in $only; do
-        echo "rounds $v: sessions/s${rps[$v]}; us/session${cpu[$v]}; p99 ms${p99[$v]}; fake p99 ms${fake99[$v]}; added ms${own99[$v]}"
+        echo "rounds $v: sessions/s${rps[$v]}; us/session${cpu[$v]}; p99 ms${p99[$v]}; fake p99 ms${fake99[$v]}; added ms${own99[$v]}; in nginx ms${ngx99[$v]}; with the upstream ms${ngxb99[$v]}"
     done
 } | tee "$out/cold.txt"

@@ -1,6 +1,7 @@
 /*
- * Stytch's answers to attest and authenticate, consumer and B2B, read with
- * jansson.  Free of nginx headers, like ngx_http_stytch_tat_jose.h.
+ * Stytch's answers to attest and authenticate, consumer and B2B, read in
+ * one strict JSON pass that keeps only the fields below.  Free of nginx
+ * headers, like ngx_http_stytch_tat_jose.h.
  */
 
 #ifndef _NGX_HTTP_STYTCH_TAT_RESPONSE_H_INCLUDED_
