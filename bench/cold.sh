@@ -42,7 +42,7 @@ out=$root/bench/results
 mkdir -p "$out"
 work=$(mktemp -d /tmp/stytch-tat-cold.XXXXXX)
 chmod 755 "$work"
-module=$root/build/ngx_http_stytch_tat_module.so
+module=${BENCH_MODULE:-$root/build/ngx_http_stytch_tat_module.so}
 
 for tool in wrk nginx node valgrind callgrind_control taskset openssl; do
     command -v $tool > /dev/null || { echo "bench/cold.sh needs $tool" >&2; exit 1; }
