@@ -5,6 +5,8 @@
 #
 #   mod    the module (stytch_tat, stytch_tat_cache)
 #   lua    the OpenResty peer (bench/peers/openresty/stytch_tat.lua)
+#   base   with BENCH_BASE_MODULE=FILE: the module built from another
+#          commit, for a before/after in the same run
 #
 # For each: sessions/s (wrk), the nginx worker's CPU per new session (from
 # /proc/PID/stat around each wrk run, utime + stime over the sessions), its
@@ -23,7 +25,7 @@
 #
 # Environment: BENCH_SECONDS (10) per wrk run, BENCH_ROUNDS (3),
 # BENCH_CONNECTIONS (32), BENCH_DELAY_MS (50), BENCH_CG_SECONDS (20) of load
-# under callgrind, BENCH_PORT (18780 and up), BENCH_ONLY ("mod lua"),
+# under callgrind, BENCH_PORT (18780 and up), BENCH_ONLY ("mod lua", and base),
 # BENCH_NO_CALLGRIND=1, BENCH_CG_OPTS (e.g. --cache-sim=yes),
 # BENCH_DEBUG=1 to keep the work directory.
 # Results: bench/results/cold.txt (the table), bench/results/cold-*.txt
@@ -37,7 +39,8 @@ conns=${BENCH_CONNECTIONS:-32}
 delay=${BENCH_DELAY_MS:-50}
 cg_secs=${BENCH_CG_SECONDS:-20}
 port=${BENCH_PORT:-18780}
-only=${BENCH_ONLY:-mod lua}
+base_module=${BENCH_BASE_MODULE:-}
+only=${BENCH_ONLY:-mod lua${base_module:+ base}}
 out=$root/bench/results
 mkdir -p "$out"
 work=$(mktemp -d /tmp/stytch-tat-cold.XXXXXX)
@@ -55,7 +58,7 @@ up=$((port + 1))
 stytch=$((port + 2))
 stytch_ctl=$((port + 3))
 cg_port=$((port + 4))
-declare -A vport=([mod]=$((port + 5)) [lua]=$((port + 6)))
+declare -A vport=([mod]=$((port + 5)) [lua]=$((port + 6)) [base]=$((port + 7)))
 
 pids=()
 cleanup() {
@@ -107,9 +110,10 @@ kid=""
 conf() {
     # $1: variant, $2: port, $3: main lines
     local mod=0 lua=0
-    case $1 in mod) mod=1 ;; lua) lua=1 ;; esac
+    case $1 in mod|base) mod=1 ;; lua) lua=1 ;; esac
     cat <<EOC
-$( [ $mod = 1 ] && echo "load_module $module;" )
+$( [ $1 = mod ] && echo "load_module $module;" )
+$( [ $1 = base ] && echo "load_module $base_module;" )
 $( [ $lua = 1 ] && cat <<EOM
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
 load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
