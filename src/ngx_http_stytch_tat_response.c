@@ -720,7 +720,7 @@ ngx_http_stytch_tat_json_object(ngx_http_stytch_tat_json_t *js, int role)
 
         if (child != NGX_HTTP_STYTCH_TAT_JSON_SKIP) {
             js->sess_object[child - NGX_HTTP_STYTCH_TAT_JSON_SESSION] =
-                                       (kind == NGX_HTTP_STYTCH_TAT_JSON_OBJECT);
+                                      (kind == NGX_HTTP_STYTCH_TAT_JSON_OBJECT);
 
         } else if (slot >= 0 && role == NGX_HTTP_STYTCH_TAT_JSON_CLAIMS) {
             /* the last "exp" counts, as with jansson */
@@ -747,7 +747,7 @@ ngx_http_stytch_tat_json_object(ngx_http_stytch_tat_json_t *js, int role)
 
                 if (js->vescaped) {
                     f->len = ngx_http_stytch_tat_json_decode(js->vdata,
-                                                 js->vlen, js->arena + js->used);
+                                                js->vlen, js->arena + js->used);
 
                 } else {
                     memcpy(js->arena + js->used, js->vdata, js->vlen);
