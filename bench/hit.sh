@@ -63,7 +63,7 @@ out=$root/bench/results
 mkdir -p "$out"
 work=$(mktemp -d /tmp/stytch-tat-hit.XXXXXX)
 chmod 755 "$work"
-module=$root/build/ngx_http_stytch_tat_module.so
+module=${BENCH_MODULE:-$root/build/ngx_http_stytch_tat_module.so}
 
 for tool in wrk nginx valgrind callgrind_control taskset; do
     command -v $tool > /dev/null || { echo "bench/hit.sh needs $tool" >&2; exit 1; }
@@ -539,6 +539,14 @@ daemon off;" "$(sidecar_port "$cg_port")" \
         t=$(cg_total "$f")
         ir[$v]=$(awk -v t="$t" -v n="$n" 'BEGIN { printf "%d", t / n }')
         echo "  callgrind $v: $t instructions, $n requests: ${ir[$v]} per request"
+        # with --cache-sim=yes: last-level misses (instruction, data read,
+        # data write) per request
+        awk -v n="$n" '/^events:/ { for (i = 2; i <= NF; i++) ev[i] = $i }
+            /^(summary|totals):/ {
+                for (i = 2; i <= NF; i++) if (ev[i] ~ /^(ILmr|DLmr|DLmw)$/) {
+                    s = s sprintf(" %s %.2f", ev[i], $i / n); t += $i }
+                if (s != "") printf "  callgrind LL misses per request:%s, total %.2f\n", s, t / n
+                exit }' "$f"
         # the module's functions and the worker's main stages, inclusive,
         # per request
         callgrind_annotate --inclusive=yes --threshold=100 "$f" 2> /dev/null \

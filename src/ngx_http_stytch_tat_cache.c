@@ -68,6 +68,7 @@ typedef struct {
     u_char                        dummy;
     uint16_t                      status;        /* FAILED: the answer */
     uint16_t                      len[NGX_HTTP_STYTCH_TAT_FIELDS];
+    uint32_t                      touched;       /* last to the LRU head */
     ngx_queue_t                   queue;
     u_char                        digest[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
     ngx_http_stytch_tat_entry_t   entry;
@@ -107,6 +108,8 @@ static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_apply(
     ngx_http_request_t *r, ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_node_t *tn,
     ngx_http_stytch_tat_decision_t *d);
+static void ngx_http_stytch_tat_cache_touch(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_node_t *tn);
 static ngx_int_t ngx_http_stytch_tat_cache_copy(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_node_t *tn,
     ngx_http_stytch_tat_decision_t *d);
@@ -934,6 +937,7 @@ ngx_http_stytch_tat_cache_replace(ngx_http_stytch_tat_zone_t *zone,
 
     ngx_rbtree_insert(&zone->sh->rbtree, node);
     ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
+    tn->touched = (uint32_t) ngx_time();
 
     zone->sh->entries++;
 
@@ -1048,8 +1052,7 @@ ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
     tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
 
     if (tn) {
-        ngx_queue_remove(&tn->queue);
-        ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
+        ngx_http_stytch_tat_cache_touch(zone, tn);
     }
 
     ngx_http_stytch_tat_cache_state_decide(tn ? &tn->entry : NULL, &lk, &d);
@@ -1062,6 +1065,33 @@ ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return rc;
+}
+
+
+/*
+ * A node found goes to the LRU head at most once a second, like an
+ * access-time "relatime": moving it writes its two neighbours' links, cold
+ * lines of other identities when the zone holds many, and within a second
+ * the order only decides between nodes that eviction should spare alike.
+ * A node in use still moves at least once a second.
+ */
+
+static void
+ngx_http_stytch_tat_cache_touch(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_node_t *tn)
+{
+    uint32_t  now;
+
+    now = (uint32_t) ngx_time();
+
+    if (tn->touched == now) {
+        return;
+    }
+
+    tn->touched = now;
+
+    ngx_queue_remove(&tn->queue);
+    ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
 }
 
 
@@ -1365,8 +1395,7 @@ ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
     if (tn && tn->len[NGX_HTTP_STYTCH_TAT_F_JWT]
         && tn->entry.token_exp > ngx_time() + NGX_HTTP_STYTCH_TAT_JWT_LEEWAY)
     {
-        ngx_queue_remove(&tn->queue);
-        ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
+        ngx_http_stytch_tat_cache_touch(zone, tn);
 
         ctx->jwt_exp = tn->entry.token_exp;
         rc = ngx_http_stytch_tat_cache_copy_out(r, tn,

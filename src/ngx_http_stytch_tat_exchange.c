@@ -22,6 +22,9 @@
 
 #define NGX_HTTP_STYTCH_TAT_USER_AGENT  "ngx_http_stytch_tat_module/0.1"
 
+/* the attest body's first buffer: a token, a profile id, a few numbers */
+#define NGX_HTTP_STYTCH_TAT_BODY_GUESS  2048
+
 
 static ngx_int_t ngx_http_stytch_tat_exchange_start(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
@@ -716,20 +719,33 @@ static ngx_int_t
 ngx_http_stytch_tat_exchange_json(ngx_http_request_t *r, json_t *obj,
     ngx_str_t *body)
 {
-    size_t  len;
+    size_t   len, size;
+    u_char  *buf;
 
-    len = json_dumpb(obj, NULL, 0, JSON_COMPACT);
+    /*
+     * one dump into a buffer that holds the usual body (an RS256 token is
+     * about 750 bytes), a second one only when it does not
+     */
 
-    body->data = (len == 0) ? NULL : ngx_pnalloc(r->pool, len);
+    size = NGX_HTTP_STYTCH_TAT_BODY_GUESS;
+    buf = ngx_pnalloc(r->pool, size);
+    len = (buf == NULL) ? 0 : json_dumpb(obj, (char *) buf, size, JSON_COMPACT);
 
-    if (body->data == NULL) {
-        json_decref(obj);
+    if (len > size) {
+        size = len;
+        buf = ngx_pnalloc(r->pool, size);
+        len = (buf == NULL) ? 0
+                            : json_dumpb(obj, (char *) buf, size, JSON_COMPACT);
+    }
+
+    json_decref(obj);
+
+    if (len == 0 || len > size) {
         return NGX_ERROR;
     }
 
-    body->len = json_dumpb(obj, (char *) body->data, len, JSON_COMPACT);
-
-    json_decref(obj);
+    body->data = buf;
+    body->len = len;
 
     return NGX_OK;
 }
