@@ -1519,8 +1519,7 @@ ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
     if (p && tn->entry.state == NGX_HTTP_STYTCH_TAT_NODE_SESSION
         && tn->entry.expires_at > ngx_time())
     {
-        ngx_queue_remove(&tn->queue);
-        ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
+        ngx_http_stytch_tat_cache_touch(zone, tn);
 
         rc = NGX_OK;
 
