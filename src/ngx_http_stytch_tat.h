@@ -406,6 +406,9 @@ ngx_int_t ngx_http_stytch_tat_exchange_done(ngx_http_request_t *sr,
 ngx_int_t ngx_http_stytch_tat_exchange_subrequest(ngx_http_request_t *r,
     ngx_str_t *uri, ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *body);
 ngx_int_t ngx_http_stytch_tat_exchange_delay(ngx_http_request_t *r);
+/* serializes and releases obj (a json_t *: jansson stays out of here) */
+ngx_int_t ngx_http_stytch_tat_exchange_json(ngx_http_request_t *r,
+    void *obj, ngx_str_t *body);
 
 char *ngx_http_stytch_tat_keys_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -608,20 +608,12 @@ lead:
 
     obj = json_pack("{s:s%}", "session_token", (char *) token.data,
                     token.len);
-    if (obj == NULL) {
+
+    if (obj == NULL
+        || ngx_http_stytch_tat_exchange_json(r, obj, &body) != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    body.len = json_dumpb(obj, NULL, 0, JSON_COMPACT);
-    body.data = ngx_pnalloc(r->pool, body.len);
-
-    if (body.data == NULL) {
-        json_decref(obj);
-        return NGX_ERROR;
-    }
-
-    json_dumpb(obj, (char *) body.data, body.len, JSON_COMPACT);
-    json_decref(obj);
 
     /* the digest stays the refresh's until its answer is in */
 

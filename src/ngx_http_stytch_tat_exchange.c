@@ -42,8 +42,6 @@ static json_t *ngx_http_stytch_tat_exchange_attest_body(
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-static ngx_int_t ngx_http_stytch_tat_exchange_json(ngx_http_request_t *r,
-    json_t *obj, ngx_str_t *body);
 static ngx_int_t ngx_http_stytch_tat_exchange_client(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_fetch_jwks(
@@ -715,10 +713,12 @@ ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
 
 /* serializes and releases obj */
 
-static ngx_int_t
-ngx_http_stytch_tat_exchange_json(ngx_http_request_t *r, json_t *obj,
+ngx_int_t
+ngx_http_stytch_tat_exchange_json(ngx_http_request_t *r, void *data,
     ngx_str_t *body)
 {
+    json_t  *obj = data;
+
     size_t   len, size;
     u_char  *buf;
 
