@@ -153,6 +153,8 @@ ngx_http_stytch_tat_client_verify_token(ngx_http_request_t *r,
     ngx_str_t *token, ngx_str_t *binding, ngx_int_t *code, ngx_str_t *claim)
 {
     int                                   vrc;
+    u_char                                kid[64];
+    size_t                                i, n;
     ngx_int_t                             rc;
     ngx_uint_t                            unknown_kid;
     ngx_http_stytch_tat_verify_keys_t    *keys;
@@ -240,10 +242,19 @@ ngx_http_stytch_tat_client_verify_token(ngx_http_request_t *r,
         }
 
     } else {
+        /* the kid is the sender's: printable ASCII only reaches the log */
+
+        n = ngx_min(res.kid_len, sizeof(kid));
+
+        for (i = 0; i < n; i++) {
+            kid[i] = (res.kid[i] >= 0x20 && res.kid[i] < 0x7f
+                      && res.kid[i] != '"' && res.kid[i] != '\\')
+                     ? (u_char) res.kid[i] : '?';
+        }
+
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "stytch_tat: session JWT refused: %s (kid \"%*s\")",
-                      ngx_http_stytch_tat_verify_code_name(vrc),
-                      ngx_min(res.kid_len, 64), res.kid);
+                      ngx_http_stytch_tat_verify_code_name(vrc), n, kid);
     }
 
     ngx_http_stytch_tat_verify_result_free(&res);

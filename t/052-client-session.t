@@ -152,5 +152,19 @@ is($s->{verify}{failed}{binding}, 1, 'status: one binding mismatch');
 ok($s->{verify}{ok} >= 1 && $s->{verify}{cached} >= 1,
    'status: verified once, then known good');
 
+# a kid is the sender's: control characters never reach the log as such
+{
+    use MIME::Base64 qw(encode_base64url);
+    my $hdr = encode_base64url('{"alg":"RS256","kid":"evil\n2026/11/30 [warn] forged","typ":"JWT"}');
+    $off = error_log_offset();
+    ($st, $h, $body) = http_request(GET => '/api',
+        {Authorization => "Bearer $hdr.e30.AAAA"});
+    is($st, 401, 'a kid with a newline: 401');
+    my $log = error_log_since($off);
+    like($log, qr/session JWT refused: \w+ \(kid "evil\?2026\/11\/30 \[warn\] forged"\)/,
+         'the kid is logged with the newline replaced');
+    unlike($log, qr/^2026\/11\/30 \[warn\] forged/m, 'no forged log line');
+}
+
 ok(stop_nginx(), 'nginx stops cleanly');
 done_testing();
