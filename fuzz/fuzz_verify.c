@@ -381,6 +381,8 @@ verify(const ngx_http_stytch_tat_verify_keys_t *keys, const char *t,
     params.project_id_len = sizeof(PROJECT) - 1;
     params.now = NOW;
     params.leeway = LEEWAY;
+    params.skew = LEEWAY;
+    params.max_lifetime = 300;
 
     if (flags & 0x0c) {
         params.claim = CLAIM;

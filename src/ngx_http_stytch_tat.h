@@ -86,6 +86,8 @@ typedef struct {
 
 
 #define NGX_HTTP_STYTCH_TAT_DIGEST_LEN  32
+/* a session JWKS's source: the first bytes of SHA-256(URI, project id) */
+#define NGX_HTTP_STYTCH_TAT_SOURCE_LEN  16
 
 /* the session key's extras: fingerprint, profile, organization */
 #define NGX_HTTP_STYTCH_TAT_KEY_EXTRAS  3
@@ -170,6 +172,9 @@ typedef struct {
     time_t                      kid_at;      /* ... a kid refetch after
                                                 this + min_refetch */
     ngx_msec_t                  fetch_until; /* a fetch in flight, or 0 */
+    ngx_pid_t                   fetch_pid;   /* ... by this process */
+    /* where doc came from: the URI and project of stytch_tat_session_jwks */
+    u_char                      source[NGX_HTTP_STYTCH_TAT_SOURCE_LEN];
 } ngx_http_stytch_tat_jwks_shm_t;
 
 
@@ -194,6 +199,15 @@ typedef struct {
     ngx_http_stytch_tat_verify_keys_t *keys;
     ngx_uint_t                  keys_generation;
 
+    /*
+     * The one stytch_tat_session_jwks URI and project of the zone's
+     * locations (one document per zone), and where they were first set
+     */
+    ngx_str_t                   jwks_uri;
+    ngx_str_t                   jwks_project_id;
+    ngx_str_t                   jwks_file;
+    ngx_uint_t                  jwks_line;
+
     unsigned                    declared:1;  /* by stytch_tat_zone */
     unsigned                    keys_cleanup:1;
 } ngx_http_stytch_tat_zone_t;
@@ -205,6 +219,7 @@ typedef struct {
     ngx_str_t                   jwks;        /* {"keys":[...]} */
     ngx_str_t                   authorization;  /* "Basic ..." */
     ngx_str_t                   project_id;
+    EVP_MAC_CTX                *binding_mac;    /* keyed, see client.c */
 } ngx_http_stytch_tat_main_conf_t;
 
 
@@ -268,8 +283,10 @@ typedef struct {
     ngx_uint_t                  jwks_line;
     time_t                      jwks_refresh;
     time_t                      jwks_min_refetch;
-    time_t                      jwks_leeway; /* on exp and nbf */
+    time_t                      jwks_leeway; /* on exp */
+    time_t                      jwks_max_lifetime;   /* exp - iat */
     ngx_str_t                   jwks_project_id;   /* or the credentials' */
+    u_char                      jwks_source[NGX_HTTP_STYTCH_TAT_SOURCE_LEN];
     ngx_http_complex_value_t   *verify;      /* stytch_tat_verify VALUE */
     ngx_str_t                   verify_file; /* where it was set */
     ngx_uint_t                  verify_line;
@@ -387,7 +404,8 @@ typedef struct {
     unsigned                    evaluated:1;
     unsigned                    leading:1;   /* holds the zone's lease */
     unsigned                    sr_misrouted:1;
-    unsigned                    credentials_added:1;
+    unsigned                    sr_checked:1;    /* reached an internal,
+                                                    proxying location */
     unsigned                    cache_waited:1;  /* the cache said WAIT */
     unsigned                    cache_claimed:1; /* cache_claim is set */
     unsigned                    jwks_leading:1;  /* fetches Stytch's JWKS */
@@ -400,6 +418,7 @@ typedef struct {
 
 
 void ngx_http_stytch_tat_exchange_cleanup(void *data);
+void ngx_http_stytch_tat_exchange_sr_cleanup(void *data);
 ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_stytch_tat_exchange_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
@@ -443,6 +462,7 @@ void ngx_http_stytch_tat_outcome_count(ngx_http_stytch_tat_loc_conf_t *lcf,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t rc);
 
 ngx_int_t ngx_http_stytch_tat_headers_drop(ngx_http_request_t *r);
+ngx_int_t ngx_http_stytch_tat_headers_drop_cookies(ngx_http_request_t *r);
 ngx_int_t ngx_http_stytch_tat_headers_add(ngx_http_request_t *r,
     ngx_list_t *list, char *key, ngx_str_t *value);
 ngx_int_t ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
@@ -472,14 +492,16 @@ ngx_int_t ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
 void ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
+ngx_uint_t ngx_http_stytch_tat_cache_gone(ngx_pid_t pid);
 void ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
     ngx_uint_t counter, ngx_msec_t latency);
 ngx_int_t ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
-    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding);
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding, time_t leeway);
 void ngx_http_stytch_tat_cache_store_verified(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
-    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding, time_t exp);
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding,
+    ngx_uint_t generation);
 
 char *ngx_http_stytch_tat_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -502,7 +524,10 @@ ngx_int_t ngx_http_stytch_tat_client_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-void ngx_http_stytch_tat_client_binding(u_char *digest, u_char *out);
+ngx_int_t ngx_http_stytch_tat_client_binding(
+    ngx_http_stytch_tat_main_conf_t *mcf, u_char *digest, u_char *out);
+ngx_int_t ngx_http_stytch_tat_client_binding_key(ngx_conf_t *cf,
+    ngx_http_stytch_tat_main_conf_t *mcf);
 ngx_int_t ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -544,15 +569,19 @@ ngx_http_stytch_tat_get_ctx(ngx_http_request_t *r)
         return NULL;
     }
 
-    if (r == r->main) {
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln == NULL) {
-            return NULL;
-        }
+    /*
+     * A subrequest's (stytch_tat_verify under auth_request) shares the
+     * pool: its cleanup is another function, never found above.
+     */
 
-        cln->handler = ngx_http_stytch_tat_exchange_cleanup;
-        cln->data = ctx;
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
     }
+
+    cln->handler = (r == r->main) ? ngx_http_stytch_tat_exchange_cleanup
+                                  : ngx_http_stytch_tat_exchange_sr_cleanup;
+    cln->data = ctx;
 
     ngx_http_set_ctx(r, ctx, ngx_http_stytch_tat_module);
 

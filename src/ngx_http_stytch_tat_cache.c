@@ -1035,6 +1035,7 @@ ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
     ngx_msec_t lease)
 {
     ngx_int_t                        rc;
+    ngx_pid_t                        gone;
     ngx_http_stytch_tat_node_t      *tn;
     ngx_http_stytch_tat_lookup_t     lk;
     ngx_http_stytch_tat_decision_t   d;
@@ -1047,12 +1048,28 @@ ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
     lk.ahead = NGX_HTTP_STYTCH_TAT_REFRESH_AHEAD;
     lk.waited = ctx->cache_waited;
 
+    gone = 0;
+
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
 
     if (tn) {
         ngx_http_stytch_tat_cache_touch(zone, tn);
+
+        /*
+         * A leader whose worker is gone (killed: no pool cleanup ran to
+         * release its claim) leads no more: its waiters need not wait for
+         * the lease to run out.
+         */
+
+        if (tn->entry.leased
+            && ngx_http_stytch_tat_cache_state_leased(&tn->entry, lk.now_ms)
+            && ngx_http_stytch_tat_cache_gone(tn->entry.pid))
+        {
+            gone = tn->entry.pid;
+            tn->entry.leased = 0;
+        }
     }
 
     ngx_http_stytch_tat_cache_state_decide(tn ? &tn->entry : NULL, &lk, &d);
@@ -1064,7 +1081,24 @@ ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    if (gone) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "stytch_tat: the worker process %P leading an "
+                      "exchange in stytch_tat_zone \"%V\" is gone, its "
+                      "lease passes on", gone, &zone->shm_zone->shm.name);
+    }
+
     return rc;
+}
+
+
+/* whether a process holding a lease is gone; never this one */
+
+ngx_uint_t
+ngx_http_stytch_tat_cache_gone(ngx_pid_t pid)
+{
+    return pid > 0 && pid != ngx_pid && kill(pid, 0) == -1
+           && ngx_errno == NGX_ESRCH;
 }
 
 
@@ -1122,6 +1156,7 @@ ngx_http_stytch_tat_cache_apply(ngx_http_request_t *r,
     if (d->update) {
         /* this request leads: its lease is its claim, see release() */
         tn->entry = d->entry;
+        tn->entry.pid = ngx_pid;
         ctx->cache_claim = d->entry.lease_until;
         ctx->cache_claimed = 1;
     }
@@ -1233,6 +1268,7 @@ ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
         tn->entry.leased = 0;
         tn->entry.refreshing = 0;
         tn->entry.negative = 0;
+        tn->entry.refresh_failed = 0;
         tn->entry.expires_at = ctx->expires_at;
         tn->entry.jwt_exp = ctx->session_jwt_exp;
 
@@ -1487,7 +1523,7 @@ ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
 ngx_int_t
 ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
-    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding)
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding, time_t leeway)
 {
     u_char                      *p;
     ngx_uint_t                   i;
@@ -1516,8 +1552,15 @@ ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
         }
     }
 
+    /*
+     * Good for this location's leeway (locations sharing the zone may
+     * differ), and verified with the JWKS document the zone has now: one
+     * that dropped the token's key makes it verify again, and fail.
+     */
+
     if (p && tn->entry.state == NGX_HTTP_STYTCH_TAT_NODE_SESSION
-        && tn->entry.expires_at > ngx_time())
+        && tn->entry.jwt_exp > ngx_time() - leeway
+        && tn->entry.generation == zone->sh->jwks.generation)
     {
         ngx_http_stytch_tat_cache_touch(zone, tn);
 
@@ -1546,12 +1589,13 @@ ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
 }
 
 
-/* a token that verified, known good until exp (its leeway included) */
+/* a token that verified, known good until its exp (and a leeway) */
 
 void
 ngx_http_stytch_tat_cache_store_verified(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
-    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding, time_t exp)
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding,
+    ngx_uint_t generation)
 {
     ngx_str_t                    fields[NGX_HTTP_STYTCH_TAT_FIELDS];
     ngx_http_stytch_tat_node_t  *tn, *old;
@@ -1569,10 +1613,14 @@ ngx_http_stytch_tat_cache_store_verified(ngx_http_request_t *r,
     tn = ngx_http_stytch_tat_cache_replace(zone, r, old, digest, fields);
 
     if (tn) {
+        /* kept while the laxest leeway might still take it */
+
         ngx_memzero(&tn->entry, sizeof(ngx_http_stytch_tat_entry_t));
         tn->entry.state = NGX_HTTP_STYTCH_TAT_NODE_SESSION;
-        tn->entry.expires_at = exp;
-        tn->entry.jwt_exp = exp;
+        tn->entry.expires_at = ctx->session_jwt_exp
+                               + NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX;
+        tn->entry.jwt_exp = ctx->session_jwt_exp;
+        tn->entry.generation = generation;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);

@@ -146,6 +146,19 @@ ngx_http_stytch_tat_cache_state_session(const ngx_http_stytch_tat_lookup_t *lk,
         return;
     }
 
+    /*
+     * A refresh that failed a moment ago (Stytch down, slow): the JWT,
+     * still valid, serves as STALE without another call per request.
+     */
+
+    if (e->refresh_failed && e->jwt_exp > now
+        && ngx_http_stytch_tat_cache_state_live(
+                   e->failed_at + NGX_HTTP_STYTCH_TAT_REFRESH_BACKOFF_MS,
+                   lk->now_ms))
+    {
+        goto stale;
+    }
+
     ngx_http_stytch_tat_cache_state_lead(lk, d, NGX_HTTP_STYTCH_TAT_EXPIRED,
                                          NGX_HTTP_STYTCH_TAT_NODE_SESSION, 1);
 
@@ -237,6 +250,8 @@ ngx_http_stytch_tat_cache_state_fail(ngx_http_stytch_tat_entry_t *e,
 
     if (e->state == NGX_HTTP_STYTCH_TAT_NODE_SESSION) {
         /* a failed refresh keeps the session while its JWT is valid */
+        e->refresh_failed = 1;
+        e->failed_at = now_ms;
         return 1;
     }
 

@@ -52,6 +52,8 @@ typedef intptr_t   ngx_http_stytch_tat_msec_int_t;
 
 /* how long a failed leader's outcome stays for its waiters to see, ms */
 #define NGX_HTTP_STYTCH_TAT_FAILED_MS        2000
+/* after a failed refresh, the JWT serves STALE this long before another, ms */
+#define NGX_HTTP_STYTCH_TAT_REFRESH_BACKOFF_MS  5000
 
 /* what a leader that gives up its claim does to the entry */
 #define NGX_HTTP_STYTCH_TAT_RELEASE_KEEP     0   /* not its claim (now) */
@@ -70,6 +72,7 @@ typedef struct {
     unsigned char                  leased;        /* a leader's claim */
     unsigned char                  refreshing;    /* ... to refresh the JWT */
     unsigned char                  negative;      /* a remembered refusal */
+    unsigned char                  refresh_failed; /* SESSION: at failed_at */
 
     ngx_http_stytch_tat_msec_t     lease_until;
     ngx_http_stytch_tat_msec_t     failed_at;     /* FAILED: when */
@@ -78,6 +81,10 @@ typedef struct {
     time_t                         expires_at;    /* SESSION: its end */
     time_t                         jwt_exp;       /* SESSION: its JWT's */
     time_t                         token_exp;     /* the minted token's */
+
+    int                            pid;           /* the leader's process */
+    unsigned long                  generation;    /* a verified JWT: of the
+                                                     JWKS it verified with */
 } ngx_http_stytch_tat_entry_t;
 
 
@@ -104,7 +111,8 @@ typedef struct {
 
 /*
  * A lookup of entry e (NULL: none).  The actions: HIT (status HIT, or
- * STALE for a session whose refresh another request leads), ATTEST (MISS
+ * STALE for a session whose refresh another request leads or failed less
+ * than REFRESH_BACKOFF_MS ago), ATTEST (MISS
  * or EXPIRED: this request leads; where others keep the old session the
  * entry stays a SESSION), REFRESH (EXPIRED: this request refreshes the
  * session JWT), WAIT (another request leads), FAILED (a failure to hand
@@ -128,8 +136,9 @@ int ngx_http_stytch_tat_cache_state_expired(
 
 /*
  * A leader's failure: returns 1 when e keeps its session (a failed
- * refresh; the lease is cleared), else 0 with e made FAILED, remembered
- * for negative_ms when not 0.
+ * refresh; the lease is cleared, the failure's time kept for the
+ * backoff), else 0 with e made FAILED, remembered for negative_ms when
+ * not 0.
  */
 int ngx_http_stytch_tat_cache_state_fail(ngx_http_stytch_tat_entry_t *e,
     ngx_http_stytch_tat_msec_t now_ms, ngx_http_stytch_tat_msec_t negative_ms);

@@ -16,6 +16,8 @@
 
 #include "ngx_http_stytch_tat.h"
 
+#include <openssl/core_names.h>
+
 #include <jansson.h>
 
 
@@ -37,6 +39,9 @@ static ngx_int_t ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
 static void ngx_http_stytch_tat_client_cookie(ngx_http_request_t *r,
     ngx_int_t index, ngx_str_t *value);
 static void ngx_http_stytch_tat_client_forget(ngx_http_stytch_tat_ctx_t *ctx);
+static void ngx_http_stytch_tat_client_binding_cleanup(void *data);
+static json_t *ngx_http_stytch_tat_client_claim_find(ngx_http_request_t *r,
+    json_t *root, ngx_str_t *key);
 
 
 /* an empty value may have no data: memcpy() must not see it */
@@ -95,7 +100,7 @@ ngx_http_stytch_tat_client_check(ngx_http_request_t *r,
     }
 
     rc = ngx_http_stytch_tat_cache_verified(r, lcf->cache, digest, token, ctx,
-                                            &claim);
+                                            &claim, lcf->jwks_leeway);
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
@@ -114,11 +119,15 @@ ngx_http_stytch_tat_client_check(ngx_http_request_t *r,
         if (*code == NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
             ngx_atomic_fetch_add(&st->verify_ok, 1);
 
-            /* a good token, whoever it binds: known good until it ends */
+            /*
+             * A good token, whoever it binds: known good until it ends
+             * (each location applies its own leeway to its exp), while
+             * the JWKS document it verified against is the zone's.
+             */
 
             ngx_http_stytch_tat_cache_store_verified(r, lcf->cache, digest,
                                     token, ctx, &claim,
-                                    ctx->session_jwt_exp + lcf->jwks_leeway);
+                                    lcf->cache->keys_generation);
         }
     }
 
@@ -165,11 +174,16 @@ ngx_http_stytch_tat_client_verify_token(ngx_http_request_t *r,
     params.project_id = (char *) lcf->jwks_project_id.data;
     params.project_id_len = lcf->jwks_project_id.len;
     params.leeway = lcf->jwks_leeway;
+    params.skew = ngx_max(lcf->jwks_leeway, NGX_HTTP_STYTCH_TAT_VERIFY_SKEW);
+    params.max_lifetime = lcf->jwks_max_lifetime;
 
-    if (binding) {
-        params.claim = NGX_HTTP_STYTCH_TAT_BINDING_CLAIM;
-        params.claim_len = sizeof(NGX_HTTP_STYTCH_TAT_BINDING_CLAIM) - 1;
-    }
+    /*
+     * The binding claim is copied out whoever asks: a token is verified
+     * once per zone, and a cluster location may find it there later.
+     */
+
+    params.claim = NGX_HTTP_STYTCH_TAT_BINDING_CLAIM;
+    params.claim_len = sizeof(NGX_HTTP_STYTCH_TAT_BINDING_CLAIM) - 1;
 
     for (unknown_kid = 0; /* void */; unknown_kid = 1) {
 
@@ -449,20 +463,28 @@ ngx_int_t
 ngx_http_stytch_tat_client_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    u_char      buf[NGX_HTTP_STYTCH_TAT_BINDING_LEN];
-    ngx_int_t   rc, code;
-    ngx_str_t   token, binding;
+    u_char                            buf[NGX_HTTP_STYTCH_TAT_BINDING_LEN];
+    ngx_int_t                         rc, code;
+    ngx_str_t                         token, binding;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
 
     ngx_http_stytch_tat_client_cookie(r, lcf->cookie_jwt_index, &token);
 
     if (token.len == 0) {
         ctx->client_done = 1;
-        return NGX_DECLINED;
+        goto zone;
     }
 
     ngx_memcpy(ctx->identity, ctx->digest, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
 
-    ngx_http_stytch_tat_client_binding(ctx->identity, buf);
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
+
+    if (ngx_http_stytch_tat_client_binding(mcf, ctx->identity, buf)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     binding.data = buf;
     binding.len = NGX_HTTP_STYTCH_TAT_BINDING_LEN;
 
@@ -516,6 +538,16 @@ zone:
 
     ngx_http_stytch_tat_client_forget(ctx);
 
+    /*
+     * Cookies not taken as this identity's session (another identity's,
+     * unverified, expired and not refreshed) never reach the upstream:
+     * an application reading Stytch's cookies itself would take them.
+     */
+
+    if (ngx_http_stytch_tat_headers_drop_cookies(r) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return NGX_DECLINED;
 }
 
@@ -543,6 +575,17 @@ ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_client_cookie(r, lcf->cookie_token_index, &token);
 
     if (token.len == 0 || lcf->refresh_uri.len == 0) {
+        goto zone;
+    }
+
+    /* a sibling domain can set any bytes: only a plausible token is sent */
+
+    if (ngx_http_stytch_tat_value_check(token.data, token.len)
+        != NGX_HTTP_STYTCH_TAT_CLAIM_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "stytch_tat: stytch_session cookie ignored: too "
+                      "long, control characters or invalid UTF-8");
         goto zone;
     }
 
@@ -658,9 +701,10 @@ ngx_int_t
 ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    u_char      buf[NGX_HTTP_STYTCH_TAT_BINDING_LEN];
-    ngx_int_t   rc, code;
-    ngx_str_t   binding;
+    u_char                            buf[NGX_HTTP_STYTCH_TAT_BINDING_LEN];
+    ngx_int_t                         rc, code;
+    ngx_str_t                         binding;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
 
     ctx->state = NGX_HTTP_STYTCH_TAT_STATE_NEW;
 
@@ -681,7 +725,14 @@ ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
     code = NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
 
     if (rc == NGX_OK) {
-        ngx_http_stytch_tat_client_binding(ctx->identity, buf);
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
+
+        if (ngx_http_stytch_tat_client_binding(mcf, ctx->identity, buf)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         binding.data = buf;
         binding.len = NGX_HTTP_STYTCH_TAT_BINDING_LEN;
 
@@ -701,12 +752,19 @@ ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
 
         /* under the expired JWT's digest, for those waiting on it */
 
+        /*
+         * A failure is remembered as long as a session JWT lives: the
+         * same expired JWT brings no second call with the project's
+         * secret, however often it comes back.
+         */
+
         if (code == NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
             ngx_http_stytch_tat_cache_store(r, lcf->cache, ctx);
 
         } else {
             ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx,
-                                           NGX_HTTP_BAD_GATEWAY, 0);
+                                  NGX_HTTP_BAD_GATEWAY,
+                                  NGX_HTTP_STYTCH_TAT_VERIFY_LIFETIME_MAX);
         }
     }
 
@@ -732,7 +790,8 @@ ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
     ctx->token_refused = 0;
     ngx_http_stytch_tat_client_forget(ctx);
 
-    return NGX_DECLINED;
+    return (ngx_http_stytch_tat_headers_drop_cookies(r) == NGX_OK)
+           ? NGX_DECLINED : NGX_ERROR;
 }
 
 
@@ -750,18 +809,153 @@ ngx_http_stytch_tat_client_forget(ngx_http_stytch_tat_ctx_t *ctx)
 }
 
 
-/* the binding claim's value for an identity: its digest, base64url */
+/*
+ * The binding claim's value for an identity: an HMAC-SHA-256 of its
+ * digest, base64url, under a key that every node of a cluster shares and
+ * no client has.  Unkeyed, anyone holding a session JWT and the
+ * configuration could confirm a guessed email offline.
+ */
 
-void
-ngx_http_stytch_tat_client_binding(u_char *digest, u_char *out)
+ngx_int_t
+ngx_http_stytch_tat_client_binding(ngx_http_stytch_tat_main_conf_t *mcf,
+    u_char *digest, u_char *out)
 {
-    ngx_str_t  src, dst;
+    int           ok;
+    u_char        mac[EVP_MAX_MD_SIZE];
+    size_t        len;
+    ngx_str_t     src, dst;
+    EVP_MAC_CTX  *ctx;
 
-    src.data = digest;
+    ctx = EVP_MAC_CTX_dup(mcf->binding_mac);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = 0;
+
+    ok = EVP_MAC_update(ctx, digest, NGX_HTTP_STYTCH_TAT_DIGEST_LEN) == 1
+         && EVP_MAC_final(ctx, mac, &len, sizeof(mac)) == 1
+         && len == NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
+
+    EVP_MAC_CTX_free(ctx);
+
+    if (!ok) {
+        return NGX_ERROR;
+    }
+
+    src.data = mac;
     src.len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
     dst.data = out;
 
     ngx_encode_base64url(&dst, &src);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The binding's key, once per configuration: derived from the Stytch
+ * secret (every node of a cluster has the same credentials), or without
+ * stytch_tat_credentials from the first signing key, which every node
+ * signs with too.  A rotation of the signing keys then leaves bound
+ * sessions bound; a new secret starts them over.
+ */
+
+ngx_int_t
+ngx_http_stytch_tat_client_binding_key(ngx_conf_t *cf,
+    ngx_http_stytch_tat_main_conf_t *mcf)
+{
+    int                         len;
+    u_char                     *der, *p, key[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
+    EVP_MAC                    *hmac;
+    ngx_int_t                   rc;
+    unsigned int                klen;
+    OSSL_PARAM                  params[2];
+    EVP_MD_CTX                 *md;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_stytch_tat_key_t  *keys;
+
+    static char  label[] = "ngx_http_stytch_tat_module binding v1";
+
+    if (mcf->binding_mac) {
+        return NGX_OK;
+    }
+
+    der = NULL;
+    len = 0;
+
+    if (mcf->authorization.len == 0) {
+        if (mcf->keys.nelts == 0) {
+            return NGX_DECLINED;
+        }
+
+        keys = mcf->keys.elts;
+        len = i2d_PrivateKey(keys[0].pkey, &der);
+
+        if (len <= 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL) {
+        OPENSSL_clear_free(der, len > 0 ? len : 0);
+        return NGX_ERROR;
+    }
+
+    p = der ? der : mcf->authorization.data;
+
+    rc = (EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1
+          && EVP_DigestUpdate(md, label, sizeof(label)) == 1
+          && EVP_DigestUpdate(md, p, der ? (size_t) len
+                                         : mcf->authorization.len) == 1
+          && EVP_DigestFinal_ex(md, key, &klen) == 1)
+         ? NGX_OK : NGX_ERROR;
+
+    EVP_MD_CTX_free(md);
+    OPENSSL_clear_free(der, len > 0 ? len : 0);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    mcf->binding_mac = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+    EVP_MAC_free(hmac);
+
+    if (mcf->binding_mac == NULL) {
+        OPENSSL_cleanse(key, sizeof(key));
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_stytch_tat_client_binding_cleanup;
+    cln->data = mcf;
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) "SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    rc = (EVP_MAC_init(mcf->binding_mac, key, sizeof(key), params) == 1)
+         ? NGX_OK : NGX_ERROR;
+
+    OPENSSL_cleanse(key, sizeof(key));
+
+    return rc;
+}
+
+
+static void
+ngx_http_stytch_tat_client_binding_cleanup(void *data)
+{
+    ngx_http_stytch_tat_main_conf_t  *mcf = data;
+
+    EVP_MAC_CTX_free(mcf->binding_mac);
+    mcf->binding_mac = NULL;
 }
 
 
@@ -796,7 +990,7 @@ ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
     ngx_str_t *name = (ngx_str_t *) data;
 
     u_char                     *p, *dot;
-    size_t                      len;
+    size_t                      i, len;
     json_t                     *root, *claim;
     ngx_str_t                   src, dst, key;
     ngx_http_stytch_tat_ctx_t  *ctx;
@@ -843,17 +1037,7 @@ ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /* a claim's name has no NUL: the variable's name is nginx's */
-
-    p = ngx_pnalloc(r->pool, key.len + 1);
-    if (p == NULL) {
-        json_decref(root);
-        return NGX_ERROR;
-    }
-
-    (void) ngx_cpystrn(p, key.data, key.len + 1);
-
-    claim = json_object_get(root, (char *) p);
+    claim = ngx_http_stytch_tat_client_claim_find(r, root, &key);
 
     p = NULL;
     len = 0;
@@ -882,6 +1066,21 @@ ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /*
+     * The value is the token's, and goes into headers (proxy_set_header)
+     * that nginx does not filter: a CR or LF would split the upstream
+     * request.  Such a value leaves the variable empty.
+     */
+
+    for (i = 0; claim && i < len; i++) {
+        if (p[i] < 0x20 || p[i] == 0x7f) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "stytch_tat: session claim \"%V\" has control "
+                          "characters: $%V is empty", &key, name);
+            return NGX_OK;
+        }
+    }
+
     if (claim) {
         v->data = p;
         v->len = len;
@@ -891,4 +1090,43 @@ ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The claim that a variable names.  nginx lower-cases variable names, so
+ * $stytch_session_claim_teamname names "teamName" as well: a claim is
+ * found in any case, and only when no other claim of the token has the
+ * same name in another case (then the variable is empty).
+ */
+
+static json_t *
+ngx_http_stytch_tat_client_claim_find(ngx_http_request_t *r, json_t *root,
+    ngx_str_t *key)
+{
+    json_t      *claim, *v;
+    ngx_uint_t   n;
+    const char  *name;
+
+    claim = NULL;
+    n = 0;
+
+    json_object_foreach(root, name, v) {
+        if (ngx_strlen(name) == key->len
+            && ngx_strncasecmp((u_char *) name, key->data, key->len) == 0)
+        {
+            claim = v;
+            n++;
+        }
+    }
+
+    if (n > 1) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "stytch_tat: %ui session claims are named \"%V\" "
+                      "in some case: $stytch_session_claim_%V is empty",
+                      n, key, key);
+        return NULL;
+    }
+
+    return claim;
 }

@@ -39,7 +39,8 @@ static void ngx_http_stytch_tat_exchange_wake(ngx_http_request_t *r);
 static ngx_int_t ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static json_t *ngx_http_stytch_tat_exchange_attest_body(
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+    ngx_http_request_t *r, ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_client(ngx_http_request_t *r,
@@ -50,7 +51,7 @@ static ngx_int_t ngx_http_stytch_tat_exchange_fetch_jwks(
 static ngx_int_t ngx_http_stytch_tat_exchange_sr_body(ngx_http_request_t *r,
     ngx_http_request_t *sr, ngx_str_t *body);
 static ngx_int_t ngx_http_stytch_tat_exchange_credentials(
-    ngx_http_request_t *sr, ngx_http_stytch_tat_ctx_t *ctx);
+    ngx_http_request_t *sr);
 static ngx_int_t ngx_http_stytch_tat_exchange_finish(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_failed_refresh(
@@ -67,13 +68,27 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
     ngx_http_stytch_tat_ctx_t       *ctx;
     ngx_http_stytch_tat_loc_conf_t  *lcf;
 
-    if (r != r->main) {
-        return ngx_http_stytch_tat_exchange_credentials(r, NULL);
+    /* the module's own subrequests: to Stytch, checked and nothing else */
+
+    if (r->post_subrequest
+        && r->post_subrequest->handler == ngx_http_stytch_tat_exchange_done)
+    {
+        return ngx_http_stytch_tat_exchange_credentials(r);
     }
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_stytch_tat_module);
 
     if ((lcf->uri.len == 0 && lcf->verify == NULL) || lcf->endpoint) {
+        return NGX_DECLINED;
+    }
+
+    /*
+     * The exchange is the client request's, once; stytch_tat_verify also
+     * checks any other subrequest that reaches it (auth_request), or that
+     * subrequest would let every request in.
+     */
+
+    if (r != r->main && lcf->verify == NULL) {
         return NGX_DECLINED;
     }
 
@@ -155,6 +170,15 @@ ngx_http_stytch_tat_exchange_cleanup(void *data)
         ctx->jwks_leading = 0;
         ngx_http_stytch_tat_stytch_jwks_release(ctx->zone);
     }
+}
+
+
+/* the same for a subrequest's context: found by no redirect */
+
+void
+ngx_http_stytch_tat_exchange_sr_cleanup(void *data)
+{
+    ngx_http_stytch_tat_exchange_cleanup(data);
 }
 
 
@@ -565,7 +589,7 @@ ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
                                         + ctx->mint_alg - 1, 0);
     }
 
-    obj = ngx_http_stytch_tat_exchange_attest_body(lcf, ctx);
+    obj = ngx_http_stytch_tat_exchange_attest_body(r, lcf, ctx);
     if (obj == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -584,13 +608,14 @@ ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
 /* the attest's JSON body, or NULL */
 
 static json_t *
-ngx_http_stytch_tat_exchange_attest_body(ngx_http_stytch_tat_loc_conf_t *lcf,
-    ngx_http_stytch_tat_ctx_t *ctx)
+ngx_http_stytch_tat_exchange_attest_body(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    u_char      binding[NGX_HTTP_STYTCH_TAT_BINDING_LEN];
-    size_t      i;
-    json_t     *obj, *claims;
-    ngx_str_t  *value;
+    u_char                            binding[NGX_HTTP_STYTCH_TAT_BINDING_LEN];
+    size_t                            i;
+    json_t                           *obj, *claims;
+    ngx_str_t                        *value;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
 
     static const char  *names[4] = {
         "profile_id", "organization_id", "session_token", "session_jwt"
@@ -601,6 +626,7 @@ ngx_http_stytch_tat_exchange_attest_body(ngx_http_stytch_tat_loc_conf_t *lcf,
         return NULL;
     }
 
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
     value = ctx->body_values;
 
     for (i = 0; i < 4; i++) {
@@ -649,9 +675,9 @@ ngx_http_stytch_tat_exchange_attest_body(ngx_http_stytch_tat_loc_conf_t *lcf,
      */
 
     if (lcf->bind && ctx->keyed) {
-        ngx_http_stytch_tat_client_binding(ctx->digest, binding);
-
-        if ((claims == NULL && (claims = json_object()) == NULL)
+        if (ngx_http_stytch_tat_client_binding(mcf, ctx->digest, binding)
+            != NGX_OK
+            || (claims == NULL && (claims = json_object()) == NULL)
             || json_object_set_new(claims, NGX_HTTP_STYTCH_TAT_BINDING_CLAIM,
                                    json_stringn((char *) binding,
                                           NGX_HTTP_STYTCH_TAT_BINDING_LEN))
@@ -818,7 +844,7 @@ ngx_http_stytch_tat_exchange_subrequest(ngx_http_request_t *r,
     ctx->sr_failed = 0;
     ctx->sr_too_big = 0;
     ctx->sr_misrouted = 0;
-    ctx->credentials_added = 0;
+    ctx->sr_checked = 0;
     ngx_str_null(&ctx->sr_body);
 
     return NGX_OK;
@@ -928,21 +954,15 @@ ngx_http_stytch_tat_exchange_sr_body(ngx_http_request_t *r,
  */
 
 static ngx_int_t
-ngx_http_stytch_tat_exchange_credentials(ngx_http_request_t *sr,
-    ngx_http_stytch_tat_ctx_t *ctx)
+ngx_http_stytch_tat_exchange_credentials(ngx_http_request_t *sr)
 {
     ngx_http_core_loc_conf_t         *clcf;
+    ngx_http_stytch_tat_ctx_t        *ctx;
     ngx_http_stytch_tat_main_conf_t  *mcf;
-
-    if (sr->post_subrequest == NULL
-        || sr->post_subrequest->handler != ngx_http_stytch_tat_exchange_done)
-    {
-        return NGX_DECLINED;
-    }
 
     ctx = sr->post_subrequest->data;
 
-    if (ctx->subrequest != sr || ctx->credentials_added) {
+    if (ctx->subrequest != sr || ctx->sr_checked) {
         return NGX_DECLINED;
     }
 
@@ -960,7 +980,13 @@ ngx_http_stytch_tat_exchange_credentials(ngx_http_request_t *sr,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->credentials_added = 1;
+    ctx->sr_checked = 1;
+
+    /* Stytch's session JWKS is public: it gets no credentials */
+
+    if (ctx->sr_purpose == NGX_HTTP_STYTCH_TAT_SR_JWKS) {
+        return NGX_DECLINED;
+    }
 
     mcf = ngx_http_get_module_main_conf(sr, ngx_http_stytch_tat_module);
 

@@ -17,6 +17,12 @@ typedef struct {
 
 
 static ngx_uint_t ngx_http_stytch_tat_headers_is_ours(ngx_table_elt_t *h);
+static ngx_uint_t ngx_http_stytch_tat_headers_is_empty_cookie(
+    ngx_table_elt_t *h);
+static ngx_int_t ngx_http_stytch_tat_headers_rebuild(ngx_http_request_t *r,
+    ngx_uint_t (*drop)(ngx_table_elt_t *h), ngx_uint_t *n);
+static ngx_int_t ngx_http_stytch_tat_headers_cookie_strip(
+    ngx_http_request_t *r, ngx_str_t *value);
 static ngx_int_t ngx_http_stytch_tat_headers_push(ngx_list_t *list,
     ngx_http_stytch_tat_header_name_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_stytch_tat_headers_strip(ngx_http_request_t *r);
@@ -105,14 +111,44 @@ ngx_http_stytch_tat_headers_drop(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_stytch_tat_headers_strip(ngx_http_request_t *r)
 {
-    ngx_uint_t        i, n;
+    ngx_uint_t  n;
+
+    if (ngx_http_stytch_tat_headers_rebuild(r,
+                                  ngx_http_stytch_tat_headers_is_ours, &n)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "stytch_tat: dropped %ui client header(s) named "
+                      "X-Stytch-* (\"_\" read as \"-\")", n);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The request's headers without those drop() names.  The list cannot
+ * lose elements in place: it is built anew.  The known header pointers
+ * (host, cookies ...) keep pointing at the old elements, which live as
+ * long as the request.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_headers_rebuild(ngx_http_request_t *r,
+    ngx_uint_t (*drop)(ngx_table_elt_t *h), ngx_uint_t *n)
+{
+    ngx_uint_t        i;
     ngx_list_t        headers;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *nh;
 
     part = &r->headers_in.headers.part;
     h = part->elts;
-    n = 0;
+    *n = 0;
 
     for (i = 0; /* void */ ; i++) {
 
@@ -126,20 +162,14 @@ ngx_http_stytch_tat_headers_strip(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (ngx_http_stytch_tat_headers_is_ours(&h[i])) {
-            n++;
+        if (drop(&h[i])) {
+            (*n)++;
         }
     }
 
-    if (n == 0) {
+    if (*n == 0) {
         return NGX_OK;
     }
-
-    /*
-     * The list cannot lose elements in place: build it anew.  The known
-     * header pointers (host, cookies ...) keep pointing at the old,
-     * identical elements, which live as long as the request.
-     */
 
     if (ngx_list_init(&headers, r->pool, 20, sizeof(ngx_table_elt_t))
         != NGX_OK)
@@ -162,7 +192,7 @@ ngx_http_stytch_tat_headers_strip(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (ngx_http_stytch_tat_headers_is_ours(&h[i])) {
+        if (drop(&h[i])) {
             continue;
         }
 
@@ -182,10 +212,163 @@ ngx_http_stytch_tat_headers_strip(ngx_http_request_t *r)
         r->headers_in.headers.last = &r->headers_in.headers.part;
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "stytch_tat: dropped %ui client header(s) named X-Stytch-* "
-                  "(\"_\" read as \"-\")",
-                  n);
+    return NGX_OK;
+}
+
+
+/*
+ * Cluster mode: Stytch's cookies (stytch_session, stytch_session_jwt) out
+ * of the Cookie headers that go upstream, when the module did not take
+ * them as the client's session.  The $cookie_ variables, which read the
+ * known header pointers, see the same.
+ */
+
+ngx_int_t
+ngx_http_stytch_tat_headers_drop_cookies(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+#if (nginx_version < 1023000)
+    ngx_table_elt_t **ch;
+#endif
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Cookie") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie",
+                               sizeof("Cookie") - 1) == 0
+            && ngx_http_stytch_tat_headers_cookie_strip(r, &h[i].value)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+#if (nginx_version >= 1023000)
+    for (h = r->headers_in.cookie; h; h = h->next) {
+        if (ngx_http_stytch_tat_headers_cookie_strip(r, &h->value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+#else
+    ch = r->headers_in.cookies.elts;
+
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+        if (ngx_http_stytch_tat_headers_cookie_strip(r, &ch[i]->value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+#endif
+
+    return ngx_http_stytch_tat_headers_rebuild(r,
+                             ngx_http_stytch_tat_headers_is_empty_cookie, &n);
+}
+
+
+static ngx_uint_t
+ngx_http_stytch_tat_headers_is_empty_cookie(ngx_table_elt_t *h)
+{
+    return h->value.len == 0 && h->key.len == sizeof("Cookie") - 1
+           && ngx_strncasecmp(h->key.data, (u_char *) "Cookie",
+                              sizeof("Cookie") - 1) == 0;
+}
+
+
+/* "a=1; stytch_session=x; b=2" -> "a=1; b=2"; a value without them stays */
+
+static ngx_int_t
+ngx_http_stytch_tat_headers_cookie_strip(ngx_http_request_t *r,
+    ngx_str_t *value)
+{
+    u_char  *p, *end, *start, *name_end, *out, *o;
+    size_t   len;
+
+    static ngx_str_t  names[] = {
+        ngx_string("stytch_session"),
+        ngx_string("stytch_session_jwt")
+    };
+
+    out = NULL;
+    o = NULL;
+    p = value->data;
+    end = value->data + value->len;
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ';')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < end && *p != ';') {
+            p++;
+        }
+
+        /* start..p is one pair, its name up to "=" */
+
+        for (name_end = start; name_end < p && *name_end != '='; name_end++) {
+            /* void */
+        }
+
+        len = name_end - start;
+
+        while (len && (start[len - 1] == ' ' || start[len - 1] == '\t')) {
+            len--;
+        }
+
+        if ((len == names[0].len
+             && ngx_strncmp(start, names[0].data, len) == 0)
+            || (len == names[1].len
+                && ngx_strncmp(start, names[1].data, len) == 0))
+        {
+            if (out == NULL) {
+                /* "; " between pairs may be longer than the client's ";" */
+                out = ngx_pnalloc(r->pool, 2 * value->len);
+                if (out == NULL) {
+                    return NGX_ERROR;
+                }
+
+                /* the pairs before this one, kept as they were */
+                o = ngx_cpymem(out, value->data, start - value->data);
+
+                while (o > out && (o[-1] == ' ' || o[-1] == ';')) {
+                    o--;
+                }
+            }
+
+            continue;
+        }
+
+        if (out && p > start) {
+            if (o > out) {
+                *o++ = ';';
+                *o++ = ' ';
+            }
+
+            o = ngx_cpymem(o, start, p - start);
+        }
+    }
+
+    if (out) {
+        value->data = out;
+        value->len = o - out;
+    }
 
     return NGX_OK;
 }
@@ -232,7 +415,13 @@ ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
     ngx_list_t                         *in;
     ngx_http_stytch_tat_header_name_t  *hn;
 
-    if (ctx->session_jwt.len == 0) {
+    /*
+     * A subrequest (stytch_tat_verify under auth_request) shares its
+     * parent's header list: its variables carry the session instead
+     * (auth_request_set).
+     */
+
+    if (ctx->session_jwt.len == 0 || r != r->main) {
         return NGX_OK;
     }
 

@@ -49,7 +49,7 @@ ngx_http_stytch_tat_outcome(ngx_http_request_t *r,
     ngx_http_stytch_tat_response_t   resp;
 
     if (ctx->sr_too_big || ctx->sr_failed || ctx->sr_status == 0
-        || ctx->sr_misrouted || !ctx->credentials_added)
+        || ctx->sr_misrouted || !ctx->sr_checked)
     {
         return ngx_http_stytch_tat_outcome_transport(r, lcf, ctx);
     }
@@ -99,7 +99,7 @@ ngx_http_stytch_tat_outcome_transport(ngx_http_request_t *r,
                                                  "stytch_location_invalid");
     }
 
-    if (!ctx->credentials_added) {
+    if (!ctx->sr_checked) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "stytch_tat: \"%V\" answered without proxying to "
                       "Stytch (status %ui): the \"stytch_tat\" URI must name "

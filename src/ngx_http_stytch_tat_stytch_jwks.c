@@ -27,6 +27,8 @@ static ngx_int_t ngx_http_stytch_tat_stytch_jwks_due(
 static ngx_int_t ngx_http_stytch_tat_stytch_jwks_parse(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone);
 static void ngx_http_stytch_tat_stytch_jwks_cleanup(void *data);
+static char *ngx_http_stytch_tat_stytch_jwks_source(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf);
 
 
 char *
@@ -94,6 +96,11 @@ ngx_http_stytch_tat_stytch_jwks(ngx_conf_t *cf, ngx_command_t *cmd,
 
             continue;
 
+        } else if (ngx_strncmp(value[i].data, "max_lifetime=", 13) == 0) {
+            t = &lcf->jwks_max_lifetime;
+            s.data = value[i].data + 13;
+            s.len = value[i].len - 13;
+
         } else if (ngx_strncmp(value[i].data, "project_id=", 11) == 0
                    && value[i].len > 11)
         {
@@ -139,10 +146,15 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
         conf->jwks_min_refetch = prev->jwks_min_refetch;
         conf->jwks_project_id = prev->jwks_project_id;
         conf->jwks_leeway = prev->jwks_leeway;
+        conf->jwks_max_lifetime = prev->jwks_max_lifetime;
     }
 
     if (conf->jwks_leeway == NGX_CONF_UNSET) {
         conf->jwks_leeway = NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY;
+    }
+
+    if (conf->jwks_max_lifetime == 0) {
+        conf->jwks_max_lifetime = NGX_HTTP_STYTCH_TAT_VERIFY_LIFETIME_MAX;
     }
 
     if (conf->jwks_refresh == 0) {
@@ -212,9 +224,26 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_stytch_tat_stytch_jwks_source(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     conf->bind = (conf->verify == NULL);
 
     if (conf->bind) {
+        mcf = ngx_http_conf_get_module_main_conf(cf,
+                                                 ngx_http_stytch_tat_module);
+
+        if (ngx_http_stytch_tat_client_binding_key(cf, mcf) != NGX_OK) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"stytch_tat_session_jwks %V\" in %V:%ui: no "
+                          "key to bind sessions with: set "
+                          "\"stytch_tat_credentials\" or "
+                          "\"stytch_tat_signing_key\"", &conf->jwks_uri,
+                          &conf->jwks_file, conf->jwks_line);
+            return NGX_CONF_ERROR;
+        }
+
         /* the cookies that stytch_tat_cookie sets */
 
         ngx_str_set(&name, "cookie_stytch_session_jwt");
@@ -247,6 +276,76 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
 }
 
 
+/*
+ * One session JWKS per zone: the zone keeps one document, so every
+ * location using the zone must name the same URI and project (two
+ * projects, or consumer and B2B, need two zones).  The document records
+ * where it came from: after a reload that names another source, the old
+ * document is not used, and the new one is fetched at once.
+ */
+
+static char *
+ngx_http_stytch_tat_stytch_jwks_source(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf)
+{
+    u_char                       md[EVP_MAX_MD_SIZE];
+    unsigned int                 len;
+    EVP_MD_CTX                  *ctx;
+    ngx_http_stytch_tat_zone_t  *zone;
+
+    zone = conf->cache;
+
+    if (zone->jwks_uri.data == NULL) {
+        zone->jwks_uri = conf->jwks_uri;
+        zone->jwks_project_id = conf->jwks_project_id;
+        zone->jwks_file = conf->jwks_file;
+        zone->jwks_line = conf->jwks_line;
+
+    } else if (zone->jwks_uri.len != conf->jwks_uri.len
+               || ngx_strncmp(zone->jwks_uri.data, conf->jwks_uri.data,
+                              conf->jwks_uri.len) != 0
+               || zone->jwks_project_id.len != conf->jwks_project_id.len
+               || ngx_strncmp(zone->jwks_project_id.data,
+                              conf->jwks_project_id.data,
+                              conf->jwks_project_id.len) != 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat_session_jwks %V\" (project \"%V\") in "
+                      "%V:%ui and \"stytch_tat_session_jwks %V\" (project "
+                      "\"%V\") in %V:%ui use one stytch_tat_cache zone "
+                      "\"%V\", which keeps one JWKS: give each its own zone",
+                      &zone->jwks_uri, &zone->jwks_project_id,
+                      &zone->jwks_file, zone->jwks_line, &conf->jwks_uri,
+                      &conf->jwks_project_id, &conf->jwks_file,
+                      conf->jwks_line, &zone->shm_zone->shm.name);
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1
+        || EVP_DigestUpdate(ctx, conf->jwks_uri.data, conf->jwks_uri.len)
+           != 1
+        || EVP_DigestUpdate(ctx, "", 1) != 1
+        || EVP_DigestUpdate(ctx, conf->jwks_project_id.data,
+                            conf->jwks_project_id.len) != 1
+        || EVP_DigestFinal_ex(ctx, md, &len) != 1)
+    {
+        EVP_MD_CTX_free(ctx);
+        return NGX_CONF_ERROR;
+    }
+
+    EVP_MD_CTX_free(ctx);
+
+    ngx_memcpy(conf->jwks_source, md, NGX_HTTP_STYTCH_TAT_SOURCE_LEN);
+
+    return NGX_CONF_OK;
+}
+
+
 static void
 ngx_http_stytch_tat_stytch_jwks_cleanup(void *data)
 {
@@ -273,7 +372,7 @@ ngx_http_stytch_tat_stytch_jwks_keys(ngx_http_request_t *r,
     ngx_uint_t unknown_kid, ngx_http_stytch_tat_verify_keys_t **keys)
 {
     ngx_int_t                        rc;
-    ngx_uint_t                       limited;
+    ngx_uint_t                       limited, other;
     ngx_http_stytch_tat_zone_t      *zone;
     ngx_http_stytch_tat_jwks_shm_t  *j;
 
@@ -290,11 +389,18 @@ ngx_http_stytch_tat_stytch_jwks_keys(ngx_http_request_t *r,
 
     if (rc == NGX_OK) {
         j->fetch_until = ngx_current_msec + lcf->lock_timeout;
+        j->fetch_pid = ngx_pid;
 
         if (unknown_kid) {
             j->kid_at = ngx_time();
         }
     }
+
+    /* a document from elsewhere (before a reload) verifies nothing here */
+
+    other = (j->doc != NULL
+             && ngx_memcmp(j->source, lcf->jwks_source,
+                           NGX_HTTP_STYTCH_TAT_SOURCE_LEN) != 0);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -314,9 +420,9 @@ ngx_http_stytch_tat_stytch_jwks_keys(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    *keys = zone->keys;
+    *keys = other ? NULL : zone->keys;
 
-    return (zone->keys == NULL && rc == NGX_BUSY) ? NGX_BUSY : NGX_OK;
+    return (*keys == NULL && rc == NGX_BUSY) ? NGX_BUSY : NGX_OK;
 }
 
 
@@ -334,8 +440,11 @@ ngx_http_stytch_tat_stytch_jwks_due(ngx_http_stytch_tat_jwks_shm_t *j,
 
     now = ngx_time();
 
+    /* a fetch in flight, unless the process fetching is gone (SIGKILL) */
+
     if (j->fetch_until
-        && (ngx_msec_int_t) (j->fetch_until - ngx_current_msec) > 0)
+        && (ngx_msec_int_t) (j->fetch_until - ngx_current_msec) > 0
+        && !ngx_http_stytch_tat_cache_gone(j->fetch_pid))
     {
         return NGX_BUSY;
     }
@@ -353,7 +462,11 @@ ngx_http_stytch_tat_stytch_jwks_due(ngx_http_stytch_tat_jwks_shm_t *j,
         return NGX_DECLINED;
     }
 
-    return (j->doc == NULL || now - j->fetched >= lcf->jwks_refresh)
+    /* another source's document, after a reload: fetch this one's now */
+
+    return (j->doc == NULL || now - j->fetched >= lcf->jwks_refresh
+            || ngx_memcmp(j->source, lcf->jwks_source,
+                          NGX_HTTP_STYTCH_TAT_SOURCE_LEN) != 0)
            ? NGX_OK : NGX_DECLINED;
 }
 
@@ -406,6 +519,17 @@ ngx_http_stytch_tat_stytch_jwks_parse(ngx_http_request_t *r,
         keys = NULL;
     }
 
+    /* once per worker and document: what it leaves out, tokens will miss */
+
+    if (keys && ngx_http_stytch_tat_verify_keys_skipped(keys)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "stytch_tat: Stytch's session JWKS in "
+                      "stytch_tat_zone \"%V\": %uz key(s) not used, the "
+                      "first for %s",
+                      &zone->shm_zone->shm.name,
+                      ngx_http_stytch_tat_verify_keys_skipped(keys), reason);
+    }
+
     ngx_free(doc);
 
     if (zone->keys) {
@@ -430,6 +554,7 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
     u_char                             *doc;
+    ngx_uint_t                          same;
     const char                         *reason;
     ngx_http_stytch_tat_zone_t         *zone;
     ngx_http_stytch_tat_jwks_shm_t     *j;
@@ -443,7 +568,7 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
     keys = NULL;
     reason = NULL;
 
-    if (ctx->sr_misrouted || !ctx->credentials_added) {
+    if (ctx->sr_misrouted || !ctx->sr_checked) {
         reason = "the URI reached no location that proxies to Stytch";
 
     } else if (ctx->sr_too_big) {
@@ -482,18 +607,35 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    doc = ngx_slab_alloc_locked(zone->shpool, ctx->sr_body.len);
+    /*
+     * The same document again (a refresh): its generation stays, and so
+     * do the verifications made with it.  A new one invalidates them all,
+     * a key it no longer has among them.
+     */
+
+    same = (j->doc != NULL && j->len == ctx->sr_body.len
+            && ngx_memcmp(j->doc, ctx->sr_body.data, j->len) == 0
+            && ngx_memcmp(j->source, lcf->jwks_source,
+                          NGX_HTTP_STYTCH_TAT_SOURCE_LEN) == 0);
+
+    doc = same ? j->doc : ngx_slab_alloc_locked(zone->shpool,
+                                                ctx->sr_body.len);
 
     if (doc) {
-        ngx_memcpy(doc, ctx->sr_body.data, ctx->sr_body.len);
+        if (!same) {
+            ngx_memcpy(doc, ctx->sr_body.data, ctx->sr_body.len);
 
-        if (j->doc) {
-            ngx_slab_free_locked(zone->shpool, j->doc);
+            if (j->doc) {
+                ngx_slab_free_locked(zone->shpool, j->doc);
+            }
+
+            j->doc = doc;
+            j->len = ctx->sr_body.len;
+            j->generation++;
+            ngx_memcpy(j->source, lcf->jwks_source,
+                       NGX_HTTP_STYTCH_TAT_SOURCE_LEN);
         }
 
-        j->doc = doc;
-        j->len = ctx->sr_body.len;
-        j->generation++;
         j->fetched = ngx_time();
         j->kid_at = j->fetched;
         j->retry_at = 0;
@@ -516,8 +658,8 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "stytch_tat: Stytch's session JWKS fetched through \"%V\" "
-                  "into stytch_tat_zone \"%V\"", &ctx->sr_uri,
-                  &zone->shm_zone->shm.name);
+                  "into stytch_tat_zone \"%V\"%s", &ctx->sr_uri,
+                  &zone->shm_zone->shm.name, same ? ", unchanged" : "");
 
     return NGX_OK;
 }

@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -29,6 +30,7 @@
 
 typedef struct {
     EVP_PKEY                          *pkey;
+    unsigned                           ambiguous:1;  /* another key's kid */
     size_t                             kid_len;
     char                               kid[NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX
                                            + 1];
@@ -72,6 +74,11 @@ static int ngx_http_stytch_tat_verify_copy_out(json_t *claims,
     ngx_http_stytch_tat_verify_result_t *res);
 static const char *ngx_http_stytch_tat_verify_string(json_t *v,
     size_t *len);
+static int ngx_http_stytch_tat_verify_printable(const char *s, size_t len);
+static int ngx_http_stytch_tat_verify_typ(json_t *header);
+static int ngx_http_stytch_tat_verify_times(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res);
 
 
 static const char *const  ngx_http_stytch_tat_verify_names[] = {
@@ -86,6 +93,9 @@ static const char *const  ngx_http_stytch_tat_verify_names[] = {
     "not_yet_valid",
     "too_big",
     "binding",
+    "typ",
+    "lifetime",
+    "kid_ambiguous",
     "error"
 };
 
@@ -268,8 +278,9 @@ static int
 ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
     json_t *jwk, const char **why)
 {
-    int                                bits;
+    int                                bits, found;
     size_t                             i, kid_len;
+    json_t                            *ops, *op;
     BIGNUM                            *n, *e;
     EVP_PKEY                          *pkey;
     const char                        *kty, *alg, *use, *kid;
@@ -300,6 +311,27 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
         return -1;
     }
 
+    /* RFC 7517 4.3: jose passes over a key not for "verify" */
+
+    ops = json_object_get(jwk, "key_ops");
+
+    if (ops != NULL) {
+        found = 0;
+
+        json_array_foreach(ops, i, op) {
+            if (json_is_string(op) && strcmp(json_string_value(op), "verify")
+                                      == 0)
+            {
+                found = 1;
+            }
+        }
+
+        if (!json_is_array(ops) || !found) {
+            *why = "a key whose key_ops exclude \"verify\"";
+            return -1;
+        }
+    }
+
     kid = ngx_http_stytch_tat_verify_string(json_object_get(jwk, "kid"),
                                             &kid_len);
 
@@ -308,14 +340,6 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
         return -1;
     }
 
-    for (i = 0; i < keys->nkeys; i++) {
-        if (keys->key[i].kid_len == kid_len
-            && memcmp(keys->key[i].kid, kid, kid_len) == 0)
-        {
-            *why = "a key with the kid of an earlier one";
-            return -1;
-        }
-    }
 
     n = ngx_http_stytch_tat_verify_bn(jwk, "n");
     e = ngx_http_stytch_tat_verify_bn(jwk, "e");
@@ -350,6 +374,23 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
     if (pkey == NULL) {
         *why = "an RSA key OpenSSL cannot use";
         goto done;
+    }
+
+    /*
+     * Two usable keys under one kid: jose (and so Stytch's SDK) refuses
+     * the tokens naming it rather than pick one, and so does the module.
+     */
+
+    for (i = 0; i < keys->nkeys; i++) {
+        if (keys->key[i].kid_len == kid_len
+            && memcmp(keys->key[i].kid, kid, kid_len) == 0)
+        {
+            keys->key[i].ambiguous = 1;
+            *why = "two keys with one kid";
+            EVP_PKEY_free(pkey);
+            pkey = NULL;
+            goto done;
+        }
     }
 
     key = &keys->key[keys->nkeys++];
@@ -657,8 +698,12 @@ ngx_http_stytch_tat_verify_copy_out(json_t *claims,
         ? NULL : json_object_getn(claims, params->claim, params->claim_len);
 
     if (json_is_string(v)) {
-        src[3].data = json_string_value(v);
-        src[3].len = json_string_length(v);
+        if (ngx_http_stytch_tat_verify_printable(json_string_value(v),
+                                                 json_string_length(v)))
+        {
+            src[3].data = json_string_value(v);
+            src[3].len = json_string_length(v);
+        }
 
     } else if (v != NULL) {
         dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -708,15 +753,124 @@ ngx_http_stytch_tat_verify_copy_out(json_t *claims,
 }
 
 
+/*
+ * exp, iat and nbf.  Stytch's are integers (a fraction is not theirs), and
+ * so bounded that no sum below overflows: iat <= now + skew, exp <= iat +
+ * max_lifetime.
+ */
+
+static int
+ngx_http_stytch_tat_verify_times(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    json_t     *exp, *iat, *nbf;
+    long long   leeway, skew;
+
+    leeway = params->leeway;
+    skew = params->skew;
+
+    if (leeway < 0) {
+        leeway = 0;
+
+    } else if (leeway > NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX) {
+        leeway = NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX;
+    }
+
+    if (skew < 0) {
+        skew = 0;
+
+    } else if (skew > NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX) {
+        skew = NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX;
+    }
+
+    exp = json_object_get(claims, "exp");
+    iat = json_object_get(claims, "iat");
+    nbf = json_object_get(claims, "nbf");
+
+    if (!json_is_integer(exp) || !json_is_integer(iat)
+        || (nbf != NULL && !json_is_integer(nbf))
+        || res->exp < 0 || res->iat < 0)
+    {
+        res->reason = "exp or iat missing, or exp, iat or nbf not a "
+                      "non-negative integer";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    }
+
+    if (res->iat > params->now + skew
+        || (nbf != NULL && res->nbf > params->now + skew))
+    {
+        res->reason = "not valid yet (iat or nbf)";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_NOT_YET_VALID;
+    }
+
+    if (res->exp < res->iat || res->exp - res->iat > params->max_lifetime) {
+        res->reason = "exp before iat, or too long after it";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_LIFETIME;
+    }
+
+    if (res->exp <= params->now - leeway) {
+        res->reason = "expired";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_EXPIRED;
+    }
+
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
+
+
+/*
+ * jose's check of typ (jwtVerify's "typ" option, as Stytch's SDK sets it):
+ * a string equal to "JWT" in any case, "application/" before it allowed.
+ */
+
+static int
+ngx_http_stytch_tat_verify_typ(json_t *header)
+{
+    size_t       len;
+    const char  *typ;
+
+    typ = ngx_http_stytch_tat_verify_string(json_object_get(header, "typ"),
+                                            &len);
+    if (typ == NULL) {
+        return 0;
+    }
+
+    if (len > sizeof("application/") - 1
+        && strncasecmp(typ, "application/", sizeof("application/") - 1) == 0)
+    {
+        typ += sizeof("application/") - 1;
+        len -= sizeof("application/") - 1;
+    }
+
+    return len == 3 && strncasecmp(typ, "jwt", 3) == 0;
+}
+
+
+/* no C0 control character and no DEL: safe in a header or a log line */
+
+static int
+ngx_http_stytch_tat_verify_printable(const char *s, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) s[i] < 0x20 || (unsigned char) s[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static int
 ngx_http_stytch_tat_verify_claims(json_t *claims,
     const ngx_http_stytch_tat_verify_params_t *params,
     ngx_http_stytch_tat_verify_result_t *res)
 {
-    int          found;
-    json_t      *aud, *v, *nbf;
+    int          rc, found;
+    json_t      *aud, *v;
     size_t       i, len, plen;
-    long long    leeway;
     const char  *s;
 
     plen = sizeof(NGX_HTTP_STYTCH_TAT_VERIFY_ISS_PREFIX) - 1;
@@ -761,35 +915,6 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
         return NGX_HTTP_STYTCH_TAT_VERIFY_AUD;
     }
 
-    leeway = params->leeway;
-
-    if (leeway < 0) {
-        leeway = 0;
-
-    } else if (leeway > NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX) {
-        leeway = NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX;
-    }
-
-    /* Stytch's numeric dates are integers; a fraction is not theirs */
-
-    v = json_object_get(claims, "exp");
-    nbf = json_object_get(claims, "nbf");
-
-    if (!json_is_integer(v) || (nbf != NULL && !json_is_integer(nbf))) {
-        res->reason = "exp missing, or exp or nbf not an integer";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-    }
-
-    if (res->exp <= params->now - leeway) {
-        res->reason = "expired";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_EXPIRED;
-    }
-
-    if (nbf != NULL && res->nbf > params->now + leeway) {
-        res->reason = "not valid yet (nbf)";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_NOT_YET_VALID;
-    }
-
     if (res->sub.data == NULL) {
         res->reason = "no sub";
         return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
@@ -798,6 +923,24 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
     if (res->session_id.data == NULL) {
         res->reason = "no https://stytch.com/session id";
         return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    }
+
+    /* they go upstream as headers: a CR or LF there would split them */
+
+    if (!ngx_http_stytch_tat_verify_printable(res->sub.data, res->sub.len)
+        || !ngx_http_stytch_tat_verify_printable(res->session_id.data,
+                                                 res->session_id.len)
+        || !ngx_http_stytch_tat_verify_printable(res->organization_id.data,
+                                                 res->organization_id.len))
+    {
+        res->reason = "a sub, session or organization id with control "
+                      "characters";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    }
+
+    rc = ngx_http_stytch_tat_verify_times(claims, params, res);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        return rc;
     }
 
     if (params->expected.data == NULL) {
@@ -844,6 +987,7 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
     if (params == NULL || params->project_id == NULL
         || params->project_id_len == 0
         || params->now < 0 || params->now > NGX_HTTP_STYTCH_TAT_VERIFY_NOW_MAX
+        || params->max_lifetime < 1 || params->max_lifetime > (1LL << 31)
         || (params->expected.data != NULL && params->claim == NULL)
         || (token == NULL && len != 0))
     {
@@ -912,6 +1056,12 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
         goto done;
     }
 
+    if (!ngx_http_stytch_tat_verify_typ(header)) {
+        res->reason = "typ is not JWT";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_TYP;
+        goto done;
+    }
+
     /* RFC 7515 4.1.11: no extension is understood here, so none is */
 
     if (json_object_get(header, "crit") != NULL) {
@@ -947,6 +1097,12 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
     if (pkey == NULL) {
         res->reason = "kid not in the JWKS";
         rc = NGX_HTTP_STYTCH_TAT_VERIFY_UNKNOWN_KID;
+        goto done;
+    }
+
+    if (keys->key[i].ambiguous) {
+        res->reason = "kid of two keys in the JWKS";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_KID_AMBIGUOUS;
         goto done;
     }
 

@@ -31,14 +31,25 @@
 #define NGX_HTTP_STYTCH_TAT_VERIFY_NOT_YET_VALID  8
 #define NGX_HTTP_STYTCH_TAT_VERIFY_TOO_BIG        9
 #define NGX_HTTP_STYTCH_TAT_VERIFY_BINDING        10
-#define NGX_HTTP_STYTCH_TAT_VERIFY_ERROR          11 /* memory, bad params */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_TYP            11 /* typ is not JWT */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_LIFETIME       12 /* exp - iat too long */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_KID_AMBIGUOUS  13 /* two keys, one kid */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_ERROR          14 /* memory, bad params */
 
-#define NGX_HTTP_STYTCH_TAT_VERIFY_NCODES         12
+#define NGX_HTTP_STYTCH_TAT_VERIFY_NCODES         15
 
-/* the leeway on exp and nbf that the module uses unless told otherwise */
-#define NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY         30
+/*
+ * The leeway on exp that the module uses unless told otherwise: none, as
+ * Stytch's SDKs (a revoked session's JWT lives no longer at the edge than
+ * in the SDK).  nbf and iat allow clock skew: the leeway, and at least
+ * SKEW seconds.
+ */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY         0
+#define NGX_HTTP_STYTCH_TAT_VERIFY_SKEW           30
 /* a larger leeway is taken as this one: clock skew, not a second life */
 #define NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY_MAX     300
+/* Stytch's session JWTs live iat + 300 s: exp - iat may be no longer */
+#define NGX_HTTP_STYTCH_TAT_VERIFY_LIFETIME_MAX   300
 
 /* Stytch's session JWTs are about 1 KB; cookies end at 4 KB anyway */
 #define NGX_HTTP_STYTCH_TAT_VERIFY_TOKEN_MAX      8192
@@ -63,14 +74,21 @@ typedef struct {
     const char                   *project_id;
     size_t                        project_id_len;
 
-    /* seconds since the epoch; the leeway on exp and nbf, 0..LEEWAY_MAX */
+    /*
+     * seconds since the epoch; the leeway on exp, 0..LEEWAY_MAX; how far
+     * in the future nbf and iat may be (clock skew), 0..LEEWAY_MAX; the
+     * longest exp - iat, 1..2^31
+     */
     long long                     now;
     long long                     leeway;
+    long long                     skew;
+    long long                     max_lifetime;
 
     /*
      * An optional top-level claim (the identity binding the module sets
      * through session_custom_claims) to copy out; when expected.data is
      * set, the claim must be a JSON string equal to it, else BINDING.
+     * A string claim with control characters is copied out as empty.
      */
     const char                   *claim;
     size_t                        claim_len;
@@ -87,8 +105,10 @@ typedef struct {
  * organization_id (of https://stytch.com/organization), the claim the
  * caller named and the times are read only once the signature has
  * verified, and are the identity only when the result is OK; after
- * ISS, AUD, EXPIRED, NOT_YET_VALID or BINDING they say whose token it was,
- * for the log line.  kid is the token's, as soon as the header is read:
+ * ISS, AUD, EXPIRED, NOT_YET_VALID, LIFETIME or BINDING they say whose
+ * token it was, for the log line.  sub, the session id and the
+ * organization id are free of control characters (a token whose ids have
+ * any is MALFORMED): they are headed upstream.  kid is the token's, as soon as the header is read:
  * chosen by whoever sent the token, like the other strings before OK, so
  * escape them all before logging.
  */
@@ -115,10 +135,12 @@ typedef struct {
 /*
  * Parses a JWKS document into a key set.  Keys that are not RSA for
  * RS256 signatures (kty "RSA"; alg "RS256" or absent; use "sig" or
- * absent), that have no kid or one longer than KID_MAX, a modulus outside
- * RSA_MIN_BITS..RSA_MAX_BITS, an even or tiny exponent or one over 64
- * bits, base64url that is not strict, or a kid an earlier key has, are
- * skipped and counted.
+ * absent; key_ops, if present, an array with "verify"), that have no kid
+ * or one longer than KID_MAX, a modulus outside RSA_MIN_BITS..RSA_MAX_BITS,
+ * an even or tiny exponent or one over 64 bits, or base64url that is not
+ * strict, are skipped and counted.  Two usable keys under one kid make
+ * that kid ambiguous, as jose finds it (JWKSMultipleMatchingKeys): a token
+ * naming it is refused (KID_AMBIGUOUS), and the kid counts as skipped.
  *
  * Returns 0 and a key set to free with ngx_http_stytch_tat_verify_keys_free()
  * when at least one key is usable; *reason then names why the first
@@ -141,17 +163,21 @@ void ngx_http_stytch_tat_verify_keys_free(
 /*
  * Verifies a compact JWS Stytch session JWT of len bytes, in this order:
  * size (TOO_BIG over TOKEN_MAX); three strict base64url parts and a header
- * JSON object (MALFORMED); alg exactly "RS256" (ALG); no "crit" and a kid
- * (MALFORMED if not, or too long) in keys (UNKNOWN_KID; keys may be NULL:
- * no JWKS yet); the RSASSA-PKCS1-v1_5 SHA-256 signature (SIGNATURE); the
- * claims a JSON object without duplicate names, nested at most DEPTH_MAX
- * deep (MALFORMED); iss (ISS); aud (AUD); an integer exp with now < exp +
- * leeway (EXPIRED); nbf, if present, an integer with nbf <= now + leeway
- * (NOT_YET_VALID); a sub and a session id (MALFORMED); the binding claim
- * (BINDING).
+ * JSON object (MALFORMED); alg exactly "RS256" (ALG); typ "JWT" as jose
+ * compares it, case aside and "application/" allowed (TYP); no "crit" and
+ * a kid (MALFORMED if not, or too long) in keys (UNKNOWN_KID; keys may be
+ * NULL: no JWKS yet) naming one key only (KID_AMBIGUOUS); the
+ * RSASSA-PKCS1-v1_5 SHA-256 signature (SIGNATURE); the claims a JSON
+ * object without duplicate names, nested at most DEPTH_MAX deep
+ * (MALFORMED); iss (ISS); aud (AUD); exp and iat non-negative integers,
+ * nbf absent or one (MALFORMED); iat <= now + skew and nbf <= now + skew
+ * (NOT_YET_VALID); iat <= exp <= iat + max_lifetime (LIFETIME); now < exp
+ * + leeway (EXPIRED); a sub and a session id without control characters
+ * (MALFORMED); the binding claim (BINDING).
  *
  * ERROR: out of memory, or parameters the caller got wrong (no project
- * id, now outside 0..2^62, an expected value without a claim name).
+ * id, now outside 0..2^62, max_lifetime outside 1..2^31, an expected
+ * value without a claim name).
  * res is always set (res->reason too) and must always be freed.
  */
 int ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,

@@ -37,6 +37,9 @@
 //                      stytch_tat_identity = --binding (both random by default)
 //   new_kid            like valid, but with --kid in the header: for a key
 //                      the project has rotated to (give --key of that key)
+//   no_typ             like valid, without "typ" in the header (typ)
+//   typ_other          like valid, with "typ": "at+jwt" (typ)
+//   iat_string         like valid, with iat a string of digits (malformed)
 //
 // Exit status: 0, 2 for bad usage.
 
@@ -135,9 +138,10 @@ function stytchClaims(user, session, more = {}) {
 
 async function signed(key, {
   alg = 'RS256', k = headerKid, iss = `stytch.com/${project}`, aud = [project], user = sub,
-  session = sessionId, iat = now, nbf = now, exp = now + lifetime, more = extra,
+  session = sessionId, iat = now, nbf = now, exp = now + lifetime, more = extra, typ = 'JWT',
 } = {}) {
-  const header = { alg, typ: 'JWT' };
+  const header = { alg };
+  if (typ !== null) header.typ = typ;
   if (k !== null) header.kid = k;
   return new SignJWT(stytchClaims(user, session, more))
     .setProtectedHeader(header)
@@ -195,6 +199,15 @@ if (priv) {
       more: { ...extra, stytch_tat_identity: values.binding ?? base64url.encode(randomBytes(32)) },
     }),
     new_kid: async () => signed(priv, { k: headerKid }),
+    no_typ: async () => signed(priv, { typ: null }),
+    typ_other: async () => signed(priv, { typ: 'at+jwt' }),
+    // jose writes only numbers: the claims as text, signed as bytes
+    iat_string: async () => {
+      const claims = JSON.parse(new TextDecoder().decode(base64url.decode((await signed(priv)).split('.')[1])));
+      claims.iat = String(claims.iat);
+      return new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
+        .setProtectedHeader({ alg: 'RS256', kid: headerKid, typ: 'JWT' }).sign(priv);
+    },
   });
 }
 

@@ -610,6 +610,8 @@ test_cache_state_fail(void **state)
     assert_int_equal(e.refreshing, 0);
     assert_int_equal(e.negative, 0);
     assert_int_equal(e.jwt_exp, NOW + 50);
+    assert_int_equal(e.refresh_failed, 1);
+    assert_true(e.failed_at == NOW_MS);
 
     /* a failed attest: FAILED, with or without negative caching */
 
@@ -739,4 +741,45 @@ test_cache_state_expired(void **state)
     assert_true(EXPIRED(e, NOW + 1, NOW_MS));
 
 #undef EXPIRED
+}
+
+
+/*
+ * After a failed refresh the JWT, valid still, serves as STALE for the
+ * backoff, with no call; then one request refreshes again; a JWT past
+ * its exp is never served, backoff or not.
+ */
+
+void
+test_cache_state_refresh_backoff(void **state)
+{
+    ngx_http_stytch_tat_entry_t     e;
+    ngx_http_stytch_tat_decision_t  d;
+
+    (void) state;
+
+    e = session(NOW + 3600, NOW + 50);
+    e.leased = 1;
+    e.refreshing = 1;
+    e.lease_until = NOW_MS + 10;
+    assert_int_equal(ngx_http_stytch_tat_cache_state_fail(&e, NOW_MS, 0), 1);
+
+    d = decide(&e, at(NOW, NOW_MS, 0));
+    expect(&d, HIT, S_STALE, 0, 1);
+
+    d = decide(&e, at(NOW + 4, NOW_MS
+                      + NGX_HTTP_STYTCH_TAT_REFRESH_BACKOFF_MS - 1, 0));
+    expect(&d, HIT, S_STALE, 0, 1);
+
+    d = decide(&e, at(NOW + 5, NOW_MS
+                      + NGX_HTTP_STYTCH_TAT_REFRESH_BACKOFF_MS, 0));
+    expect(&d, REFRESH, S_EXPIRED, 1, 1);
+    expect_lease(&d, SESSION, 1, NOW_MS
+                 + NGX_HTTP_STYTCH_TAT_REFRESH_BACKOFF_MS);
+
+    /* within the backoff, but the JWT has ended: refresh, never serve */
+
+    e.jwt_exp = NOW;
+    d = decide(&e, at(NOW, NOW_MS + 1, 0));
+    expect(&d, REFRESH, S_EXPIRED, 1, 1);
 }

@@ -97,6 +97,7 @@ main(void)
         cmocka_unit_test(test_cache_state_fail),
         cmocka_unit_test(test_cache_state_release),
         cmocka_unit_test(test_cache_state_expired),
+        cmocka_unit_test(test_cache_state_refresh_backoff),
 
         cmocka_unit_test_setup_teardown(test_verify_fixture_tokens, test_verify_setup,
                                         test_verify_teardown),

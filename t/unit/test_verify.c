@@ -143,6 +143,9 @@ test_verify_setup(void **state)
     fx.params.now = json_integer_value(json_object_get(fx.root, "now"));
     fx.params.leeway = json_integer_value(json_object_get(fx.root,
                                                           "leeway"));
+    fx.params.skew = json_integer_value(json_object_get(fx.root, "skew"));
+    fx.params.max_lifetime = json_integer_value(json_object_get(fx.root,
+                                                         "max_lifetime"));
 
     jwks = json_dumps(json_object_get(fx.root, "jwks"), JSON_COMPACT);
 
@@ -427,6 +430,8 @@ test_verify_times(void **state)
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         params.now = (cases[i].base_exp ? exp : nbf) + cases[i].delta;
         params.leeway = cases[i].leeway;
+        /* nbf (= iat) against the skew, exp against the leeway */
+        params.skew = cases[i].leeway;
 
         if (run(fx_token("valid"), &params, &res) != cases[i].rc) {
             fail_msg("case %zu: now %lld, leeway %lld: %s", i, params.now,
@@ -436,8 +441,9 @@ test_verify_times(void **state)
         ngx_http_stytch_tat_verify_result_free(&res);
     }
 
-    /* a token without nbf is valid from any time before its exp */
-    params.now = 0;
+    /* a token without nbf is valid from its iat, less the skew */
+    params.now = nbf - NGX_HTTP_STYTCH_TAT_VERIFY_SKEW;
+    params.skew = NGX_HTTP_STYTCH_TAT_VERIFY_SKEW;
     params.leeway = NGX_HTTP_STYTCH_TAT_VERIFY_LEEWAY;
     assert_int_equal(run(fx_token("no_nbf"), &params, &res),
                      NGX_HTTP_STYTCH_TAT_VERIFY_OK);
@@ -498,6 +504,18 @@ test_verify_params(void **state)
     ngx_http_stytch_tat_verify_result_free(&res);
 
     params.now = 0x7fffffffffffffffLL;
+    assert_int_equal(run(token, &params, &res),
+                     NGX_HTTP_STYTCH_TAT_VERIFY_ERROR);
+    ngx_http_stytch_tat_verify_result_free(&res);
+
+    /* no bound on exp - iat, or one past 2^31 */
+    params = fx.params;
+    params.max_lifetime = 0;
+    assert_int_equal(run(token, &params, &res),
+                     NGX_HTTP_STYTCH_TAT_VERIFY_ERROR);
+    ngx_http_stytch_tat_verify_result_free(&res);
+
+    params.max_lifetime = (1LL << 31) + 1;
     assert_int_equal(run(token, &params, &res),
                      NGX_HTTP_STYTCH_TAT_VERIFY_ERROR);
     ngx_http_stytch_tat_verify_result_free(&res);
@@ -766,13 +784,14 @@ expect_refused(char *jwks, const char *why)
 void
 test_verify_jwks_refused(void **state)
 {
-    int                                 i;
-    long                                len;
-    char                               *s, *big, kid[32];
-    json_t                             *doc, *arr, *jwk;
-    unsigned char                      *raw;
-    const char                         *n, *reason;
-    ngx_http_stytch_tat_verify_keys_t  *keys;
+    int                                   i;
+    long                                  len;
+    char                                 *s, *big, kid[32];
+    json_t                               *doc, *arr, *jwk;
+    unsigned char                        *raw;
+    const char                           *n, *reason, *token;
+    ngx_http_stytch_tat_verify_keys_t    *keys;
+    ngx_http_stytch_tat_verify_result_t   res;
 
     (void) state;
 
@@ -859,7 +878,10 @@ test_verify_jwks_refused(void **state)
                    "over 8192");
     free(big);
 
-    /* a second key under the same kid is skipped, the first kept */
+    /*
+     * A second key under the same kid is skipped and makes the kid
+     * ambiguous, as for jose: the tokens naming it are refused.
+     */
     s = fx_dump("jwks");
     doc = json_loads(s, 0, NULL);
     free(s);
@@ -869,9 +891,14 @@ test_verify_jwks_refused(void **state)
                     json_object_get(json_array_get(arr, 0), "kid"));
     s = json_dumps(doc, JSON_COMPACT);
     assert_int_equal(keys_parse(s, &keys, &reason), 0);
-    assert_int_equal(ngx_http_stytch_tat_verify_keys_count(keys), 1);
-    assert_int_equal(ngx_http_stytch_tat_verify_keys_skipped(keys), 4);
-    assert_string_equal(reason, "a key with the kid of an earlier one");
+    assert_int_equal(ngx_http_stytch_tat_verify_keys_count(keys), 2);
+    assert_int_equal(ngx_http_stytch_tat_verify_keys_skipped(keys), 6);
+    assert_string_equal(reason, "two keys with one kid");
+    token = fx_token("valid");
+    assert_int_equal(ngx_http_stytch_tat_verify(keys, &fx.params, token,
+                                                strlen(token), &res),
+                     NGX_HTTP_STYTCH_TAT_VERIFY_KID_AMBIGUOUS);
+    ngx_http_stytch_tat_verify_result_free(&res);
     ngx_http_stytch_tat_verify_keys_free(keys);
     free(s);
 

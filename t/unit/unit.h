@@ -173,6 +173,7 @@ void test_cache_state_clock_wraps(void **state);
 void test_cache_state_fail(void **state);
 void test_cache_state_release(void **state);
 void test_cache_state_expired(void **state);
+void test_cache_state_refresh_backoff(void **state);
 
 /* test_verify.c: each test with the fixture loaded and freed */
 int test_verify_setup(void **state);

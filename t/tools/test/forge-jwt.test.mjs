@@ -79,6 +79,15 @@ describe('forge-jwt.mjs', () => {
     await fails('malformed_base64', errors.JWSInvalid);
     await fails('malformed_header', errors.JWSInvalid);
     await fails('malformed_json', errors.JWTInvalid);
+    // what Stytch's SDK refuses with its options (typ "JWT"), jose alone not
+    await verify(all.no_typ);
+    await fails('no_typ', errors.JWTClaimValidationFailed, { typ: 'JWT' });
+    assert.equal(decodeProtectedHeader(all.no_typ).typ, undefined);
+    await verify(all.typ_other);
+    await fails('typ_other', errors.JWTClaimValidationFailed, { typ: 'JWT' });
+    await verify(all.valid, { typ: 'JWT' });
+    await fails('iat_string', errors.JWTClaimValidationFailed);
+    assert.equal(typeof decodeJwt(all.iat_string).iat, 'string');
     await verify(all.oversized);
     assert.ok(all.oversized.length > 8192 && all.oversized.length < 10000, `oversized: ${all.oversized.length} bytes`);
     assert.ok(all.oversized_unsigned.length > 8192);
