@@ -24,21 +24,38 @@ static int ngx_http_stytch_tat_field(json_t *obj, const char *name,
     ngx_http_stytch_tat_field_t *field);
 
 
+/*
+ * A non-empty string without control characters: the session's strings
+ * go into headers, cookies and variables, error_type into
+ * $stytch_tat_error, where a CR or LF would split them.
+ */
+
 static int
 ngx_http_stytch_tat_field(json_t *obj, const char *name,
     ngx_http_stytch_tat_field_t *field)
 {
-    json_t  *v;
+    size_t       i;
+    json_t      *v;
+    const char  *s;
+
+    field->data = NULL;
+    field->len = 0;
 
     v = json_object_get(obj, name);
 
     if (!json_is_string(v) || json_string_length(v) == 0) {
-        field->data = NULL;
-        field->len = 0;
         return -1;
     }
 
-    field->data = json_string_value(v);
+    s = json_string_value(v);
+
+    for (i = 0; i < json_string_length(v); i++) {
+        if ((unsigned char) s[i] < 0x20 || (unsigned char) s[i] == 0x7f) {
+            return -1;
+        }
+    }
+
+    field->data = s;
     field->len = json_string_length(v);
 
     return 0;
@@ -79,8 +96,14 @@ ngx_http_stytch_tat_response_parse(const unsigned char *body, size_t len,
             return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
         }
 
-        (void) ngx_http_stytch_tat_field(root, "error_message",
-                                         &resp->error_message);
+        /* for the log only, which escapes it */
+
+        resp->error_message.data = json_string_value(
+                                  json_object_get(root, "error_message"));
+        resp->error_message.len = resp->error_message.data
+                        ? json_string_length(json_object_get(root,
+                                                         "error_message"))
+                        : 0;
 
         return NGX_HTTP_STYTCH_TAT_RESPONSE_ERROR;
     }
@@ -122,7 +145,7 @@ ngx_http_stytch_tat_response_session(json_t *root,
                 || ngx_http_stytch_tat_field(session, "user_id",
                                              &resp->user_id) != 0))
         {
-            resp->reason = "no \"user_id\"";
+            resp->reason = "no usable \"user_id\"";
             return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
         }
     }
@@ -140,14 +163,14 @@ ngx_http_stytch_tat_response_session(json_t *root,
     if (ngx_http_stytch_tat_field(root, "session_token", &resp->session_token)
         != 0)
     {
-        resp->reason = "no \"session_token\"";
+        resp->reason = "no usable \"session_token\"";
         return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
     }
 
     if (ngx_http_stytch_tat_field(root, "session_jwt", &resp->session_jwt)
         != 0)
     {
-        resp->reason = "no \"session_jwt\"";
+        resp->reason = "no usable \"session_jwt\"";
         return NGX_HTTP_STYTCH_TAT_RESPONSE_MALFORMED;
     }
 

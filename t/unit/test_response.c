@@ -177,14 +177,22 @@ test_response_malformed(void **state)
         { 200, "not json", "not a JSON object" },
         { 200, "[1,2]", "not a JSON object" },
         { 200, "{\"user_id\":\"u\",\"user_id\":\"v\"}", "not a JSON object" },
-        { 200, "{\"session_token\":\"t\"}", "no \"user_id\"" },
+        { 200, "{\"session_token\":\"t\"}", "no usable \"user_id\"" },
         { 200, "{\"user_id\":\"u\"}", "no session object" },
+        /* a CR LF would split a header: such a string is no value */
+        { 200, "{\"user_id\":\"u\\r\\nX-Stytch-User-Id: v\"}",
+          "no usable \"user_id\"" },
+        { 200, "{\"user_id\":\"u\",\"session_token\":\"t\\n\","
+               "\"session\":{\"session_id\":\"s\"}}",
+          "no usable \"session_token\"" },
+        { 400, "{\"error_type\":\"x\\r\\nSet-Cookie: a=b\"}",
+          "error answer without \"error_type\"" },
         { 200, "{\"user_id\":\"u\",\"session\":{}}", "no session id" },
         { 200, "{\"user_id\":\"u\",\"session\":{\"session_id\":\"s\"}}",
-          "no \"session_token\"" },
+          "no usable \"session_token\"" },
         { 200, "{\"user_id\":\"u\",\"session_token\":\"t\","
                "\"session\":{\"session_id\":\"s\"}}",
-          "no \"session_jwt\"" },
+          "no usable \"session_jwt\"" },
         { 200, "{\"user_id\":\"u\",\"session_token\":\"t\","
                "\"session_jwt\":\"" JWT_EXP "\","
                "\"session\":{\"session_id\":\"s\"}}",
@@ -195,7 +203,7 @@ test_response_malformed(void **state)
                "\"expires_at\":\"2026-11-28T20:31:40Z\"}}",
           "a \"session_jwt\" without a readable \"exp\"" },
         { 200, "{\"user_id\":\"\",\"session_token\":\"t\"}",
-          "no \"user_id\"" },
+          "no usable \"user_id\"" },
         { 429, "{\"status_code\":429}", "error answer without \"error_type\"" },
         { 502, "<html>bad gateway</html>", "not a JSON object" },
     };
