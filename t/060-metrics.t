@@ -320,8 +320,26 @@ for my $zone (keys %{ $json->{zones} }) {
     (my $esc = $zone) =~ s/(["\\])/\\$1/g;
     %want = (%want, from_json($esc, $json->{zones}{$zone}));
 }
-my %got = map { $_ => $samples{$_} } grep { !/^stytch_tat_info\{/ } keys %samples;
+my %got = map { $_ => $samples{$_} } keys %want;
 is_deeply(\%got, \%want, 'prometheus and json: the same series, the same numbers');
+
+# and whatever family is added to the table later: per zone, as many
+# numbers in the JSON (the histogram aside) as series in Prometheus, equal
+sub leaves {
+    my ($v) = @_;
+    return ref $v eq 'HASH' ? map { leaves($v->{$_}) } keys %$v : ($v);
+}
+for my $zone (sort keys %{ $json->{zones} }) {
+    (my $esc = $zone) =~ s/(["\\])/\\$1/g;
+    my %z = %{ $json->{zones}{$zone} };
+    delete $z{latency_ms};
+    my @j = sort { $a <=> $b } leaves(\%z);
+    my @p = sort { $a <=> $b }
+            map { $samples{$_} }
+            grep { /[{,]zone=\Q$esc\E[,}]/ && !/^stytch_tat_call_duration_seconds_/ }
+            keys %samples;
+    is_deeply(\@p, \@j, "zone $zone: the same numbers in both formats (" . @j . ')');
+}
 my ($version) = slurp("$root/src/ngx_http_stytch_tat_version.h")
     =~ /^#define\s+NGX_HTTP_STYTCH_TAT_VERSION\s+"([^"]+)"/m;
 is($samples{"stytch_tat_info{version=$version}"}, 1, 'prometheus: stytch_tat_info');
