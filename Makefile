@@ -34,7 +34,8 @@ NGX_LD_OPT  := -Wl,-z,relro -Wl,-z,now -fPIC $(EXTRA_LD_OPT)
 
 DEB_BUILD   := nginx-core nginx-dev libjansson-dev libssl-dev \
                libpcre2-dev zlib1g-dev
-DEB_TEST    := libcmocka-dev libtest-base-perl openssl curl clang
+# prometheus: promtool for t/060 and t/062, the server for t/061's scrape
+DEB_TEST    := libcmocka-dev libtest-base-perl openssl curl clang prometheus
 
 .PHONY: all deps deps-test test hardening unit run clang bench bench-hit \
         bench-peers bench-cold clean

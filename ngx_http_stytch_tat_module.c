@@ -53,6 +53,8 @@ static ngx_int_t ngx_http_stytch_tat_fingerprint(ngx_conf_t *cf,
     ngx_http_stytch_tat_main_conf_t *mcf, ngx_http_stytch_tat_loc_conf_t *conf);
 static ngx_int_t ngx_http_stytch_tat_cache_status_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_stytch_tat_call_time_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static char *ngx_http_stytch_tat_check_bounds(ngx_conf_t *cf, void *post,
@@ -378,6 +380,10 @@ static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
       ngx_http_stytch_tat_cache_status_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("stytch_tat_call_time"), NULL,
+      ngx_http_stytch_tat_call_time_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("stytch_session_claim_"), NULL,
       ngx_http_stytch_tat_client_claim_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
@@ -479,6 +485,39 @@ ngx_http_stytch_tat_cache_status_variable(ngx_http_request_t *r,
     v->no_cacheable = 0;
     v->not_found = 0;
     v->data = names[ctx->cache_status].data;
+
+    return NGX_OK;
+}
+
+
+/* seconds with millisecond resolution, as $upstream_response_time */
+
+static ngx_int_t
+ngx_http_stytch_tat_call_time_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                     *p;
+    ngx_http_stytch_tat_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
+
+    if (ctx == NULL || !ctx->called) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN + 4);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%T.%03M", (time_t) (ctx->call_time / 1000),
+                         ctx->call_time % 1000)
+             - p;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = p;
 
     return NGX_OK;
 }

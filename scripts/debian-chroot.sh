@@ -18,10 +18,10 @@ die() { printf 'debian-chroot.sh: %s\n' "$*" >&2; exit 1; }
 
 # packages inside: the build (nginx-dev's conf_flags needs dpkg-dev on sid),
 # the unit tests, the Debian package (build-essential), the harness (perl,
-# prove) and the emulator (nodejs)
+# prove), the emulator (nodejs) and Prometheus (t/060 to t/062)
 PACKAGES="nginx nginx-dev dpkg-dev build-essential gcc make libc6-dev libjansson-dev
     libssl-dev libpcre2-dev zlib1g-dev libcmocka-dev perl libtest-base-perl
-    curl openssl nodejs procps"
+    curl openssl nodejs procps prometheus"
 
 host_mirror() {
     local f

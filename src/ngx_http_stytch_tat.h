@@ -128,6 +128,14 @@ typedef struct {
 #define NGX_HTTP_STYTCH_TAT_COUNT_MINT_ES256      101
 #define NGX_HTTP_STYTCH_TAT_COUNT_MINT_EDDSA      102
 
+/* calls to Stytch with no session, a refused identity aside, by why */
+#define NGX_HTTP_STYTCH_TAT_FAIL_TOKEN_REFUSED    0   /* the module's token */
+#define NGX_HTTP_STYTCH_TAT_FAIL_CONFIGURATION    1   /* its setup: 500 */
+#define NGX_HTTP_STYTCH_TAT_FAIL_RATE_LIMITED     2   /* 429: 503 */
+#define NGX_HTTP_STYTCH_TAT_FAIL_ERROR            3   /* 502 */
+#define NGX_HTTP_STYTCH_TAT_FAIL_TIMEOUT          4   /* 504 */
+#define NGX_HTTP_STYTCH_TAT_NFAILS                5
+
 
 typedef struct {
     ngx_atomic_t                hits;
@@ -144,6 +152,7 @@ typedef struct {
     ngx_atomic_t                calls[NGX_HTTP_STYTCH_TAT_NCALLS];
     ngx_atomic_t                latency[NGX_HTTP_STYTCH_TAT_NBUCKETS];
     ngx_atomic_t                latency_sum; /* ms */
+    ngx_atomic_t                call_failures[NGX_HTTP_STYTCH_TAT_NFAILS];
 
     /* Stytch session JWTs verified here, and Stytch's JWKS */
     ngx_atomic_t                verify_ok;
@@ -363,6 +372,7 @@ typedef struct {
     ngx_uint_t                  sr_purpose;  /* NGX_HTTP_STYTCH_TAT_SR_* */
     ngx_str_t                   sr_uri;      /* the location it went to */
     ngx_msec_t                  started;
+    ngx_msec_t                  call_time;   /* $stytch_tat_call_time */
     ngx_uint_t                  sr_status;
     ngx_str_t                   sr_body;     /* Stytch's answer */
     ngx_uint_t                  log_level;   /* to restore, or 0 */
@@ -414,6 +424,7 @@ typedef struct {
                                                     was looked at */
     unsigned                    client_session:1;    /* and is the one */
     unsigned                    client_kept:1;   /* its cookies stand */
+    unsigned                    called:1;    /* call_time is set */
 } ngx_http_stytch_tat_ctx_t;
 
 

@@ -1024,6 +1024,10 @@ ngx_http_stytch_tat_exchange_done(ngx_http_request_t *sr, void *data,
 
     ctx->state = NGX_HTTP_STYTCH_TAT_STATE_ANSWERED;
 
+    /* $stytch_tat_call_time: every call this request waited for */
+    ctx->call_time += ngx_current_msec - ctx->started;
+    ctx->called = 1;
+
     /* a timeout or a failure of the upstream arrives as rc, not status */
 
     if (rc == NGX_ERROR || rc >= NGX_HTTP_SPECIAL_RESPONSE) {

@@ -426,10 +426,35 @@ void
 ngx_http_stytch_tat_outcome_count(ngx_http_stytch_tat_loc_conf_t *lcf,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t rc)
 {
-    ngx_uint_t  counter;
+    ngx_uint_t                    counter, fail;
+    ngx_http_stytch_tat_stats_t  *st;
 
     if (lcf->cache == NULL) {
         return;
+    }
+
+    /* why there is no session, but for a refused identity: by its status */
+
+    if (rc != NGX_OK && (!ctx->refused || ctx->token_refused)) {
+
+        if (ctx->token_refused) {
+            fail = NGX_HTTP_STYTCH_TAT_FAIL_TOKEN_REFUSED;
+
+        } else if (rc == NGX_HTTP_SERVICE_UNAVAILABLE) {
+            fail = NGX_HTTP_STYTCH_TAT_FAIL_RATE_LIMITED;
+
+        } else if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+            fail = NGX_HTTP_STYTCH_TAT_FAIL_TIMEOUT;
+
+        } else if (rc == NGX_HTTP_BAD_GATEWAY) {
+            fail = NGX_HTTP_STYTCH_TAT_FAIL_ERROR;
+
+        } else {
+            fail = NGX_HTTP_STYTCH_TAT_FAIL_CONFIGURATION;
+        }
+
+        st = &lcf->cache->sh->stats;
+        ngx_atomic_fetch_add(&st->call_failures[fail], 1);
     }
 
     if (ctx->cache_role == NGX_HTTP_STYTCH_TAT_CACHE_REFRESH) {

@@ -274,8 +274,8 @@ ok($s->{free} > 0 && $s->{free} < $s->{size}, 'status: zone free bytes');
 my $metrics = (http_request('GET', '/metrics'))[2];
 like($metrics, qr/^stytch_tat_cache_total\{zone="tat",status="hit"\} (\d+)$/m,
      'prometheus: hits');
-like($metrics, qr/^stytch_tat_call_latency_ms_bucket\{zone="tat",le="\+Inf"\} \d+$/m,
-     'prometheus: latency histogram');
+like($metrics, qr/^stytch_tat_call_duration_seconds_bucket\{zone="tat",le="\+Inf"\} \d+$/m,
+     'prometheus: the calls\' durations, a histogram');
 like($metrics, qr/^stytch_tat_zone_entries\{zone="tiny"\} 0$/m, 'prometheus: every zone');
 is($s->{jwt_hits}, 0, 'status: no $stytch_tat_jwt reused yet, none counted as a token hit');
 like($metrics, qr/^stytch_tat_jwt_cache_total\{zone="tat",status="hit"\} 0$/m,

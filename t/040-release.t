@@ -47,13 +47,15 @@ sub {
 
 
 
-=== TEST 2: the prometheus status has an info line with the version
+=== TEST 2: the prometheus status has an info family with the version
 --- config
 location = /metrics { stytch_tat_status prometheus; }
 --- request
 GET /metrics
 --- error_code: 200
 --- response_body
+# HELP stytch_tat_info The module's version, always 1.
+# TYPE stytch_tat_info gauge
 stytch_tat_info{version="$TEST_NGINX_VERSION"} 1
 
 
