@@ -795,7 +795,7 @@ ngx_http_stytch_tat_rbac_claims_jwt(const char *jwt, size_t n,
     p = (jwt == NULL) ? NULL : memchr(jwt, '.', n);
     dot = (p == NULL) ? NULL : memchr(p + 1, '.', n - (p + 1 - jwt));
 
-    if (dot == NULL) {
+    if (dot == NULL || memchr(dot + 1, '.', n - (dot + 1 - jwt)) != NULL) {
         *reason = "not a compact JWT";
         return NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED;
     }
