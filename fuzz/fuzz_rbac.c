@@ -101,7 +101,8 @@ ref_policy_valid(json_t *root)
 
         if (!json_is_object(role) || !ref_id(json_object_get(role, "role_id"))
             || !json_is_array(perms)
-            || json_array_size(perms) > NGX_HTTP_STYTCH_TAT_RBAC_PERMISSIONS_MAX)
+            || json_array_size(perms)
+               > NGX_HTTP_STYTCH_TAT_RBAC_PERMISSIONS_MAX)
         {
             return 0;
         }
@@ -471,9 +472,7 @@ mode_claims(const unsigned char *data, size_t size)
 
     reason = NULL;
     rc = ngx_http_stytch_tat_rbac_claims_payload((const char *) copy, size,
-                                                 blob,
-                                                 NGX_HTTP_STYTCH_TAT_RBAC_BLOB_MAX,
-                                                 &len, &reason);
+                 blob, NGX_HTTP_STYTCH_TAT_RBAC_BLOB_MAX, &len, &reason);
 
     root = json_loadb((const char *) copy, size, JSON_REJECT_DUPLICATES, NULL);
 
