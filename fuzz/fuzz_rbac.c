@@ -507,8 +507,34 @@ mode_claims(const unsigned char *data, size_t size)
     check_field(&s.organization_slug, ref_string(v) ? v : NULL);
 
     for (i = 0; i < s.nfactors; i++) {
+        long long                              at;
+        ngx_http_stytch_tat_rbac_factor_req_t  req;
+
+        at = s.factor[i].last_authenticated_at;
+
         FUZZ_CHECK(s.factor[i].type.len > 0);
-        FUZZ_CHECK(s.factor[i].last_authenticated_at >= -1);
+        FUZZ_CHECK(at >= -1);
+
+        /* each factor satisfies its own kind; its age decides freshness */
+
+        req.type = s.factor[i].type;
+        req.delivery_method = s.factor[i].delivery_method;
+        req.max_age = -1;
+        FUZZ_CHECK(ngx_http_stytch_tat_rbac_factor_check(&s, &req, 0));
+
+        req.max_age = INT64_MAX;
+        FUZZ_CHECK(ngx_http_stytch_tat_rbac_factor_check(&s, &req, INT64_MAX)
+                   == (at >= 0));
+        FUZZ_CHECK(ngx_http_stytch_tat_rbac_factor_check(&s, &req, -5)
+                   == (at >= 0));
+
+        if (at >= 0) {
+            req.max_age = 10;
+            FUZZ_CHECK(ngx_http_stytch_tat_rbac_factor_check(&s, &req,
+                                                             at + 10));
+            req.delivery_method.data = NULL;
+            FUZZ_CHECK(ngx_http_stytch_tat_rbac_factor_check(&s, &req, at));
+        }
     }
 
     /* a small buffer: refused with the size, or the same blob */

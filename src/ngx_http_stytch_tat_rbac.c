@@ -1096,6 +1096,12 @@ ngx_http_stytch_tat_rbac_factor_check(
     size_t                                    i;
     const ngx_http_stytch_tat_rbac_factor_t  *f;
 
+    /* now - max_age cannot overflow then */
+
+    if (now < 0) {
+        now = 0;
+    }
+
     for (i = 0; i < s->nfactors; i++) {
         f = &s->factor[i];
 

@@ -1094,6 +1094,13 @@ test_rbac_factor_check(void **state)
     assert_false(ngx_http_stytch_tat_rbac_factor_check(&ss.s, &r,
                                                        T2030 + 61));
 
+    /* no overflow at the ends of the clock */
+    r.max_age = INT64_MAX;
+    assert_true(ngx_http_stytch_tat_rbac_factor_check(&ss.s, &r, INT64_MAX));
+    assert_true(ngx_http_stytch_tat_rbac_factor_check(&ss.s, &r, INT64_MIN));
+    r.max_age = 0;
+    assert_false(ngx_http_stytch_tat_rbac_factor_check(&ss.s, &r, INT64_MAX));
+
     /* types match exactly */
     r.type.data = "trusted_auth";
     r.type.len = 12;
