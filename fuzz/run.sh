@@ -24,7 +24,7 @@ build=$root/build/fuzz
 
 seconds=${1:-30}
 shift 2>/dev/null || true
-targets=${*:-fuzz_response fuzz_claims fuzz_keyload fuzz_jwks fuzz_verify}
+targets=${*:-fuzz_response fuzz_claims fuzz_keyload fuzz_jwks fuzz_verify fuzz_rbac}
 
 case $seconds in
 ''|*[!0-9]*) echo "usage: fuzz/run.sh [SECONDS] [TARGET...]" >&2; exit 2 ;;
@@ -40,6 +40,7 @@ max_len() {
     fuzz_claims)   echo 8192 ;;
     fuzz_keyload)  echo 8192 ;;
     fuzz_verify)   echo 12288 ;;
+    fuzz_rbac)     echo 16384 ;;
     *)             echo 4096 ;;
     esac
 }
@@ -49,6 +50,7 @@ dict() {
     fuzz_response) echo "$fuzz/dict/response.dict" ;;
     fuzz_keyload)  echo "$fuzz/dict/keyload.dict" ;;
     fuzz_verify)   echo "$fuzz/dict/verify.dict" ;;
+    fuzz_rbac)     echo "$fuzz/dict/rbac.dict" ;;
     esac
 }
 

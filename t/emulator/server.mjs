@@ -265,6 +265,8 @@ function main() {
             clock_skew_seconds: api.config.clock_skew_seconds,
             custom_claims_reserved: api.config.custom_claims_reserved,
             rbac_roles: api.config.rbac_roles,
+            rbac_policy: api.policy(false),
+            b2b_rbac_policy: api.policy(true),
             profiles: [...api.config.profiles.keys()],
             organizations: [...api.config.organizations.keys()],
           });

@@ -123,6 +123,22 @@ main(void)
                                         test_verify_teardown),
         cmocka_unit_test_setup_teardown(test_verify_fixture_independent, test_verify_setup,
                                         test_verify_teardown),
+
+        cmocka_unit_test(test_rbac_policy_parse),
+        cmocka_unit_test(test_rbac_policy_refused),
+        cmocka_unit_test(test_rbac_policy_bounds),
+        cmocka_unit_test(test_rbac_decide_consumer),
+        cmocka_unit_test(test_rbac_decide_b2b),
+        cmocka_unit_test(test_rbac_duplicate_roles),
+        cmocka_unit_test(test_rbac_claims),
+        cmocka_unit_test(test_rbac_claims_dropped),
+        cmocka_unit_test(test_rbac_claims_malformed),
+        cmocka_unit_test(test_rbac_claims_forms),
+        cmocka_unit_test(test_rbac_session_view),
+        cmocka_unit_test(test_rbac_blob_size),
+        cmocka_unit_test(test_rbac_factor_check),
+        cmocka_unit_test(test_rbac_join),
+        cmocka_unit_test(test_rbac_verdict_names),
     };
 
     return cmocka_run_group_tests_name("ngx_http_stytch_tat unit", tests,

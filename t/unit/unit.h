@@ -191,5 +191,22 @@ void test_verify_jwks_refused(void **state);
 void test_verify_code_names(void **state);
 void test_verify_fixture_independent(void **state);
 
+/* test_rbac.c */
+void test_rbac_policy_parse(void **state);
+void test_rbac_policy_refused(void **state);
+void test_rbac_policy_bounds(void **state);
+void test_rbac_decide_consumer(void **state);
+void test_rbac_decide_b2b(void **state);
+void test_rbac_duplicate_roles(void **state);
+void test_rbac_claims(void **state);
+void test_rbac_claims_dropped(void **state);
+void test_rbac_claims_malformed(void **state);
+void test_rbac_claims_forms(void **state);
+void test_rbac_session_view(void **state);
+void test_rbac_blob_size(void **state);
+void test_rbac_factor_check(void **state);
+void test_rbac_join(void **state);
+void test_rbac_verdict_names(void **state);
+
 
 #endif /* _UNIT_H_INCLUDED_ */

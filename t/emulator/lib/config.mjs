@@ -112,6 +112,57 @@ export function parseOrganization(o, i) {
   };
 }
 
+// An RBAC policy as Stytch's GET /v1/rbac/policy (and B2B) answers carry
+// it: {roles: [{role_id, description, permissions: [{resource_id,
+// actions}]}], resources: [{resource_id, description, actions}], scopes}.
+// Checked for the shapes the SDKs read; duplicate role ids are allowed (the
+// SDKs' checks take every role of an id), so are ids the module refuses,
+// for tests of that refusal.
+export function parsePolicy(p, what) {
+  if (!isPlainObject(p)) throw new ConfigError(`${what} must be an object`);
+  if (!Array.isArray(p.roles)) throw new ConfigError(`${what}.roles must be an array`);
+  if (p.resources !== undefined && !Array.isArray(p.resources)) throw new ConfigError(`${what}.resources must be an array`);
+  if (p.scopes !== undefined && !Array.isArray(p.scopes)) throw new ConfigError(`${what}.scopes must be an array`);
+  const strings = (v, w) => {
+    if (!Array.isArray(v) || !v.every((a) => typeof a === 'string')) throw new ConfigError(`${w} must be an array of strings`);
+    return [...v];
+  };
+  const permissions = (v, w) => {
+    if (!Array.isArray(v)) throw new ConfigError(`${w} must be an array`);
+    return v.map((x, k) => {
+      if (!isPlainObject(x) || typeof x.resource_id !== 'string') {
+        throw new ConfigError(`${w}[${k}] must be {resource_id, actions}`);
+      }
+      return { resource_id: x.resource_id, actions: strings(x.actions, `${w}[${k}].actions`) };
+    });
+  };
+  const roles = p.roles.map((r, i) => {
+    if (!isPlainObject(r) || typeof r.role_id !== 'string') throw new ConfigError(`${what}.roles[${i}] must be an object with a role_id`);
+    return {
+      role_id: r.role_id,
+      description: typeof r.description === 'string' ? r.description : '',
+      permissions: permissions(r.permissions ?? [], `${what}.roles[${i}].permissions`),
+    };
+  });
+  const resources = (p.resources ?? []).map((r, i) => {
+    if (!isPlainObject(r) || typeof r.resource_id !== 'string') throw new ConfigError(`${what}.resources[${i}] must be an object with a resource_id`);
+    return {
+      resource_id: r.resource_id,
+      description: typeof r.description === 'string' ? r.description : '',
+      actions: strings(r.actions ?? [], `${what}.resources[${i}].actions`),
+    };
+  });
+  const scopes = (p.scopes ?? []).map((sc, i) => {
+    if (!isPlainObject(sc) || typeof sc.scope !== 'string') throw new ConfigError(`${what}.scopes[${i}] must be an object with a scope`);
+    return {
+      scope: sc.scope,
+      description: typeof sc.description === 'string' ? sc.description : '',
+      permissions: permissions(sc.permissions ?? [], `${what}.scopes[${i}].permissions`),
+    };
+  });
+  return { resources, roles, scopes };
+}
+
 function num(v, what, dflt) {
   if (v === undefined || v === null) return dflt;
   if (!Number.isFinite(v) || v < 0) throw new ConfigError(`${what} must be a non-negative number`);
@@ -156,6 +207,10 @@ export function parseRuntimeConfig(c) {
     }
     out.rbac_roles = c.rbac_roles;
   }
+  // null: back to the default policy (see StytchApi.policy())
+  for (const k of ['rbac_policy', 'b2b_rbac_policy']) {
+    if (c[k] !== undefined) out[k] = c[k] === null ? null : parsePolicy(c[k], k);
+  }
   if (c.custom_claims_reserved !== undefined) {
     if (!CUSTOM_CLAIMS_RESERVED.includes(c.custom_claims_reserved)) {
       throw new ConfigError(`custom_claims_reserved must be one of ${CUSTOM_CLAIMS_RESERVED.join(', ')}`);
@@ -176,6 +231,8 @@ export function parseConfig(c) {
     custom_claims_reserved: rt.custom_claims_reserved ?? 'error',
     session_jwt_lifetime_seconds: rt.session_jwt_lifetime_seconds ?? DEFAULT_SESSION_JWT_LIFETIME,
     rbac_roles: rt.rbac_roles ?? null,
+    rbac_policy: rt.rbac_policy ?? null,
+    b2b_rbac_policy: rt.b2b_rbac_policy ?? null,
     profiles: rt.profiles ?? new Map(),
     organizations: rt.organizations ?? new Map(),
   };

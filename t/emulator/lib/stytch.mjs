@@ -1,4 +1,5 @@
-// The emulated Stytch API: attest, authenticate and JWKS, consumer and B2B.
+// The emulated Stytch API: attest, authenticate, JWKS and the RBAC policy,
+// consumer and B2B.
 import { compactVerify, decodeProtectedHeader, SignJWT } from 'jose';
 import { clock, newId, newSessionToken, rfc3339, StytchError, isPlainObject } from './util.mjs';
 import { verifyTrustedAuthToken, JwksCache } from './tat.mjs';
@@ -69,6 +70,15 @@ export class StytchApi {
       if (method !== 'GET') throw E(405, 'method_not_allowed', `Method ${method} is not allowed on this route.`);
       return this.getJwks(decodeURIComponent(jwks[2]));
     }
+    // RBAC: the project's policy (consumer, B2B) and the B2B SDK's
+    // organization policy (a private beta: no roles here)
+    const rbac = path.match(/^\/v1\/(?:(b2b)\/)?rbac\/(?:policy|organizations\/([^/]+))$/);
+    if (rbac && (rbac[1] || !rbac[2])) {
+      if (method !== 'GET') throw E(405, 'method_not_allowed', `Method ${method} is not allowed on this route.`);
+      if (ctx.auth !== 'ok') throw E(401, 'unauthorized_credentials', 'Unauthorized credentials.');
+      if (rbac[2] !== undefined) return this.getOrgPolicy(decodeURIComponent(rbac[2]));
+      return { status: 200, body: { request_id: newId('request-id'), status_code: 200, policy: this.policy(!!rbac[1]) } };
+    }
     const routes = {
       '/v1/sessions/attest': () => this.attest(body, false, ctx),
       '/v1/b2b/sessions/attest': () => this.attest(body, true, ctx),
@@ -87,6 +97,28 @@ export class StytchApi {
   getJwks(projectId) {
     if (projectId !== this.config.project_id) throw E(404, 'project_not_found', 'Project could not be found.');
     return { status: 200, body: { keys: this.keys.map((k) => k.jwk), request_id: newId('request-id'), status_code: 200 } };
+  }
+
+  // The RBAC policy in force: the configured one, or Stytch's default roles
+  // (consumer stytch_user; B2B stytch_member, stytch_admin) and rbac_roles,
+  // none with permissions.
+  policy(b2b) {
+    const configured = this.config[b2b ? 'b2b_rbac_policy' : 'rbac_policy'];
+    if (configured) return configured;
+    const defaults = b2b ? ['stytch_member', 'stytch_admin'] : ['stytch_user'];
+    const ids = [...defaults, ...(this.config.rbac_roles ?? []).filter((r) => !defaults.includes(r))];
+    return {
+      resources: [],
+      roles: ids.map((role_id) => ({ role_id, description: '', permissions: [] })),
+      scopes: [],
+    };
+  }
+
+  // The B2B SDK's authenticateJwtLocal() asks for it on every
+  // authorization check; organization-level roles are not emulated.
+  getOrgPolicy(orgId) {
+    if (!this.config.organizations.has(orgId)) throw E(404, 'organization_not_found', 'Organization could not be found.');
+    return { status: 200, body: { request_id: newId('request-id'), status_code: 200, org_policy: { roles: [] } } };
   }
 
   // ---- request validation -------------------------------------------------
@@ -266,10 +298,12 @@ export class StytchApi {
 
   // ---- users, members, organizations ---------------------------------------
 
-  // Role ids must exist in the project's RBAC policy (config.rbac_roles, with
-  // Stytch's default roles); without rbac_roles every role id is accepted.
-  #checkRoles(roles, defaults) {
-    const known = this.config.rbac_roles;
+  // Role ids must exist in the project's RBAC policy (config.rbac_roles, or
+  // else the role ids of the configured policy, with Stytch's default
+  // roles); with neither, every role id is accepted.
+  #checkRoles(roles, defaults, b2b) {
+    const policy = this.config[b2b ? 'b2b_rbac_policy' : 'rbac_policy'];
+    const known = this.config.rbac_roles ?? policy?.roles.map((r) => r.role_id) ?? null;
     if (!roles || !known) return;
     for (const r of roles) {
       if (!known.includes(r) && !defaults.includes(r)) {
@@ -425,7 +459,7 @@ export class StytchApi {
     if (existing && (!user || existing.subject_id !== user.user_id)) {
       throw E(400, 'user_id_mismatch', 'The session given belongs to another user than the token\'s.');
     }
-    this.#checkRoles(v.roles, ['stytch_user']);
+    this.#checkRoles(v.roles, ['stytch_user'], false);
     if (v.externalUserId !== undefined) {
       for (const u of this.users.values()) {
         if (u !== user && u.external_id === v.externalUserId) {
@@ -475,7 +509,7 @@ export class StytchApi {
     if (existing && (!member || existing.subject_id !== member.member_id)) {
       throw E(400, 'member_session_member_id_mismatch', 'The session given belongs to another member than the token\'s.');
     }
-    this.#checkRoles(v.roles, ['stytch_member', 'stytch_admin']);
+    this.#checkRoles(v.roles, ['stytch_member', 'stytch_admin'], true);
     const ext = v.externalMemberId ?? v.externalUserId;
     if (ext !== undefined) {
       for (const m of this.members.values()) {
