@@ -96,14 +96,14 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
 
     { ngx_string("stytch_tat_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_stytch_tat_cache_zone,
+      ngx_http_stytch_tat_zone_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("stytch_tat_cache"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_stytch_tat_cache,
+      ngx_http_stytch_tat_zone_cache_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },

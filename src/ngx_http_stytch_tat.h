@@ -479,10 +479,10 @@ ngx_int_t ngx_http_stytch_tat_headers_add(ngx_http_request_t *r,
 ngx_int_t ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 
-char *ngx_http_stytch_tat_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+char *ngx_http_stytch_tat_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-char *ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
+char *ngx_http_stytch_tat_zone_cache_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *extra, ngx_uint_t nextra);
 ngx_int_t ngx_http_stytch_tat_cache_key_prefix(ngx_conf_t *cf,
@@ -503,8 +503,8 @@ ngx_int_t ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
 void ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
-ngx_uint_t ngx_http_stytch_tat_cache_gone(ngx_pid_t pid);
-void ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
+ngx_uint_t ngx_http_stytch_tat_zone_gone(ngx_pid_t pid);
+void ngx_http_stytch_tat_zone_count(ngx_http_stytch_tat_zone_t *zone,
     ngx_uint_t counter, ngx_msec_t latency);
 ngx_int_t ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,

@@ -19,24 +19,8 @@
 
 
 #include "ngx_http_stytch_tat.h"
+#include "ngx_http_stytch_tat_zone.h"
 
-
-#define NGX_HTTP_STYTCH_TAT_F_JWT            0
-#define NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN  1
-#define NGX_HTTP_STYTCH_TAT_F_SESSION_JWT    2
-#define NGX_HTTP_STYTCH_TAT_F_USER_ID        3
-#define NGX_HTTP_STYTCH_TAT_F_SESSION_ID     4
-#define NGX_HTTP_STYTCH_TAT_F_ERROR          5
-#define NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER    6
-#define NGX_HTTP_STYTCH_TAT_FIELDS           7
-
-/*
- * A node of a Stytch session JWT verified here (its digest is the token
- * signature's) keeps the token where a session keeps its JWT, its binding
- * claim where a session keeps the minted token, and the user and session
- * ids where a session does.
- */
-#define NGX_HTTP_STYTCH_TAT_F_BINDING        NGX_HTTP_STYTCH_TAT_F_JWT
 
 /* a Retry-After is delta-seconds or an HTTP-date: longer is not one */
 #define NGX_HTTP_STYTCH_TAT_RETRY_AFTER_MAX  64
@@ -63,26 +47,8 @@
     ((a)->len == (b)->len && ((a)->len == 0 || (a)->data == (b)->data))
 
 
-typedef struct {
-    u_char                        color;
-    u_char                        dummy;
-    uint16_t                      status;        /* FAILED: the answer */
-    uint16_t                      len[NGX_HTTP_STYTCH_TAT_FIELDS];
-    uint32_t                      touched;       /* last to the LRU head */
-    ngx_queue_t                   queue;
-    u_char                        digest[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
-    ngx_http_stytch_tat_entry_t   entry;
-    u_char                        data[1];
-} ngx_http_stytch_tat_node_t;
 
 
-static ngx_http_stytch_tat_zone_t *ngx_http_stytch_tat_cache_zone_add(
-    ngx_conf_t *cf, ngx_str_t *name);
-static ngx_int_t ngx_http_stytch_tat_cache_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
-static void ngx_http_stytch_tat_cache_rbtree_insert_value(
-    ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_stytch_tat_cache_key_init(EVP_MD_CTX **proto,
     EVP_MD_CTX **md);
 static ngx_uint_t ngx_http_stytch_tat_cache_key_prefixed(
@@ -93,279 +59,15 @@ static u_char *ngx_http_stytch_tat_cache_key_field(u_char *p,
 static u_char *ngx_http_stytch_tat_cache_key_claim(u_char *p,
     ngx_http_stytch_tat_claim_t *c);
 static void ngx_http_stytch_tat_cache_key_cleanup(void *data);
-static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_find(
-    ngx_http_stytch_tat_zone_t *zone, u_char *digest);
-static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_alloc(
-    ngx_http_stytch_tat_zone_t *zone, ngx_http_request_t *r, size_t len);
-static void ngx_http_stytch_tat_cache_delete(ngx_http_stytch_tat_zone_t *zone,
-    ngx_http_stytch_tat_node_t *tn);
-static void ngx_http_stytch_tat_cache_expire(ngx_http_stytch_tat_zone_t *zone,
-    ngx_uint_t force);
-static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_replace(
-    ngx_http_stytch_tat_zone_t *zone, ngx_http_request_t *r,
-    ngx_http_stytch_tat_node_t *old, u_char *digest, ngx_str_t *fields);
 static ngx_http_stytch_tat_node_t *ngx_http_stytch_tat_cache_apply(
     ngx_http_request_t *r, ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_node_t *tn,
     ngx_http_stytch_tat_decision_t *d);
-static void ngx_http_stytch_tat_cache_touch(ngx_http_stytch_tat_zone_t *zone,
-    ngx_http_stytch_tat_node_t *tn);
 static ngx_int_t ngx_http_stytch_tat_cache_copy(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_node_t *tn,
     ngx_http_stytch_tat_decision_t *d);
-static ngx_int_t ngx_http_stytch_tat_cache_copy_out(ngx_http_request_t *r,
-    ngx_http_stytch_tat_node_t *tn, ngx_uint_t field, ngx_str_t *dst);
 static ngx_int_t ngx_http_stytch_tat_cache_copy_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_node_t *tn, ngx_http_stytch_tat_ctx_t *ctx);
-
-
-char *
-ngx_http_stytch_tat_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_stytch_tat_main_conf_t *mcf = conf;
-
-    u_char                      *p;
-    ssize_t                      size;
-    ngx_str_t                   *value, name, s;
-    ngx_http_stytch_tat_zone_t  *zone, **zp;
-
-    value = cf->args->elts;
-
-    if (ngx_strncmp(value[1].data, "zone=", 5) != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\", expected "
-                           "\"zone=NAME:SIZE\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    name.data = value[1].data + 5;
-
-    p = (u_char *) ngx_strchr(name.data, ':');
-
-    if (p == NULL || p == name.data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone \"%V\", expected \"zone=NAME:SIZE\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    name.len = p - name.data;
-
-    s.data = p + 1;
-    s.len = value[1].data + value[1].len - s.data;
-
-    size = ngx_parse_size(&s);
-
-    if (size == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone size \"%V\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (size < (ssize_t) (8 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" is too small, at least %uzk",
-                           &name, 8 * ngx_pagesize / 1024);
-        return NGX_CONF_ERROR;
-    }
-
-    zone = ngx_http_stytch_tat_cache_zone_add(cf, &name);
-    if (zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (zone->declared) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "duplicate zone \"%V\"", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    /* in place of the stand-in size a stytch_tat_cache may have given it */
-
-    zone->shm_zone->shm.size = size;
-    zone->declared = 1;
-
-    zp = ngx_array_push(&mcf->zones);
-    if (zp == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *zp = zone;
-
-    return NGX_CONF_OK;
-}
-
-
-char *
-ngx_http_stytch_tat_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
-
-    ngx_str_t  *value;
-
-    if (lcf->cache != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        lcf->cache = NULL;
-        return NGX_CONF_OK;
-    }
-
-    /* like limit_req zone=, the zone may be declared further on */
-
-    lcf->cache = ngx_http_stytch_tat_cache_zone_add(cf, &value[1]);
-    if (lcf->cache == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * The zone of this name, made on its first mention, by stytch_tat_zone or
- * by stytch_tat_cache.  nginx refuses a zone of size 0 without naming the
- * directive that used it: an undeclared zone gets a stand-in size, so that
- * init_zone runs and names the stytch_tat_cache that wants it.
- */
-
-static ngx_http_stytch_tat_zone_t *
-ngx_http_stytch_tat_cache_zone_add(ngx_conf_t *cf, ngx_str_t *name)
-{
-    ngx_shm_zone_t              *shm_zone;
-    ngx_http_stytch_tat_zone_t  *zone;
-
-    shm_zone = ngx_shared_memory_add(cf, name, 0,
-                                     &ngx_http_stytch_tat_module);
-    if (shm_zone == NULL) {
-        return NULL;
-    }
-
-    if (shm_zone->data) {
-        return shm_zone->data;
-    }
-
-    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_stytch_tat_zone_t));
-    if (zone == NULL) {
-        return NULL;
-    }
-
-    zone->shm_zone = shm_zone;
-    zone->file = cf->conf_file->file.name;
-    zone->line = cf->conf_file->line;
-
-    shm_zone->data = zone;
-    shm_zone->init = ngx_http_stytch_tat_cache_init_zone;
-    shm_zone->shm.size = 8 * ngx_pagesize;
-
-    return zone;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_stytch_tat_zone_t  *ozone = data;
-
-    size_t                       len;
-    ngx_http_stytch_tat_zone_t  *zone;
-
-    zone = shm_zone->data;
-
-    if (!zone->declared) {
-        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                      "unknown zone \"%V\": declare it with "
-                      "\"stytch_tat_zone zone=%V:SIZE;\" before in %V:%ui",
-                      &shm_zone->shm.name, &shm_zone->shm.name, &zone->file,
-                      zone->line);
-        return NGX_ERROR;
-    }
-
-    if (ozone) {
-        /* a reload: keep the entries of the zone of the same name and size */
-        zone->sh = ozone->sh;
-        zone->shpool = ozone->shpool;
-        return NGX_OK;
-    }
-
-    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        zone->sh = zone->shpool->data;
-        return NGX_OK;
-    }
-
-    zone->sh = ngx_slab_calloc(zone->shpool,
-                               sizeof(ngx_http_stytch_tat_shctx_t));
-    if (zone->sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    zone->shpool->data = zone->sh;
-
-    ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
-                    ngx_http_stytch_tat_cache_rbtree_insert_value);
-
-    ngx_queue_init(&zone->sh->queue);
-
-    len = sizeof(" in stytch_tat_zone \"\"") + shm_zone->shm.name.len;
-
-    zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
-    if (zone->shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(zone->shpool->log_ctx, " in stytch_tat_zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    /* a full zone evicts entries; it need not say so at crit level */
-    zone->shpool->log_nomem = 0;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_stytch_tat_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t           **p;
-    ngx_http_stytch_tat_node_t   *tn, *tnt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else { /* node->key == temp->key */
-
-            tn = (ngx_http_stytch_tat_node_t *) &node->color;
-            tnt = (ngx_http_stytch_tat_node_t *) &temp->color;
-
-            p = (ngx_memcmp(tn->digest, tnt->digest,
-                            NGX_HTTP_STYTCH_TAT_DIGEST_LEN) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
 
 
 ngx_int_t
@@ -695,289 +397,6 @@ ngx_http_stytch_tat_cache_key_init(EVP_MD_CTX **proto, EVP_MD_CTX **md)
 }
 
 
-static ngx_http_stytch_tat_node_t *
-ngx_http_stytch_tat_cache_find(ngx_http_stytch_tat_zone_t *zone,
-    u_char *digest)
-{
-    ngx_int_t                    rc;
-    ngx_rbtree_key_t             key;
-    ngx_rbtree_node_t           *node, *sentinel;
-    ngx_http_stytch_tat_node_t  *tn;
-
-    ngx_memcpy(&key, digest, sizeof(ngx_rbtree_key_t));
-
-    node = zone->sh->rbtree.root;
-    sentinel = zone->sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (key < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (key > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        tn = (ngx_http_stytch_tat_node_t *) &node->color;
-
-        rc = ngx_memcmp(digest, tn->digest, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
-
-        if (rc == 0) {
-            return tn;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
-}
-
-
-static ngx_http_stytch_tat_node_t *
-ngx_http_stytch_tat_cache_alloc(ngx_http_stytch_tat_zone_t *zone,
-    ngx_http_request_t *r, size_t len)
-{
-    size_t                       size;
-    ngx_uint_t                   i;
-    ngx_rbtree_node_t           *node;
-    ngx_http_stytch_tat_node_t  *tn;
-
-    size = offsetof(ngx_rbtree_node_t, color)
-           + offsetof(ngx_http_stytch_tat_node_t, data) + len;
-
-    ngx_http_stytch_tat_cache_expire(zone, 0);
-
-    node = ngx_slab_alloc_locked(zone->shpool, size);
-
-    /*
-     * A full zone evicts the least recently used entries.  Entries come in
-     * several slab size classes, and freeing small ones may free no slot
-     * of the size needed: keep going, up to a bound.
-     */
-
-    for (i = 0; node == NULL && i < 64; i++) {
-        if (ngx_queue_empty(&zone->sh->queue)) {
-            break;
-        }
-
-        ngx_http_stytch_tat_cache_expire(zone, 1);
-        node = ngx_slab_alloc_locked(zone->shpool, size);
-    }
-
-    if (node == NULL) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "stytch_tat: an entry of %uz bytes does not fit in "
-                      "stytch_tat_zone \"%V\": served uncached", size,
-                      &zone->shm_zone->shm.name);
-        ngx_atomic_fetch_add(&zone->sh->stats.uncached, 1);
-        return NULL;
-    }
-
-    tn = (ngx_http_stytch_tat_node_t *) &node->color;
-
-    ngx_memzero(tn, offsetof(ngx_http_stytch_tat_node_t, data));
-
-    return tn;
-}
-
-
-static void
-ngx_http_stytch_tat_cache_delete(ngx_http_stytch_tat_zone_t *zone,
-    ngx_http_stytch_tat_node_t *tn)
-{
-    ngx_rbtree_node_t  *node;
-
-    node = (ngx_rbtree_node_t *)
-               ((u_char *) tn - offsetof(ngx_rbtree_node_t, color));
-
-    ngx_queue_remove(&tn->queue);
-    ngx_rbtree_delete(&zone->sh->rbtree, node);
-    ngx_slab_free_locked(zone->shpool, node);
-
-    zone->sh->entries--;
-}
-
-
-static void
-ngx_http_stytch_tat_cache_expire(ngx_http_stytch_tat_zone_t *zone,
-    ngx_uint_t force)
-{
-    time_t                       now;
-    ngx_msec_t                   now_ms;
-    ngx_uint_t                   n;
-    ngx_queue_t                 *q;
-    ngx_http_stytch_tat_node_t  *tn;
-
-    now = ngx_time();
-    now_ms = ngx_current_msec;
-
-    /* at most two expired entries per insert, or one forced eviction */
-
-    for (n = 0; n < 3; n++) {
-
-        if (ngx_queue_empty(&zone->sh->queue)) {
-            return;
-        }
-
-        q = ngx_queue_last(&zone->sh->queue);
-        tn = ngx_queue_data(q, ngx_http_stytch_tat_node_t, queue);
-
-        if (ngx_http_stytch_tat_cache_state_leased(&tn->entry, now_ms)) {
-            /* a leader is at work on it: waiters depend on it */
-            return;
-        }
-
-        if (!force) {
-            if (!ngx_http_stytch_tat_cache_state_expired(&tn->entry, now,
-                                                         now_ms))
-            {
-                return;
-            }
-
-            if (n == 2) {
-                return;
-            }
-
-        } else {
-            ngx_atomic_fetch_add(&zone->sh->stats.evictions, 1);
-        }
-
-        ngx_http_stytch_tat_cache_delete(zone, tn);
-
-        if (force) {
-            return;
-        }
-    }
-}
-
-
-/*
- * A new node in place of old (which may be NULL): the digest, the times and
- * state of old are kept unless the caller changes them after; fields[i]
- * with data == NULL keeps old's field.  Called with the zone locked.
- */
-
-static ngx_http_stytch_tat_node_t *
-ngx_http_stytch_tat_cache_replace(ngx_http_stytch_tat_zone_t *zone,
-    ngx_http_request_t *r, ngx_http_stytch_tat_node_t *old, u_char *digest,
-    ngx_str_t *fields)
-{
-    u_char                      *p, *q;
-    size_t                       len, flen[NGX_HTTP_STYTCH_TAT_FIELDS];
-    ngx_uint_t                   i;
-    ngx_rbtree_node_t           *node;
-    ngx_http_stytch_tat_node_t  *tn;
-
-    len = 0;
-
-    for (i = 0; i < NGX_HTTP_STYTCH_TAT_FIELDS; i++) {
-        flen[i] = (fields && fields[i].data) ? fields[i].len
-                  : (old ? old->len[i] : 0);
-
-        if (flen[i] > 65535) {
-            return NULL;
-        }
-
-        len += flen[i];
-    }
-
-    /* the old node must not be evicted to make room for its successor */
-
-    if (old) {
-        ngx_queue_remove(&old->queue);
-        ngx_queue_init(&old->queue);
-    }
-
-    tn = ngx_http_stytch_tat_cache_alloc(zone, r, len);
-
-    if (old) {
-        ngx_queue_insert_head(&zone->sh->queue, &old->queue);
-    }
-
-    if (tn == NULL) {
-        return NULL;
-    }
-
-    if (old) {
-        ngx_memcpy(tn, old, offsetof(ngx_http_stytch_tat_node_t, data));
-    }
-
-    ngx_memcpy(tn->digest, digest, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
-
-    p = tn->data;
-    q = old ? old->data : NULL;
-
-    for (i = 0; i < NGX_HTTP_STYTCH_TAT_FIELDS; i++) {
-        if (fields && fields[i].data) {
-            ngx_memcpy(p, fields[i].data, flen[i]);
-
-        } else if (old) {
-            ngx_memcpy(p, q, flen[i]);
-        }
-
-        if (q) {
-            q += old->len[i];
-        }
-
-        tn->len[i] = (uint16_t) flen[i];
-        p += flen[i];
-    }
-
-    if (old) {
-        ngx_http_stytch_tat_cache_delete(zone, old);
-    }
-
-    node = (ngx_rbtree_node_t *)
-               ((u_char *) tn - offsetof(ngx_rbtree_node_t, color));
-
-    ngx_memcpy(&node->key, digest, sizeof(ngx_rbtree_key_t));
-
-    ngx_rbtree_insert(&zone->sh->rbtree, node);
-    ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
-    tn->touched = (uint32_t) ngx_time();
-
-    zone->sh->entries++;
-
-    return tn;
-}
-
-
-static ngx_int_t
-ngx_http_stytch_tat_cache_copy_out(ngx_http_request_t *r,
-    ngx_http_stytch_tat_node_t *tn, ngx_uint_t field, ngx_str_t *dst)
-{
-    u_char      *p;
-    ngx_uint_t   i;
-
-    p = tn->data;
-
-    for (i = 0; i < field; i++) {
-        p += tn->len[i];
-    }
-
-    dst->len = tn->len[field];
-
-    if (dst->len == 0) {
-        dst->data = NULL;
-        return NGX_OK;
-    }
-
-    /* a hit allocates from the request pool only */
-
-    dst->data = ngx_pnalloc(r->pool, dst->len);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(dst->data, p, dst->len);
-
-    return NGX_OK;
-}
-
-
 static ngx_int_t
 ngx_http_stytch_tat_cache_copy_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_node_t *tn, ngx_http_stytch_tat_ctx_t *ctx)
@@ -1052,10 +471,10 @@ ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
 
     if (tn) {
-        ngx_http_stytch_tat_cache_touch(zone, tn);
+        ngx_http_stytch_tat_zone_touch(zone, tn);
 
         /*
          * A leader whose worker is gone (killed: no pool cleanup ran to
@@ -1065,7 +484,7 @@ ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
 
         if (tn->entry.leased
             && ngx_http_stytch_tat_cache_state_leased(&tn->entry, lk.now_ms)
-            && ngx_http_stytch_tat_cache_gone(tn->entry.pid))
+            && ngx_http_stytch_tat_zone_gone(tn->entry.pid))
         {
             gone = tn->entry.pid;
             tn->entry.leased = 0;
@@ -1092,43 +511,6 @@ ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
 }
 
 
-/* whether a process holding a lease is gone; never this one */
-
-ngx_uint_t
-ngx_http_stytch_tat_cache_gone(ngx_pid_t pid)
-{
-    return pid > 0 && pid != ngx_pid && kill(pid, 0) == -1
-           && ngx_errno == NGX_ESRCH;
-}
-
-
-/*
- * A node found goes to the LRU head at most once a second, like an
- * access-time "relatime": moving it writes its two neighbours' links, cold
- * lines of other identities when the zone holds many, and within a second
- * the order only decides between nodes that eviction should spare alike.
- * A node in use still moves at least once a second.
- */
-
-static void
-ngx_http_stytch_tat_cache_touch(ngx_http_stytch_tat_zone_t *zone,
-    ngx_http_stytch_tat_node_t *tn)
-{
-    uint32_t  now;
-
-    now = (uint32_t) ngx_time();
-
-    if (tn->touched == now) {
-        return;
-    }
-
-    tn->touched = now;
-
-    ngx_queue_remove(&tn->queue);
-    ngx_queue_insert_head(&zone->sh->queue, &tn->queue);
-}
-
-
 /*
  * The decision's effects on the zone and the request: a new node for a
  * new leader, the entry written back, the cache status, the counters.
@@ -1145,7 +527,7 @@ ngx_http_stytch_tat_cache_apply(ngx_http_request_t *r,
     st = &zone->sh->stats;
 
     if (d->create) {
-        tn = ngx_http_stytch_tat_cache_replace(zone, r, NULL, ctx->digest,
+        tn = ngx_http_stytch_tat_zone_replace(zone, r, NULL, ctx->digest,
                                                NULL);
         if (tn == NULL) {
             ctx->cache_status = NGX_HTTP_STYTCH_TAT_BYPASS;
@@ -1212,11 +594,11 @@ ngx_http_stytch_tat_cache_copy(ngx_http_request_t *r,
 
         ctx->status = tn->status;
 
-        if (ngx_http_stytch_tat_cache_copy_out(r, tn,
+        if (ngx_http_stytch_tat_zone_copy_out(r, tn,
                                                NGX_HTTP_STYTCH_TAT_F_ERROR,
                                                &ctx->error)
             != NGX_OK
-            || ngx_http_stytch_tat_cache_copy_out(r, tn,
+            || ngx_http_stytch_tat_zone_copy_out(r, tn,
                                             NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER,
                                             &ctx->retry_after)
                != NGX_OK)
@@ -1260,8 +642,8 @@ ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
-    tn = ngx_http_stytch_tat_cache_replace(zone, r, tn, ctx->digest, fields);
+    tn = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_zone_replace(zone, r, tn, ctx->digest, fields);
 
     if (tn) {
         tn->entry.state = NGX_HTTP_STYTCH_TAT_NODE_SESSION;
@@ -1274,10 +656,10 @@ ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
 
     } else {
         /* no room: waiters must not wait on a node that will never fill */
-        tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+        tn = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
 
         if (tn) {
-            ngx_http_stytch_tat_cache_delete(zone, tn);
+            ngx_http_stytch_tat_zone_delete(zone, tn);
         }
     }
 
@@ -1324,7 +706,7 @@ ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
 
     if (tn) {
         e = tn->entry;
@@ -1342,7 +724,7 @@ ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
         return;
     }
 
-    tn = ngx_http_stytch_tat_cache_replace(zone, r, tn, ctx->digest, fields);
+    tn = ngx_http_stytch_tat_zone_replace(zone, r, tn, ctx->digest, fields);
 
     if (tn) {
         tn->entry = e;
@@ -1350,10 +732,10 @@ ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
 
     } else {
         /* no room: waiters must not wait on a node that will never fill */
-        tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+        tn = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
 
         if (tn) {
-            ngx_http_stytch_tat_cache_delete(zone, tn);
+            ngx_http_stytch_tat_zone_delete(zone, tn);
         }
     }
 
@@ -1369,10 +751,10 @@ ngx_http_stytch_tat_cache_drop(ngx_http_stytch_tat_zone_t *zone,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
 
     if (tn) {
-        ngx_http_stytch_tat_cache_delete(zone, tn);
+        ngx_http_stytch_tat_zone_delete(zone, tn);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -1400,7 +782,7 @@ ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
 
     /* RELEASE_UNLEASE clears the lease of a session in place */
 
@@ -1408,7 +790,7 @@ ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
         && ngx_http_stytch_tat_cache_state_release(&tn->entry, ctx->cache_claim)
            == NGX_HTTP_STYTCH_TAT_RELEASE_DELETE)
     {
-        ngx_http_stytch_tat_cache_delete(zone, tn);
+        ngx_http_stytch_tat_zone_delete(zone, tn);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -1426,15 +808,15 @@ ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+    tn = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
 
     if (tn && tn->len[NGX_HTTP_STYTCH_TAT_F_JWT]
         && tn->entry.token_exp > ngx_time() + NGX_HTTP_STYTCH_TAT_JWT_LEEWAY)
     {
-        ngx_http_stytch_tat_cache_touch(zone, tn);
+        ngx_http_stytch_tat_zone_touch(zone, tn);
 
         ctx->jwt_exp = tn->entry.token_exp;
-        rc = ngx_http_stytch_tat_cache_copy_out(r, tn,
+        rc = ngx_http_stytch_tat_zone_copy_out(r, tn,
                                                 NGX_HTTP_STYTCH_TAT_F_JWT,
                                                 &ctx->jwt);
 
@@ -1460,11 +842,11 @@ ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    old = ngx_http_stytch_tat_cache_find(zone, ctx->digest);
+    old = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
 
     ngx_atomic_fetch_add(&zone->sh->stats.jwt_misses, 1);
 
-    tn = ngx_http_stytch_tat_cache_replace(zone, r, old, ctx->digest, fields);
+    tn = ngx_http_stytch_tat_zone_replace(zone, r, old, ctx->digest, fields);
 
     if (tn) {
         tn->entry.token_exp = ctx->jwt_exp;
@@ -1472,46 +854,6 @@ ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 }
-
-
-void
-ngx_http_stytch_tat_cache_count(ngx_http_stytch_tat_zone_t *zone,
-    ngx_uint_t counter, ngx_msec_t latency)
-{
-    ngx_uint_t                    i;
-    ngx_http_stytch_tat_stats_t  *st;
-
-    static ngx_msec_t  buckets[] = NGX_HTTP_STYTCH_TAT_BUCKETS;
-
-    st = &zone->sh->stats;
-
-    switch (counter) {
-
-    case NGX_HTTP_STYTCH_TAT_COUNT_MINT_RS256:
-        ngx_atomic_fetch_add(&st->mints[0], 1);
-        return;
-
-    case NGX_HTTP_STYTCH_TAT_COUNT_MINT_ES256:
-        ngx_atomic_fetch_add(&st->mints[1], 1);
-        return;
-
-    case NGX_HTTP_STYTCH_TAT_COUNT_MINT_EDDSA:
-        ngx_atomic_fetch_add(&st->mints[2], 1);
-        return;
-    }
-
-    ngx_atomic_fetch_add(&st->calls[counter], 1);
-
-    for (i = 0; i < NGX_HTTP_STYTCH_TAT_NBUCKETS - 1; i++) {
-        if (latency <= buckets[i]) {
-            break;
-        }
-    }
-
-    ngx_atomic_fetch_add(&st->latency[i], 1);
-    ngx_atomic_fetch_add(&st->latency_sum, latency);
-}
-
 
 
 /*
@@ -1534,7 +876,7 @@ ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_http_stytch_tat_cache_find(zone, digest);
+    tn = ngx_http_stytch_tat_zone_find(zone, digest);
 
     /* the same signature is not enough: the same token, byte for byte */
 
@@ -1562,18 +904,18 @@ ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
         && tn->entry.jwt_exp > ngx_time() - leeway
         && tn->entry.generation == zone->sh->jwks.generation)
     {
-        ngx_http_stytch_tat_cache_touch(zone, tn);
+        ngx_http_stytch_tat_zone_touch(zone, tn);
 
         rc = NGX_OK;
 
-        if (ngx_http_stytch_tat_cache_copy_out(r, tn,
+        if (ngx_http_stytch_tat_zone_copy_out(r, tn,
                                 NGX_HTTP_STYTCH_TAT_F_USER_ID, &ctx->user_id)
             != NGX_OK
-            || ngx_http_stytch_tat_cache_copy_out(r, tn,
+            || ngx_http_stytch_tat_zone_copy_out(r, tn,
                                 NGX_HTTP_STYTCH_TAT_F_SESSION_ID,
                                 &ctx->session_id)
                != NGX_OK
-            || ngx_http_stytch_tat_cache_copy_out(r, tn,
+            || ngx_http_stytch_tat_zone_copy_out(r, tn,
                                 NGX_HTTP_STYTCH_TAT_F_BINDING, binding)
                != NGX_OK)
         {
@@ -1608,9 +950,9 @@ ngx_http_stytch_tat_cache_store_verified(ngx_http_request_t *r,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    old = ngx_http_stytch_tat_cache_find(zone, digest);
+    old = ngx_http_stytch_tat_zone_find(zone, digest);
 
-    tn = ngx_http_stytch_tat_cache_replace(zone, r, old, digest, fields);
+    tn = ngx_http_stytch_tat_zone_replace(zone, r, old, digest, fields);
 
     if (tn) {
         /* kept while the laxest leeway might still take it */

@@ -584,7 +584,7 @@ ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
     }
 
     if (lcf->cache) {
-        ngx_http_stytch_tat_cache_count(lcf->cache,
+        ngx_http_stytch_tat_zone_count(lcf->cache,
                                         NGX_HTTP_STYTCH_TAT_COUNT_MINT_RS256
                                         + ctx->mint_alg - 1, 0);
     }

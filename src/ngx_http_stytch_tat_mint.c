@@ -549,7 +549,7 @@ ngx_http_stytch_tat_mint_jwt_variable(ngx_http_request_t *r,
             && ngx_http_stytch_tat_mint(r, ctx) == NGX_OK)
         {
             ngx_http_stytch_tat_cache_store_jwt(r, lcf->cache, ctx);
-            ngx_http_stytch_tat_cache_count(lcf->cache,
+            ngx_http_stytch_tat_zone_count(lcf->cache,
                                           NGX_HTTP_STYTCH_TAT_COUNT_MINT_RS256
                                           + ctx->mint_alg - 1, 0);
         }

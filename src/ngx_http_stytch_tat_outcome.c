@@ -467,7 +467,7 @@ ngx_http_stytch_tat_outcome_count(ngx_http_stytch_tat_loc_conf_t *lcf,
                                  : NGX_HTTP_STYTCH_TAT_COUNT_ATTEST_FAILED;
     }
 
-    ngx_http_stytch_tat_cache_count(lcf->cache, counter,
+    ngx_http_stytch_tat_zone_count(lcf->cache, counter,
                                     ngx_current_msec - ctx->started);
 }
 

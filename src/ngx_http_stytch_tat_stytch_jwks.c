@@ -444,7 +444,7 @@ ngx_http_stytch_tat_stytch_jwks_due(ngx_http_stytch_tat_jwks_shm_t *j,
 
     if (j->fetch_until
         && (ngx_msec_int_t) (j->fetch_until - ngx_current_msec) > 0
-        && !ngx_http_stytch_tat_cache_gone(j->fetch_pid))
+        && !ngx_http_stytch_tat_zone_gone(j->fetch_pid))
     {
         return NGX_BUSY;
     }
