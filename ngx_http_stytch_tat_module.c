@@ -49,8 +49,6 @@ static ngx_http_core_loc_conf_t *ngx_http_stytch_tat_find_location(
     ngx_http_core_loc_conf_t *pclcf, ngx_str_t *uri);
 static char *ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *conf);
-static ngx_int_t ngx_http_stytch_tat_fingerprint(ngx_conf_t *cf,
-    ngx_http_stytch_tat_main_conf_t *mcf, ngx_http_stytch_tat_loc_conf_t *conf);
 static ngx_int_t ngx_http_stytch_tat_cache_status_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_stytch_tat_call_time_variable(
@@ -890,82 +888,13 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
     }
 
     if (conf->cache
-        && (ngx_http_stytch_tat_fingerprint(cf, mcf, conf) != NGX_OK
-            || ngx_http_stytch_tat_cache_key_prefix(cf, conf) != NGX_OK))
+        && (ngx_http_stytch_tat_key_fingerprint(cf, mcf, conf) != NGX_OK
+            || ngx_http_stytch_tat_key_prefix(cf, conf) != NGX_OK))
     {
         return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
-}
-
-
-/*
- * The cache key's share of the configuration: everything that changes a
- * token or what Stytch is asked for, but is not a claim or a body value
- * evaluated per request (those are keyed per request).  A reload that
- * rotates the key or changes a ttl or duration then finds no old entry.
- */
-
-static ngx_int_t
-ngx_http_stytch_tat_fingerprint(ngx_conf_t *cf,
-    ngx_http_stytch_tat_main_conf_t *mcf, ngx_http_stytch_tat_loc_conf_t *conf)
-{
-    u_char                      buf[NGX_TIME_T_LEN * 2 + NGX_INT_T_LEN + 8];
-    u_char                     *p;
-    ngx_uint_t                  i;
-    unsigned int                len;
-    EVP_MD_CTX                 *md;
-    ngx_str_t                   part[6];
-    ngx_http_stytch_tat_key_t  *key;
-
-    key = mcf->keys.elts;
-
-    p = ngx_sprintf(buf, "%T:%T:%ui", conf->token_ttl,
-                    conf->session_duration, conf->refused_status);
-
-    part[0] = key[0].kid;
-    part[1] = key[0].jwk;
-    part[2].data = buf;
-    part[2].len = p - buf;
-    part[3] = conf->uri;
-    part[4] = mcf->project_id;
-    ngx_str_set(&part[5], "stytch_tat 1");
-
-    md = EVP_MD_CTX_new();
-
-    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-        goto failed;
-    }
-
-    for (i = 0; i < 6; i++) {
-        len = (unsigned int) part[i].len;
-
-        /* each with its length: no two different sets hash alike */
-
-        if (EVP_DigestUpdate(md, &len, sizeof(len)) != 1
-            || EVP_DigestUpdate(md, part[i].data, part[i].len) != 1)
-        {
-            goto failed;
-        }
-    }
-
-    if (EVP_DigestFinal_ex(md, conf->fingerprint, &len) != 1) {
-        goto failed;
-    }
-
-    EVP_MD_CTX_free(md);
-
-    return NGX_OK;
-
-failed:
-
-    EVP_MD_CTX_free(md);
-
-    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                  "stytch_tat: cache key digest failed");
-
-    return NGX_ERROR;
 }
 
 

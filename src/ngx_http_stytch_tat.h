@@ -483,10 +483,12 @@ char *ngx_http_stytch_tat_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_stytch_tat_zone_cache_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-ngx_int_t ngx_http_stytch_tat_cache_key(ngx_http_request_t *r,
+ngx_int_t ngx_http_stytch_tat_key_digest(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *extra, ngx_uint_t nextra);
-ngx_int_t ngx_http_stytch_tat_cache_key_prefix(ngx_conf_t *cf,
+ngx_int_t ngx_http_stytch_tat_key_prefix(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *lcf);
+ngx_int_t ngx_http_stytch_tat_key_fingerprint(ngx_conf_t *cf,
+    ngx_http_stytch_tat_main_conf_t *mcf, ngx_http_stytch_tat_loc_conf_t *conf);
 ngx_int_t ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_msec_t lease);
@@ -535,9 +537,9 @@ ngx_int_t ngx_http_stytch_tat_client_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-ngx_int_t ngx_http_stytch_tat_client_binding(
+ngx_int_t ngx_http_stytch_tat_key_binding(
     ngx_http_stytch_tat_main_conf_t *mcf, u_char *digest, u_char *out);
-ngx_int_t ngx_http_stytch_tat_client_binding_key(ngx_conf_t *cf,
+ngx_int_t ngx_http_stytch_tat_key_binding_init(ngx_conf_t *cf,
     ngx_http_stytch_tat_main_conf_t *mcf);
 ngx_int_t ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);

@@ -39,7 +39,6 @@ static ngx_int_t ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
 static void ngx_http_stytch_tat_client_cookie(ngx_http_request_t *r,
     ngx_int_t index, ngx_str_t *value);
 static void ngx_http_stytch_tat_client_forget(ngx_http_stytch_tat_ctx_t *ctx);
-static void ngx_http_stytch_tat_client_binding_cleanup(void *data);
 static json_t *ngx_http_stytch_tat_client_claim_find(ngx_http_request_t *r,
     json_t *root, ngx_str_t *key);
 
@@ -479,7 +478,7 @@ ngx_http_stytch_tat_client_session(ngx_http_request_t *r,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
 
-    if (ngx_http_stytch_tat_client_binding(mcf, ctx->identity, buf)
+    if (ngx_http_stytch_tat_key_binding(mcf, ctx->identity, buf)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -727,7 +726,7 @@ ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
     if (rc == NGX_OK) {
         mcf = ngx_http_get_module_main_conf(r, ngx_http_stytch_tat_module);
 
-        if (ngx_http_stytch_tat_client_binding(mcf, ctx->identity, buf)
+        if (ngx_http_stytch_tat_key_binding(mcf, ctx->identity, buf)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -806,156 +805,6 @@ ngx_http_stytch_tat_client_forget(ngx_http_stytch_tat_ctx_t *ctx)
     ngx_str_null(&ctx->session_id);
     ctx->expires_at = 0;
     ctx->session_jwt_exp = 0;
-}
-
-
-/*
- * The binding claim's value for an identity: an HMAC-SHA-256 of its
- * digest, base64url, under a key that every node of a cluster shares and
- * no client has.  Unkeyed, anyone holding a session JWT and the
- * configuration could confirm a guessed email offline.
- */
-
-ngx_int_t
-ngx_http_stytch_tat_client_binding(ngx_http_stytch_tat_main_conf_t *mcf,
-    u_char *digest, u_char *out)
-{
-    int           ok;
-    u_char        mac[EVP_MAX_MD_SIZE];
-    size_t        len;
-    ngx_str_t     src, dst;
-    EVP_MAC_CTX  *ctx;
-
-    ctx = EVP_MAC_CTX_dup(mcf->binding_mac);
-    if (ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = 0;
-
-    ok = EVP_MAC_update(ctx, digest, NGX_HTTP_STYTCH_TAT_DIGEST_LEN) == 1
-         && EVP_MAC_final(ctx, mac, &len, sizeof(mac)) == 1
-         && len == NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
-
-    EVP_MAC_CTX_free(ctx);
-
-    if (!ok) {
-        return NGX_ERROR;
-    }
-
-    src.data = mac;
-    src.len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
-    dst.data = out;
-
-    ngx_encode_base64url(&dst, &src);
-
-    return NGX_OK;
-}
-
-
-/*
- * The binding's key, once per configuration: derived from the Stytch
- * secret (every node of a cluster has the same credentials), or without
- * stytch_tat_credentials from the first signing key, which every node
- * signs with too.  A rotation of the signing keys then leaves bound
- * sessions bound; a new secret starts them over.
- */
-
-ngx_int_t
-ngx_http_stytch_tat_client_binding_key(ngx_conf_t *cf,
-    ngx_http_stytch_tat_main_conf_t *mcf)
-{
-    int                         len;
-    u_char                     *der, *p, key[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
-    EVP_MAC                    *hmac;
-    ngx_int_t                   rc;
-    unsigned int                klen;
-    OSSL_PARAM                  params[2];
-    EVP_MD_CTX                 *md;
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_stytch_tat_key_t  *keys;
-
-    static char  label[] = "ngx_http_stytch_tat_module binding v1";
-
-    if (mcf->binding_mac) {
-        return NGX_OK;
-    }
-
-    der = NULL;
-    len = 0;
-
-    if (mcf->authorization.len == 0) {
-        if (mcf->keys.nelts == 0) {
-            return NGX_DECLINED;
-        }
-
-        keys = mcf->keys.elts;
-        len = i2d_PrivateKey(keys[0].pkey, &der);
-
-        if (len <= 0) {
-            return NGX_ERROR;
-        }
-    }
-
-    md = EVP_MD_CTX_new();
-    if (md == NULL) {
-        OPENSSL_clear_free(der, len > 0 ? len : 0);
-        return NGX_ERROR;
-    }
-
-    p = der ? der : mcf->authorization.data;
-
-    rc = (EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1
-          && EVP_DigestUpdate(md, label, sizeof(label)) == 1
-          && EVP_DigestUpdate(md, p, der ? (size_t) len
-                                         : mcf->authorization.len) == 1
-          && EVP_DigestFinal_ex(md, key, &klen) == 1)
-         ? NGX_OK : NGX_ERROR;
-
-    EVP_MD_CTX_free(md);
-    OPENSSL_clear_free(der, len > 0 ? len : 0);
-
-    if (rc != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    mcf->binding_mac = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
-    EVP_MAC_free(hmac);
-
-    if (mcf->binding_mac == NULL) {
-        OPENSSL_cleanse(key, sizeof(key));
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_http_stytch_tat_client_binding_cleanup;
-    cln->data = mcf;
-
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                 (char *) "SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-
-    rc = (EVP_MAC_init(mcf->binding_mac, key, sizeof(key), params) == 1)
-         ? NGX_OK : NGX_ERROR;
-
-    OPENSSL_cleanse(key, sizeof(key));
-
-    return rc;
-}
-
-
-static void
-ngx_http_stytch_tat_client_binding_cleanup(void *data)
-{
-    ngx_http_stytch_tat_main_conf_t  *mcf = data;
-
-    EVP_MAC_CTX_free(mcf->binding_mac);
-    mcf->binding_mac = NULL;
 }
 
 

@@ -399,7 +399,7 @@ ngx_http_stytch_tat_exchange_evaluate(ngx_http_request_t *r,
     extra[2] = value[1];
     extra[3] = ctx->session_claims;   /* names, types and values, as JSON */
 
-    if (ngx_http_stytch_tat_cache_key(r, ctx, extra,
+    if (ngx_http_stytch_tat_key_digest(r, ctx, extra,
                                       lcf->session_claims ? 4 : 3)
         != NGX_OK)
     {
@@ -675,7 +675,7 @@ ngx_http_stytch_tat_exchange_attest_body(ngx_http_request_t *r,
      */
 
     if (lcf->bind && ctx->keyed) {
-        if (ngx_http_stytch_tat_client_binding(mcf, ctx->digest, binding)
+        if (ngx_http_stytch_tat_key_binding(mcf, ctx->digest, binding)
             != NGX_OK
             || (claims == NULL && (claims = json_object()) == NULL)
             || json_object_set_new(claims, NGX_HTTP_STYTCH_TAT_BINDING_CLAIM,

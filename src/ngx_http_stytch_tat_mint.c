@@ -540,7 +540,7 @@ ngx_http_stytch_tat_mint_jwt_variable(ngx_http_request_t *r,
             extra[1].data = lcf->fingerprint;
             extra[1].len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
 
-            if (ngx_http_stytch_tat_cache_key(r, ctx, extra, 2) != NGX_OK) {
+            if (ngx_http_stytch_tat_key_digest(r, ctx, extra, 2) != NGX_OK) {
                 return NGX_ERROR;
             }
         }

@@ -234,7 +234,7 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
         mcf = ngx_http_conf_get_module_main_conf(cf,
                                                  ngx_http_stytch_tat_module);
 
-        if (ngx_http_stytch_tat_client_binding_key(cf, mcf) != NGX_OK) {
+        if (ngx_http_stytch_tat_key_binding_init(cf, mcf) != NGX_OK) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "\"stytch_tat_session_jwks %V\" in %V:%ui: no "
                           "key to bind sessions with: set "
