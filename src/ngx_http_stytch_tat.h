@@ -489,17 +489,17 @@ ngx_int_t ngx_http_stytch_tat_key_prefix(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *lcf);
 ngx_int_t ngx_http_stytch_tat_key_fingerprint(ngx_conf_t *cf,
     ngx_http_stytch_tat_main_conf_t *mcf, ngx_http_stytch_tat_loc_conf_t *conf);
-ngx_int_t ngx_http_stytch_tat_cache_lookup(ngx_http_request_t *r,
+ngx_int_t ngx_http_stytch_tat_session_lookup(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_msec_t lease);
-void ngx_http_stytch_tat_cache_store(ngx_http_request_t *r,
+void ngx_http_stytch_tat_session_store(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
-void ngx_http_stytch_tat_cache_fail(ngx_http_request_t *r,
+void ngx_http_stytch_tat_session_fail(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_uint_t status, time_t negative);
-void ngx_http_stytch_tat_cache_drop(ngx_http_stytch_tat_zone_t *zone,
+void ngx_http_stytch_tat_session_drop(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_ctx_t *ctx);
-void ngx_http_stytch_tat_cache_release(ngx_http_stytch_tat_zone_t *zone,
+void ngx_http_stytch_tat_session_release(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);

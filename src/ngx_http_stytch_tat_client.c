@@ -595,7 +595,7 @@ ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_stytch_tat_cache_lookup(r, lcf->cache, ctx,
+    rc = ngx_http_stytch_tat_session_lookup(r, lcf->cache, ctx,
                                           lcf->lock_timeout);
 
     switch (rc) {
@@ -609,7 +609,7 @@ ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
             goto lead;
         }
 
-        ngx_http_stytch_tat_cache_release(lcf->cache, ctx);
+        ngx_http_stytch_tat_session_release(lcf->cache, ctx);
 
         /* fall through */
 
@@ -758,10 +758,10 @@ ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
          */
 
         if (code == NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
-            ngx_http_stytch_tat_cache_store(r, lcf->cache, ctx);
+            ngx_http_stytch_tat_session_store(r, lcf->cache, ctx);
 
         } else {
-            ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx,
+            ngx_http_stytch_tat_session_fail(r, lcf->cache, ctx,
                                   NGX_HTTP_BAD_GATEWAY,
                                   NGX_HTTP_STYTCH_TAT_VERIFY_LIFETIME_MAX);
         }

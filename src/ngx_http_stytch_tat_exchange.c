@@ -163,7 +163,7 @@ ngx_http_stytch_tat_exchange_cleanup(void *data)
 
     if (ctx->leading) {
         ctx->leading = 0;
-        ngx_http_stytch_tat_cache_release(ctx->zone, ctx);
+        ngx_http_stytch_tat_session_release(ctx->zone, ctx);
     }
 
     if (ctx->jwks_leading) {
@@ -264,7 +264,7 @@ ngx_http_stytch_tat_exchange_start(ngx_http_request_t *r,
         }
     }
 
-    rc = ngx_http_stytch_tat_cache_lookup(r, lcf->cache, ctx,
+    rc = ngx_http_stytch_tat_session_lookup(r, lcf->cache, ctx,
                                           lcf->lock_timeout);
 
     switch (rc) {
@@ -577,7 +577,7 @@ ngx_http_stytch_tat_exchange_attest(ngx_http_request_t *r,
         if (ctx->leading) {
             /* the same identity fails alike for those waiting on it */
             ctx->leading = 0;
-            ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc, 0);
+            ngx_http_stytch_tat_session_fail(r, lcf->cache, ctx, rc, 0);
         }
 
         return rc;
@@ -1082,7 +1082,7 @@ ngx_http_stytch_tat_exchange_finish(ngx_http_request_t *r,
 
     if (ctx->leading) {
         ctx->leading = 0;
-        ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc,
+        ngx_http_stytch_tat_session_fail(r, lcf->cache, ctx, rc,
                                        (ctx->refused && !ctx->token_refused)
                                        ? lcf->cache_refusals : 0);
     }
@@ -1097,7 +1097,7 @@ ngx_http_stytch_tat_exchange_session(ngx_http_request_t *r,
 {
     if (ctx->leading) {
         ctx->leading = 0;
-        ngx_http_stytch_tat_cache_store(r, lcf->cache, ctx);
+        ngx_http_stytch_tat_session_store(r, lcf->cache, ctx);
     }
 
     return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
@@ -1122,7 +1122,7 @@ ngx_http_stytch_tat_exchange_failed_refresh(ngx_http_request_t *r,
                       "stytch_tat: cached session ended at Stytch, "
                       "attesting anew");
 
-        ngx_http_stytch_tat_cache_drop(lcf->cache, ctx);
+        ngx_http_stytch_tat_session_drop(lcf->cache, ctx);
 
         ctx->cache_role = 0;
         ctx->state = NGX_HTTP_STYTCH_TAT_STATE_NEW;
@@ -1135,7 +1135,7 @@ ngx_http_stytch_tat_exchange_failed_refresh(ngx_http_request_t *r,
 
     /* a failed refresh: the old JWT serves while it is valid */
 
-    ngx_http_stytch_tat_cache_fail(r, lcf->cache, ctx, rc, 0);
+    ngx_http_stytch_tat_session_fail(r, lcf->cache, ctx, rc, 0);
 
     if (ctx->session_jwt.len && ctx->session_jwt_exp > ngx_time()) {
         ctx->cache_status = NGX_HTTP_STYTCH_TAT_STALE;
