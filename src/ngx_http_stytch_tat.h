@@ -501,10 +501,6 @@ void ngx_http_stytch_tat_session_drop(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_ctx_t *ctx);
 void ngx_http_stytch_tat_session_release(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_stytch_tat_ctx_t *ctx);
-ngx_int_t ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
-    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
-void ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
-    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
 ngx_uint_t ngx_http_stytch_tat_zone_gone(ngx_pid_t pid);
 void ngx_http_stytch_tat_zone_count(ngx_http_stytch_tat_zone_t *zone,
     ngx_uint_t counter, ngx_msec_t latency);

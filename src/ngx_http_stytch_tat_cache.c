@@ -23,68 +23,6 @@
 
 
 
-/* reuse a minted token for $stytch_tat_jwt until this long before exp */
-#define NGX_HTTP_STYTCH_TAT_JWT_LEEWAY       30
-
-
-ngx_int_t
-ngx_http_stytch_tat_cache_jwt(ngx_http_request_t *r,
-    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx)
-{
-    ngx_int_t                    rc;
-    ngx_http_stytch_tat_node_t  *tn;
-
-    rc = NGX_DECLINED;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    tn = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
-
-    if (tn && tn->len[NGX_HTTP_STYTCH_TAT_F_JWT]
-        && tn->entry.token_exp > ngx_time() + NGX_HTTP_STYTCH_TAT_JWT_LEEWAY)
-    {
-        ngx_http_stytch_tat_zone_touch(zone, tn);
-
-        ctx->jwt_exp = tn->entry.token_exp;
-        rc = ngx_http_stytch_tat_zone_copy_out(r, tn,
-                                                NGX_HTTP_STYTCH_TAT_F_JWT,
-                                                &ctx->jwt);
-
-        /* a token reused is no session hit: counted apart */
-        ngx_atomic_fetch_add(&zone->sh->stats.jwt_hits, 1);
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    return rc;
-}
-
-
-void
-ngx_http_stytch_tat_cache_store_jwt(ngx_http_request_t *r,
-    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx)
-{
-    ngx_str_t                    fields[NGX_HTTP_STYTCH_TAT_FIELDS];
-    ngx_http_stytch_tat_node_t  *tn, *old;
-
-    ngx_memzero(fields, sizeof(fields));
-    fields[NGX_HTTP_STYTCH_TAT_F_JWT] = ctx->jwt;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    old = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
-
-    ngx_atomic_fetch_add(&zone->sh->stats.jwt_misses, 1);
-
-    tn = ngx_http_stytch_tat_zone_replace(zone, r, old, ctx->digest, fields);
-
-    if (tn) {
-        tn->entry.token_exp = ctx->jwt_exp;
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-}
-
 
 /*
  * A Stytch session JWT verified before, until it expires: its user and

@@ -1,10 +1,12 @@
 /*
  * Minting: the Trusted Auth Token for a request's identity, signed with the
- * first stytch_tat_signing_key, and the $stytch_tat_jwt variable.
+ * first stytch_tat_signing_key, and the $stytch_tat_jwt variable, whose
+ * token the zone keeps for reuse while it is fresh.
  */
 
 
 #include "ngx_http_stytch_tat.h"
+#include "ngx_http_stytch_tat_zone.h"
 
 #include <openssl/rand.h>
 
@@ -23,6 +25,9 @@
 #define NGX_HTTP_STYTCH_TAT_READS                                             \
     (NGX_HTTP_STYTCH_TAT_READ_CLAIMS + NGX_HTTP_STYTCH_TAT_CLAIMS_MAX + 1)
 
+/* reuse a minted token for $stytch_tat_jwt until this long before exp */
+#define NGX_HTTP_STYTCH_TAT_JWT_LEEWAY    30
+
 
 static ngx_uint_t ngx_http_stytch_tat_mint_identity_values(
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_complex_value_t **cv);
@@ -36,6 +41,10 @@ static ngx_int_t ngx_http_stytch_tat_mint_read(ngx_http_request_t *r,
     ngx_str_t *done, ngx_str_t *value);
 static ngx_int_t ngx_http_stytch_tat_mint_random_jti(ngx_http_request_t *r,
     ngx_str_t *jti);
+static ngx_int_t ngx_http_stytch_tat_mint_jwt_cached(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
+static void ngx_http_stytch_tat_mint_jwt_store(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_mint_sign_jwt(ngx_http_request_t *r,
     ngx_http_stytch_tat_key_t *key, u_char *payload, size_t len,
     ngx_str_t *jwt);
@@ -545,10 +554,10 @@ ngx_http_stytch_tat_mint_jwt_variable(ngx_http_request_t *r,
             }
         }
 
-        if (ngx_http_stytch_tat_cache_jwt(r, lcf->cache, ctx) == NGX_DECLINED
+        if (ngx_http_stytch_tat_mint_jwt_cached(r, lcf->cache, ctx) == NGX_DECLINED
             && ngx_http_stytch_tat_mint(r, ctx) == NGX_OK)
         {
-            ngx_http_stytch_tat_cache_store_jwt(r, lcf->cache, ctx);
+            ngx_http_stytch_tat_mint_jwt_store(r, lcf->cache, ctx);
             ngx_http_stytch_tat_zone_count(lcf->cache,
                                           NGX_HTTP_STYTCH_TAT_COUNT_MINT_RS256
                                           + ctx->mint_alg - 1, 0);
@@ -568,4 +577,63 @@ ngx_http_stytch_tat_mint_jwt_variable(ngx_http_request_t *r,
     v->data = ctx->jwt.data;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_stytch_tat_mint_jwt_cached(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_int_t                    rc;
+    ngx_http_stytch_tat_node_t  *tn;
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
+
+    if (tn && tn->len[NGX_HTTP_STYTCH_TAT_F_JWT]
+        && tn->entry.token_exp > ngx_time() + NGX_HTTP_STYTCH_TAT_JWT_LEEWAY)
+    {
+        ngx_http_stytch_tat_zone_touch(zone, tn);
+
+        ctx->jwt_exp = tn->entry.token_exp;
+        rc = ngx_http_stytch_tat_zone_copy_out(r, tn,
+                                                NGX_HTTP_STYTCH_TAT_F_JWT,
+                                                &ctx->jwt);
+
+        /* a token reused is no session hit: counted apart */
+        ngx_atomic_fetch_add(&zone->sh->stats.jwt_hits, 1);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
+}
+
+
+static void
+ngx_http_stytch_tat_mint_jwt_store(ngx_http_request_t *r,
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_str_t                    fields[NGX_HTTP_STYTCH_TAT_FIELDS];
+    ngx_http_stytch_tat_node_t  *tn, *old;
+
+    ngx_memzero(fields, sizeof(fields));
+    fields[NGX_HTTP_STYTCH_TAT_F_JWT] = ctx->jwt;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    old = ngx_http_stytch_tat_zone_find(zone, ctx->digest);
+
+    ngx_atomic_fetch_add(&zone->sh->stats.jwt_misses, 1);
+
+    tn = ngx_http_stytch_tat_zone_replace(zone, r, old, ctx->digest, fields);
+
+    if (tn) {
+        tn->entry.token_exp = ctx->jwt_exp;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
 }
