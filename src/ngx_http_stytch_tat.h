@@ -504,13 +504,12 @@ void ngx_http_stytch_tat_session_release(ngx_http_stytch_tat_zone_t *zone,
 ngx_uint_t ngx_http_stytch_tat_zone_gone(ngx_pid_t pid);
 void ngx_http_stytch_tat_zone_count(ngx_http_stytch_tat_zone_t *zone,
     ngx_uint_t counter, ngx_msec_t latency);
-ngx_int_t ngx_http_stytch_tat_cache_verified(ngx_http_request_t *r,
-    ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
-    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding, time_t leeway);
-void ngx_http_stytch_tat_cache_store_verified(ngx_http_request_t *r,
-    ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
-    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding,
-    ngx_uint_t generation);
+ngx_int_t ngx_http_stytch_tat_verified_check(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_str_t *token, ngx_str_t *binding, ngx_int_t *code);
+ngx_int_t ngx_http_stytch_tat_verified_digest(
+    ngx_http_stytch_tat_loc_conf_t *lcf, const char *domain, ngx_str_t *token,
+    u_char *digest);
 
 char *ngx_http_stytch_tat_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
