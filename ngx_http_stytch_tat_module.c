@@ -41,12 +41,6 @@ static char *ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_stytch_tat_trusted(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_stytch_tat_add_uri(ngx_conf_t *cf,
-    ngx_http_stytch_tat_srv_conf_t *sscf, char *directive, ngx_str_t *uri,
-    ngx_str_t *file, ngx_uint_t line);
-static ngx_int_t ngx_http_stytch_tat_check_uris(ngx_conf_t *cf);
-static ngx_http_core_loc_conf_t *ngx_http_stytch_tat_find_location(
-    ngx_http_core_loc_conf_t *pclcf, ngx_str_t *uri);
 static char *ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *conf);
 static ngx_int_t ngx_http_stytch_tat_cache_status_variable(
@@ -550,7 +544,7 @@ ngx_http_stytch_tat_init(ngx_conf_t *cf)
 
     *h = ngx_http_stytch_tat_headers_drop;
 
-    if (ngx_http_stytch_tat_check_uris(cf) != NGX_OK) {
+    if (ngx_http_stytch_tat_subrequest_check_uris(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -823,7 +817,7 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
                                                  ngx_http_stytch_tat_module);
         sscf->exchange_used = 1;
 
-        if (ngx_http_stytch_tat_add_uri(cf, sscf, "stytch_tat", &conf->uri,
+        if (ngx_http_stytch_tat_subrequest_add_uri(cf, sscf, "stytch_tat", &conf->uri,
                                         &conf->uri_file, conf->uri_line)
             != NGX_OK)
         {
@@ -837,7 +831,7 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
                                                  ngx_http_stytch_tat_module);
         sscf->exchange_used = 1;
 
-        if (ngx_http_stytch_tat_add_uri(cf, sscf, "stytch_tat_session_jwks",
+        if (ngx_http_stytch_tat_subrequest_add_uri(cf, sscf, "stytch_tat_session_jwks",
                                         &conf->jwks_uri, &conf->jwks_file,
                                         conf->jwks_line)
             != NGX_OK)
@@ -1236,172 +1230,6 @@ ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     lcf->uri_line = cf->conf_file->line;
 
     return NGX_CONF_OK;
-}
-
-
-/* the URIs a server's locations send the exchange to, once each */
-
-static ngx_int_t
-ngx_http_stytch_tat_add_uri(ngx_conf_t *cf,
-    ngx_http_stytch_tat_srv_conf_t *sscf, char *directive, ngx_str_t *uri,
-    ngx_str_t *file, ngx_uint_t line)
-{
-    ngx_uint_t                  i;
-    ngx_http_stytch_tat_uri_t  *u;
-
-    if (sscf->uris == NULL) {
-        sscf->uris = ngx_array_create(cf->pool, 2,
-                                      sizeof(ngx_http_stytch_tat_uri_t));
-        if (sscf->uris == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    u = sscf->uris->elts;
-
-    for (i = 0; i < sscf->uris->nelts; i++) {
-        if (u[i].uri.data == uri->data) {
-            return NGX_OK;
-        }
-    }
-
-    u = ngx_array_push(sscf->uris);
-    if (u == NULL) {
-        return NGX_ERROR;
-    }
-
-    u->directive = directive;
-    u->uri = *uri;
-    u->file = *file;
-    u->line = line;
-
-    return NGX_OK;
-}
-
-
-/*
- * "nginx -t" refuses a stytch_tat URI that leads to a location which is
- * not internal or has no content handler: the subrequest carries the
- * Stytch secret.  Where a regex location could take the URI, only the
- * request knows: the exchange checks again before adding the credentials.
- */
-
-static ngx_int_t
-ngx_http_stytch_tat_check_uris(ngx_conf_t *cf)
-{
-    ngx_uint_t                        s, i;
-    ngx_http_core_loc_conf_t         *clcf, *found;
-    ngx_http_core_srv_conf_t        **cscfp;
-    ngx_http_core_main_conf_t        *cmcf;
-    ngx_http_stytch_tat_uri_t        *u;
-    ngx_http_stytch_tat_srv_conf_t   *sscf;
-
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-    cscfp = cmcf->servers.elts;
-
-    for (s = 0; s < cmcf->servers.nelts; s++) {
-        sscf = cscfp[s]->ctx->srv_conf[ngx_http_stytch_tat_module.ctx_index];
-
-        if (sscf->uris == NULL) {
-            continue;
-        }
-
-        clcf = cscfp[s]->ctx->loc_conf[ngx_http_core_module.ctx_index];
-        u = sscf->uris->elts;
-
-        for (i = 0; i < sscf->uris->nelts; i++) {
-            found = ngx_http_stytch_tat_find_location(clcf, &u[i].uri);
-
-            if (found == NULL || (found->internal && found->handler)) {
-                continue;
-            }
-
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"%s %V\" in %V:%ui leads to location "
-                          "\"%V\", which %s: the Stytch credentials go only "
-                          "to an \"internal\" location that proxy_passes to "
-                          "Stytch", u[i].directive, &u[i].uri, &u[i].file,
-                          u[i].line,
-                          &found->name,
-                          found->internal ? "has no proxy_pass"
-                                          : "is not \"internal\"");
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * The location a URI certainly reaches from a server's level, the way
- * ngx_http_core_find_location() finds it, or NULL where a regex or a
- * nested location could decide otherwise, or none matches.
- */
-
-static ngx_http_core_loc_conf_t *
-ngx_http_stytch_tat_find_location(ngx_http_core_loc_conf_t *pclcf,
-    ngx_str_t *uri)
-{
-    u_char                         *p;
-    size_t                          len, n;
-    ngx_int_t                       rc;
-    ngx_http_core_loc_conf_t       *found;
-    ngx_http_location_tree_node_t  *node;
-
-    p = uri->data;
-    len = uri->len;
-    found = NULL;
-    node = pclcf->static_locations;
-
-    while (node) {
-        n = (len <= (size_t) node->len) ? len : node->len;
-
-        rc = ngx_filename_cmp(p, node->name, n);
-
-        if (rc != 0) {
-            node = (rc < 0) ? node->left : node->right;
-            continue;
-        }
-
-        if (len > (size_t) node->len) {
-            if (node->inclusive) {
-                found = node->inclusive;
-                node = node->tree;
-                p += n;
-                len -= n;
-                continue;
-            }
-
-            node = node->right;
-            continue;
-        }
-
-        if (len == (size_t) node->len) {
-            if (node->exact) {
-                return node->exact;
-            }
-
-            found = node->inclusive;
-            break;
-        }
-
-        node = node->left;
-    }
-
-    if (found == NULL || found->static_locations) {
-        return NULL;
-    }
-
-#if (NGX_PCRE)
-    if (found->regex_locations
-        || (!found->noregex && pclcf->regex_locations))
-    {
-        return NULL;
-    }
-#endif
-
-    return found;
 }
 
 

@@ -431,13 +431,18 @@ typedef struct {
 void ngx_http_stytch_tat_exchange_cleanup(void *data);
 void ngx_http_stytch_tat_exchange_sr_cleanup(void *data);
 ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_stytch_tat_exchange_done(ngx_http_request_t *sr,
+ngx_int_t ngx_http_stytch_tat_subrequest_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
-ngx_int_t ngx_http_stytch_tat_exchange_subrequest(ngx_http_request_t *r,
+ngx_int_t ngx_http_stytch_tat_subrequest_credentials(ngx_http_request_t *sr);
+ngx_int_t ngx_http_stytch_tat_subrequest_add_uri(ngx_conf_t *cf,
+    ngx_http_stytch_tat_srv_conf_t *sscf, char *directive, ngx_str_t *uri,
+    ngx_str_t *file, ngx_uint_t line);
+ngx_int_t ngx_http_stytch_tat_subrequest_check_uris(ngx_conf_t *cf);
+ngx_int_t ngx_http_stytch_tat_subrequest(ngx_http_request_t *r,
     ngx_str_t *uri, ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *body);
-ngx_int_t ngx_http_stytch_tat_exchange_delay(ngx_http_request_t *r);
+ngx_int_t ngx_http_stytch_tat_subrequest_delay(ngx_http_request_t *r);
 /* serializes and releases obj (a json_t *: jansson stays out of here) */
-ngx_int_t ngx_http_stytch_tat_exchange_json(ngx_http_request_t *r,
+ngx_int_t ngx_http_stytch_tat_subrequest_json(ngx_http_request_t *r,
     void *obj, ngx_str_t *body);
 
 char *ngx_http_stytch_tat_keys_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,

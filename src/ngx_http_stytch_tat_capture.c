@@ -43,7 +43,7 @@ ngx_http_stytch_tat_capture_ctx(ngx_http_request_t *r)
     ngx_http_stytch_tat_ctx_t  *ctx;
 
     if (r == r->main || r->post_subrequest == NULL
-        || r->post_subrequest->handler != ngx_http_stytch_tat_exchange_done)
+        || r->post_subrequest->handler != ngx_http_stytch_tat_subrequest_done)
     {
         return NULL;
     }

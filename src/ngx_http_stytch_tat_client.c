@@ -79,11 +79,11 @@ ngx_http_stytch_tat_client_verify(ngx_http_request_t *r,
 
         if (ctx->wait_started == 0) {
             ctx->wait_started = ngx_current_msec;
-            return ngx_http_stytch_tat_exchange_delay(r);
+            return ngx_http_stytch_tat_subrequest_delay(r);
         }
 
         if (ngx_current_msec - ctx->wait_started < lcf->lock_timeout) {
-            return ngx_http_stytch_tat_exchange_delay(r);
+            return ngx_http_stytch_tat_subrequest_delay(r);
         }
 
         /* fall through */
@@ -343,7 +343,7 @@ ngx_http_stytch_tat_client_refresh(ngx_http_request_t *r,
             goto zone;
         }
 
-        return ngx_http_stytch_tat_exchange_delay(r);
+        return ngx_http_stytch_tat_subrequest_delay(r);
 
     case NGX_HTTP_STYTCH_TAT_CACHE_ATTEST:
         goto lead;
@@ -376,14 +376,14 @@ lead:
                     token.len);
 
     if (obj == NULL
-        || ngx_http_stytch_tat_exchange_json(r, obj, &body) != NGX_OK)
+        || ngx_http_stytch_tat_subrequest_json(r, obj, &body) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     /* the digest stays the refresh's until its answer is in */
 
-    if (ngx_http_stytch_tat_exchange_subrequest(r, &lcf->refresh_uri, ctx,
+    if (ngx_http_stytch_tat_subrequest(r, &lcf->refresh_uri, ctx,
                                                 &body)
         != NGX_OK)
     {
