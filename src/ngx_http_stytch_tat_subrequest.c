@@ -10,11 +10,14 @@
 
 
 #include "ngx_http_stytch_tat.h"
+#include "ngx_http_stytch_tat_version.h"
 
 #include <jansson.h>
 
 
-#define NGX_HTTP_STYTCH_TAT_USER_AGENT  "ngx_http_stytch_tat_module/0.1"
+/* the version is the release's: ngx_http_stytch_tat_version.h */
+#define NGX_HTTP_STYTCH_TAT_USER_AGENT                                        \
+    "ngx_http_stytch_tat_module/" NGX_HTTP_STYTCH_TAT_VERSION
 
 /* the attest body's first buffer: a token, a profile id, a few numbers */
 #define NGX_HTTP_STYTCH_TAT_BODY_GUESS  2048

@@ -65,6 +65,13 @@ is(scalar(@replayed) - scalar(@explicit), 0,
    'no token id was sent twice unless set explicitly');
 is(scalar(grep { $_->{auth} ne 'ok' } @calls), 0,
    'every call carried the credentials');
+my ($version) = do {
+    open my $fh, '<', repo_root() . '/src/ngx_http_stytch_tat_version.h' or die $!;
+    map { /^#define NGX_HTTP_STYTCH_TAT_VERSION\s+"([^"]+)"/ ? $1 : () } <$fh>;
+};
+my @ua = grep { $_ ne "ngx_http_stytch_tat_module/$version" }
+         map { $_->{headers}{'user-agent'} // '' } @calls;
+is("@ua", '', "every call's User-Agent names the release, $version");
 
 __DATA__
 
