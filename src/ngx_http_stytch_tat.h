@@ -428,8 +428,7 @@ typedef struct {
 } ngx_http_stytch_tat_ctx_t;
 
 
-void ngx_http_stytch_tat_exchange_cleanup(void *data);
-void ngx_http_stytch_tat_exchange_sr_cleanup(void *data);
+ngx_http_stytch_tat_ctx_t *ngx_http_stytch_tat_ctx_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_stytch_tat_subrequest_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
@@ -546,60 +545,6 @@ ngx_int_t ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
 
 
 extern ngx_module_t  ngx_http_stytch_tat_module;
-
-
-/*
- * The request's context.  The main request's lives as long as its pool,
- * and is found again after an internal redirect (which clears module
- * contexts) through its pool cleanup, the way the realip module does: the
- * exchange runs once per client request.
- */
-
-static ngx_inline ngx_http_stytch_tat_ctx_t *
-ngx_http_stytch_tat_get_ctx(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_stytch_tat_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_stytch_tat_module);
-
-    if (ctx) {
-        return ctx;
-    }
-
-    if (r == r->main && r->internal) {
-        for (cln = r->pool->cleanup; cln; cln = cln->next) {
-            if (cln->handler == ngx_http_stytch_tat_exchange_cleanup) {
-                ctx = cln->data;
-                ngx_http_set_ctx(r, ctx, ngx_http_stytch_tat_module);
-                return ctx;
-            }
-        }
-    }
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_stytch_tat_ctx_t));
-    if (ctx == NULL) {
-        return NULL;
-    }
-
-    /*
-     * A subrequest's (stytch_tat_verify under auth_request) shares the
-     * pool: its cleanup is another function, never found above.
-     */
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    cln->handler = (r == r->main) ? ngx_http_stytch_tat_exchange_cleanup
-                                  : ngx_http_stytch_tat_exchange_sr_cleanup;
-    cln->data = ctx;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_stytch_tat_module);
-
-    return ctx;
-}
 
 
 #endif /* _NGX_HTTP_STYTCH_TAT_H_INCLUDED_ */

@@ -81,7 +81,7 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_stytch_tat_get_ctx(r);
+    ctx = ngx_http_stytch_tat_ctx_get(r);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -136,38 +136,6 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
     }
 
     return rc;
-}
-
-
-/*
- * The request's pool is going away: a leader that recorded no outcome (its
- * client hung up, the worker shut down) gives its claim up, so that those
- * waiting on it take over at once.
- */
-
-void
-ngx_http_stytch_tat_exchange_cleanup(void *data)
-{
-    ngx_http_stytch_tat_ctx_t  *ctx = data;
-
-    if (ctx->leading) {
-        ctx->leading = 0;
-        ngx_http_stytch_tat_session_release(ctx->zone, ctx);
-    }
-
-    if (ctx->jwks_leading) {
-        ctx->jwks_leading = 0;
-        ngx_http_stytch_tat_stytch_jwks_release(ctx->zone);
-    }
-}
-
-
-/* the same for a subrequest's context: found by no redirect */
-
-void
-ngx_http_stytch_tat_exchange_sr_cleanup(void *data)
-{
-    ngx_http_stytch_tat_exchange_cleanup(data);
 }
 
 

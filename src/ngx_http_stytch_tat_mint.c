@@ -528,7 +528,7 @@ ngx_http_stytch_tat_mint_jwt_variable(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t       *ctx;
     ngx_http_stytch_tat_loc_conf_t  *lcf;
 
-    ctx = ngx_http_stytch_tat_get_ctx(r);
+    ctx = ngx_http_stytch_tat_ctx_get(r);
     if (ctx == NULL) {
         return NGX_ERROR;
     }
