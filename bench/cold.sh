@@ -31,8 +31,8 @@
 # Results: bench/results/cold.txt (the table), bench/results/cold-*.txt
 # (each variant's functions under callgrind, inclusive, per new session).
 set -eu
-cd "$(dirname "$0")/.."
-root=$PWD
+. "$(dirname "$0")/lib.sh"
+bench_init cold
 secs=${BENCH_SECONDS:-10}
 rounds=${BENCH_ROUNDS:-3}
 conns=${BENCH_CONNECTIONS:-32}
@@ -41,36 +41,16 @@ cg_secs=${BENCH_CG_SECONDS:-20}
 port=${BENCH_PORT:-18780}
 base_module=${BENCH_BASE_MODULE:-}
 only=${BENCH_ONLY:-mod lua${base_module:+ base}}
-out=$root/bench/results
-mkdir -p "$out"
-work=$(mktemp -d /tmp/stytch-tat-cold.XXXXXX)
-chmod 755 "$work"
 module=${BENCH_MODULE:-$root/build/ngx_http_stytch_tat_module.so}
 
-for tool in wrk nginx node valgrind callgrind_control taskset openssl; do
-    command -v $tool > /dev/null || { echo "bench/cold.sh needs $tool" >&2; exit 1; }
-done
-
-keys=$root/build/test-keys
-bash scripts/test-keys.sh "$keys"
+bench_need wrk nginx node valgrind callgrind_control taskset openssl
+bench_keys
 
 up=$((port + 1))
 stytch=$((port + 2))
 stytch_ctl=$((port + 3))
 cg_port=$((port + 4))
 declare -A vport=([mod]=$((port + 5)) [lua]=$((port + 6)) [base]=$((port + 7)))
-
-pids=()
-cleanup() {
-    set +e
-    for d in "$work"/*/; do
-        [ -s "$d/logs/nginx.pid" ] && kill -QUIT "$(cat "$d/logs/nginx.pid")"
-    done 2> /dev/null
-    for p in "${pids[@]}"; do kill "$p" 2> /dev/null; done
-    wait 2> /dev/null
-    [ -n "${BENCH_DEBUG:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
 
 # the fake Stytch, on core 0, with a certificate for localhost
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
@@ -79,32 +59,15 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 taskset -c 0 node bench/fake-stytch.mjs "$stytch" "$stytch_ctl" \
     "$work/stytch.pem" "$work/stytch.key" "$delay" \
     > "$work/stytch.out" 2>&1 &
-pids+=($!)
+bench_pids+=($!)
 for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$stytch_ctl/stats" && break
     sleep 0.1
 done
 
 # the upstream: a separate nginx, one worker on core 0
-mkdir -p "$work/up/logs" "$work/up/conf"
-cat > "$work/up/conf/nginx.conf" <<EOC
-worker_processes 1;
-worker_cpu_affinity 01;
-error_log logs/error.log error;
-pid logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server {
-        listen 127.0.0.1:$up;
-        keepalive_requests 1000000;
-        location / { return 200 "ok\n"; }
-    }
-}
-EOC
-nginx -p "$work/up" -c conf/nginx.conf
+bench_upstream "$up"
 
-basic=$(tr -d '\n' < "$keys/creds" | base64 -w0)
 kid=""
 
 conf() {
@@ -114,11 +77,7 @@ conf() {
     cat <<EOC
 $( [ $1 = mod ] && echo "load_module $module;" )
 $( [ $1 = base ] && echo "load_module $base_module;" )
-$( [ $lua = 1 ] && cat <<EOM
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-EOM
-)
+$( [ $lua = 1 ] && bench_conf_lua_modules )
 $3
 error_log logs/error.log warn;
 pid logs/nginx.pid;
@@ -127,59 +86,17 @@ http {
     # the attest subrequest's time from Stytch against its main request's
     log_format cold '\$connection \$connection_requests \$uri \$request_time \$upstream_response_time';
     access_log logs/cold.log cold buffer=64k flush=1s;
-$( [ $mod = 1 ] && cat <<EOM
-    stytch_tat_signing_key $keys/rsa.pem;
-    stytch_tat_credentials $keys/creds;
-    stytch_tat_issuer https://auth.example.com;
-    stytch_tat_audience https://api.example.com;
-    stytch_tat_profile_id trusted-auth-token-profile-test-00000000-0000-0000-0000-000000000000;
-    stytch_tat_zone zone=bench:256m;
-EOM
-)
-$( [ $lua = 1 ] && cat <<EOM
-    lua_package_path "$root/bench/peers/openresty/?.lua;;";
-    lua_shared_dict stytch_tat 256m;
-    init_by_lua_block {
-        require("stytch_tat").init({
-            key_file = "$keys/rsa.pem", kid = "$kid",
-            issuer = "https://auth.example.com",
-            audience = "https://api.example.com",
-            profile_id = "trusted-auth-token-profile-test-00000000-0000-0000-0000-000000000000",
-            ttl = 300, attest_uri = "/_stytch_attest",
-        })
-    }
-    init_worker_by_lua_block { require("stytch_tat").init_worker() }
-EOM
-)
+$( [ $mod = 1 ] && bench_conf_module bench 256m )
+$( [ $lua = 1 ] && bench_conf_lua 256m )
     upstream stytch_api { server 127.0.0.1:$stytch; keepalive 64; }
     upstream backend { server 127.0.0.1:$up; keepalive 64; }
     server {
         listen 127.0.0.1:$2;
 $( [ $mod = 1 ] && echo "        location = /jwks { stytch_tat_jwks; }" )
-        location = /_stytch_attest {
-            internal;
-            log_subrequest on;
-            proxy_pass https://stytch_api/v1/sessions/attest;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            $( [ $lua = 1 ] && echo "proxy_pass_request_headers off;
-            proxy_set_header Content-Type application/json;
-            proxy_set_header Authorization \"Basic $basic\";" )
-            proxy_ssl_trusted_certificate $work/stytch.pem;
-            proxy_ssl_verify on;
-            proxy_ssl_name localhost;
-            proxy_ssl_server_name on;
-            proxy_ssl_session_reuse on;
-        }
+$(bench_conf_attest "$work/stytch.pem" "log_subrequest on;
+            $( [ $lua = 1 ] && bench_conf_lua_attest )")
         location /app {
-$( [ $mod = 1 ] && cat <<'EOM'
-            stytch_tat /_stytch_attest;
-            stytch_tat_cache bench;
-            stytch_tat_email $http_x_email;
-            stytch_tat_subject $http_x_user;
-            stytch_tat_claim assignments $http_x_groups list=,;
-EOM
-)
+$( [ $mod = 1 ] && echo "            $(bench_app_lines)" )
 $( [ $lua = 1 ] && echo '            access_by_lua_block { require("stytch_tat").access() }' )
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -196,19 +113,15 @@ start() {
     mkdir -p "$d/logs" "$d/conf"
     conf "$1" "${vport[$1]}" "worker_processes 1;
 worker_cpu_affinity 10;" > "$d/conf/nginx.conf"
-    nginx -p "$d" -c conf/nginx.conf
-    for _ in $(seq 50); do [ -n "$(worker "$1")" ] && break; sleep 0.1; done
+    bench_nginx_start "$d"
 }
 
-worker() { ps -o pid= --ppid "$(cat "$work/$1/logs/nginx.pid" 2>/dev/null)" 2>/dev/null | head -1 | tr -d ' '; }
+worker() { bench_worker "$work/$1"; }
 
 # wrk on core 0 against port $1, a new identity every request; $work/wrk.out
 load() {
-    COLD=1 taskset -c 0 wrk -t1 -c"$conns" -d"${2:-$secs}s" --latency \
-        -s bench/identities.lua "http://127.0.0.1:$1/app" > "$work/wrk.out" 2>&1
-    if grep -q Non-2xx "$work/wrk.out"; then
-        echo "  warning: $(grep Non-2xx "$work/wrk.out") on port $1" >&2
-    fi
+    COLD=1 bench_wrk "http://127.0.0.1:$1/app" "${2:-$secs}" --latency
+    bench_wrk_warn "$1"
 }
 
 # wrk's percentile $1 ("99%") in ms
@@ -237,17 +150,16 @@ nginx_added() {
 stats() { curl -s "http://127.0.0.1:$stytch_ctl/stats"; }
 stat_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 
-median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+median() { bench_median "$@"; }
 
-echo "== bench/cold.sh: $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_banner
 
 # the module's instance first: the OpenResty peer signs with the same key
 # under the same kid
 for v in $only; do
     if [ "$v" = mod ]; then
         start mod
-        kid=$(curl -s "http://127.0.0.1:${vport[mod]}/jwks" \
-                  | sed 's/.*"kid":"\([^"]*\)".*/\1/')
+        kid=$(curl -s "http://127.0.0.1:${vport[mod]}/jwks" | bench_jwks_kid)
     fi
 done
 if [ -z "$kid" ]; then
@@ -260,29 +172,28 @@ for v in $only; do load "${vport[$v]}" 3; done
 
 # ---------------------------------------------------------------- wrk rounds
 declare -A rps cpu p99 own99 fake99 ngx99 ngxb99
-hz=$(getconf CLK_TCK)
 for r in $(seq "$rounds"); do
     for v in $only; do
         p=${vport[$v]}
         w=$(worker "$v")
         curl -s -o /dev/null "http://127.0.0.1:$stytch_ctl/reset"
         : > "$work/$v/logs/cold.log"
-        read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$w/stat")
+        read -r _ u0 s0 < <(bench_stat "$w")
         load "$p"
-        read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$w/stat")
+        read -r _ u1 s1 < <(bench_stat "$w")
         st=$(stats)
         sleep 1.2
         nx99=$(nginx_added "$work/$v/logs/cold.log")
         nxb99=$(nginx_added "$work/$v/logs/cold.log" 1)
         ngx99[$v]="${ngx99[$v]:-} $nx99"
         ngxb99[$v]="${ngxb99[$v]:-} $nxb99"
-        n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
-        q=$(awk '/^Requests\/sec/ {printf "%d", $2}' "$work/wrk.out")
+        n=$(bench_wrk_requests)
+        q=$(bench_wrk_rps)
         a=$(echo "$st" | stat_field count)
         f99=$(echo "$st" | stat_field p99)
         c99=$(wrk_pct 99%)
         rps[$v]="${rps[$v]:-} $q"
-        cpu[$v]="${cpu[$v]:-} $(awk -v a=$((u1 + s1 - u0 - s0)) -v n="$a" -v hz="$hz" 'BEGIN { printf "%.1f", 1e6 * a / hz / n }')"
+        cpu[$v]="${cpu[$v]:-} $(bench_us $((u1 + s1 - u0 - s0)) "$a" %.1f)"
         p99[$v]="${p99[$v]:-} $c99"
         fake99[$v]="${fake99[$v]:-} $f99"
         own99[$v]="${own99[$v]:-} $(awk -v a="$c99" -v b="$f99" 'BEGIN { printf "%.2f", a - b }')"
@@ -291,27 +202,10 @@ for r in $(seq "$rounds"); do
         [ "$a" -ge "$n" ] || echo "  warning: $v: $a attests for $n requests" >&2
     done
 done
-for v in $only; do
-    kill -QUIT "$(cat "$work/$v/logs/nginx.pid")"
-done
+for v in $only; do bench_quit "$work/$v"; done
 sleep 0.5
 
 # ----------------------------------------------------------------- callgrind
-cg_requests() {
-    awk -v f=ngx_http_free_request '
-        /^c?fn=\(/ {
-            id = $0; sub(/^c?fn=/, "", id); name = id
-            sub(/\).*/, ")", id); sub(/^\([0-9]+\) ?/, "", name)
-            if (name != "") names[id] = name
-            if ($0 ~ /^cfn=/) callee = names[id]
-            next
-        }
-        /^calls=/ { if (callee == f) { split($0, a, /[= ]/); n += a[2] } }
-        END { print n + 0 }' "$1"
-}
-
-cg_total() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
-
 declare -A ir
 if [ -z "${BENCH_NO_CALLGRIND:-}" ]; then
     for v in $only; do
@@ -319,50 +213,25 @@ if [ -z "${BENCH_NO_CALLGRIND:-}" ]; then
         mkdir -p "$d/logs" "$d/conf"
         conf "$v" "$cg_port" "master_process off;
 daemon off;" > "$d/conf/nginx.conf"
-        taskset -c 1 valgrind --tool=callgrind --instr-atstart=no \
-            $(case $v in lua) echo --smc-check=all-non-file ;; esac) \
-            ${BENCH_CG_OPTS:-} \
-            --callgrind-out-file="$d/callgrind.out" \
-            nginx -p "$d" -c conf/nginx.conf > "$d/valgrind.log" 2>&1 &
-        cg=$!
-        pids+=($cg)
-        for _ in $(seq 300); do
-            curl -s -o /dev/null "http://127.0.0.1:$cg_port/" && break
-            sleep 0.2
-        done
+        bench_callgrind "$d" $(case $v in lua) echo --smc-check=all-non-file ;; esac)
+        bench_wait_http "http://127.0.0.1:$cg_port/"
         load "$cg_port" 5
-        callgrind_control -i on "$cg" > /dev/null
-        load "$cg_port" 3
-        ( sleep 1; callgrind_control -z "$cg" > /dev/null;
-          sleep "$cg_secs"; callgrind_control -d "$cg" > /dev/null ) &
-        load "$cg_port" $((cg_secs + 2))
-        wait $!
-        f=$(ls -t "$d"/callgrind.out* | head -1)
-        n=$(cg_requests "$f")
-        t=$(cg_total "$f")
+        bench_cg_measure "$d" "$cg_secs" 3 load "$cg_port"
+        n=$cg_n t=$cg_t
         ir[$v]=$(awk -v t="$t" -v n="$n" 'BEGIN { printf "%d", t / n }')
         echo "  callgrind $v: $t instructions, $n new sessions: ${ir[$v]} per session"
-        callgrind_annotate --inclusive=yes --threshold=100 "$f" 2> /dev/null \
-            | awk -v n="$n" '/^ *[0-9,]+ \(/ {
-                  c = $1; gsub(/,/, "", c)
-                  if (c / n >= 500) printf "%10.0f  %s\n", c / n, $0 }' \
+        bench_cg_annotate "$n" 500 --inclusive=yes --threshold=100 \
             > "$out/cold-$v.txt"
-        callgrind_annotate --threshold=99 "$f" 2> /dev/null \
-            | awk -v n="$n" '/^ *[0-9,]+ \(/ {
-                  c = $1; gsub(/,/, "", c)
-                  if (c / n >= 200) printf "%10.0f  %s\n", c / n, $0 }' \
-            > "$out/cold-$v-self.txt"
-        kill "$cg"
-        wait "$cg" 2>/dev/null || true
-        [ -n "${BENCH_DEBUG:-}" ] || rm -f "$d"/callgrind.out*
+        bench_cg_annotate "$n" 200 --threshold=99 > "$out/cold-$v-self.txt"
+        bench_cg_stop "$d"
     done
 fi
 
 # --------------------------------------------------------------------- table
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f%%", 100 * a / b; else printf "-" }'; }
+ratio() { bench_ratio "$@"; }
 {
-    echo "date: $(date -u +%FT%TZ)  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-    echo "wrk: 1 thread, $conns connections, a new identity every request, ${secs}s x $rounds rounds (medians); fake Stytch delay $delay ms; git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src ngx_http_stytch_tat_module.c || echo +dirty)"
+    echo "date: $(bench_date)  machine: $(nproc) cores, $(bench_cpu_model)"
+    echo "wrk: 1 thread, $conns connections, a new identity every request, ${secs}s x $rounds rounds (medians); fake Stytch delay $delay ms; $(bench_git)"
     echo
     echo "| variant | sessions/s | worker CPU us/session | of lua | instructions/session | of lua | p99 ms | fake Stytch p99 ms | p99 added ms | p99 - delay ms | p99 added in nginx ms | the same with the upstream ms |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -49,8 +49,8 @@
 # Results: bench/results/hit.txt (the table) and bench/results/hit-*.txt
 # (the module's own functions under callgrind, inclusive, per request).
 set -eu
-cd "$(dirname "$0")/.."
-root=$PWD
+. "$(dirname "$0")/lib.sh"
+bench_init hit
 secs=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-3}
 conns=${BENCH_CONNECTIONS:-32}
@@ -59,20 +59,11 @@ cg_secs=${BENCH_CG_SECONDS:-10}
 port=${BENCH_PORT:-18680}
 only=${BENCH_ONLY:-plain static hit-1 hit-10k hit-1c cookie-1${BENCH_PEERS:+ lua-1 lua-10k node-1 node-10k}}
 up=$((port + 5))
-out=$root/bench/results
-mkdir -p "$out"
-work=$(mktemp -d /tmp/stytch-tat-hit.XXXXXX)
-chmod 755 "$work"
 module=${BENCH_MODULE:-$root/build/ngx_http_stytch_tat_module.so}
 
-for tool in wrk nginx valgrind callgrind_control taskset; do
-    command -v $tool > /dev/null || { echo "bench/hit.sh needs $tool" >&2; exit 1; }
-done
-
-keys=$root/build/test-keys
-bash scripts/test-keys.sh "$keys"
-[ -d t/emulator/node_modules ] \
-    || (cd t/emulator && npm ci --no-audit --no-fund --loglevel=error)
+bench_need wrk nginx valgrind callgrind_control taskset
+bench_keys
+bench_emulator_deps
 
 declare -A vport=([plain]=$port [static]=$((port + 1)) [hit-1]=$((port + 2))
                   [hit-10k]=$((port + 3)) [lua-1]=$((port + 6))
@@ -86,36 +77,11 @@ declare -A vids=([plain]=1 [static]=1 [hit-1]=1 [hit-10k]=$many [lua-1]=1
 sidecar_port() { echo $(( $1 + 10 )); }
 cg_port=$((port + 4))
 
-pids=()
-cleanup() {
-    set +e
-    for d in "$work"/*/; do
-        [ -s "$d/logs/nginx.pid" ] && kill -QUIT "$(cat "$d/logs/nginx.pid")"
-    done 2> /dev/null
-    for p in "${pids[@]}" $(cat "$work"/emu-*/pid "$work"/node-*/pid \
-                               2>/dev/null); do
-        kill "$p" 2> /dev/null
-    done
-    wait 2> /dev/null
-    [ -n "${BENCH_DEBUG:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
 # the Stytch emulator, on core 0; it fetches the JWKS from the instance
 # being warmed, hence one emulator per module instance
 emulator() {
     # $1: name, $2: port of the nginx whose /jwks it trusts
-    local dir=$work/emu-$1
-    mkdir -p "$dir"
-    sed "s#http://127.0.0.1:8080/.well-known/jwks.json#http://127.0.0.1:$2/jwks#" \
-        t/emulator/config.example.json > "$dir/config.json"
-    taskset -c 0 node t/emulator/server.mjs --listen 127.0.0.1:0 \
-        --control 127.0.0.1:0 --dir "$dir" --config "$dir/config.json" \
-        > "$dir/out" 2> "$dir/err" &
-    echo $! > "$dir/pid"
-    for _ in $(seq 100); do [ -s "$dir/ready" ] && break; sleep 0.1; done
-    [ -s "$dir/ready" ] || { cat "$dir/err" >&2; exit 1; }
-    sed 's/.*"listen_port":\([0-9]*\).*/\1/' "$dir/ready"
+    bench_emulator "$work/emu-$1" "$2" 0
 }
 
 # the Node peer's sidecar, on core 0, with t/emulator's jose and stytch
@@ -137,27 +103,11 @@ sidecar() {
     exit 1
 }
 
-# the upstream: a separate nginx, one worker on core 0
-mkdir -p "$work/up/logs" "$work/up/conf"
-cat > "$work/up/conf/nginx.conf" <<EOC
-worker_processes 1;
-worker_cpu_affinity 01;
-error_log logs/error.log error;
-pid logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server {
-        listen 127.0.0.1:$up;
-        keepalive_requests 1000000;
-        location / { return 200 "ok\n"; }
-        location = /app/headers {
-            return 200 "\$http_x_stytch_session_jwt \$http_x_stytch_user_id \$http_x_stytch_session_id";
-        }
-    }
-}
-EOC
-nginx -p "$work/up" -c conf/nginx.conf
+# the upstream: a separate nginx, one worker on core 0; /app/headers
+# echoes the session headers it gets
+bench_upstream "$up" '        location = /app/headers {
+            return 200 "$http_x_stytch_session_jwt $http_x_stytch_user_id $http_x_stytch_session_id";
+        }'
 
 conf() {
     # $1: variant, $2: port, $3: emulator port, $4: extra main lines,
@@ -172,41 +122,15 @@ conf() {
     esac
     cat <<EOC
 $( [ $mod = 1 ] && echo "load_module $module;" )
-$( [ $lua = 1 ] && cat <<EOM
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-EOM
-)
+$( [ $lua = 1 ] && bench_conf_lua_modules )
 $4
 error_log logs/error.log warn;
 pid logs/nginx.pid;
 events { worker_connections 4096; }
 http {
     access_log off;
-$( [ $mod = 1 ] && cat <<EOM
-    stytch_tat_signing_key $keys/rsa.pem;
-    stytch_tat_credentials $keys/creds;
-    stytch_tat_issuer https://auth.example.com;
-    stytch_tat_audience https://api.example.com;
-    stytch_tat_profile_id trusted-auth-token-profile-test-00000000-0000-0000-0000-000000000000;
-    stytch_tat_zone zone=bench:64m;
-EOM
-)
-$( [ $lua = 1 ] && cat <<EOM
-    lua_package_path "$root/bench/peers/openresty/?.lua;;";
-    lua_shared_dict stytch_tat 64m;
-    init_by_lua_block {
-        require("stytch_tat").init({
-            key_file = "$keys/rsa.pem", kid = "$kid",
-            issuer = "https://auth.example.com",
-            audience = "https://api.example.com",
-            profile_id = "trusted-auth-token-profile-test-00000000-0000-0000-0000-000000000000",
-            ttl = 300, attest_uri = "/_stytch_attest",
-        })
-    }
-    init_worker_by_lua_block { require("stytch_tat").init_worker() }
-EOM
-)
+$( [ $mod = 1 ] && bench_conf_module bench 64m )
+$( [ $lua = 1 ] && bench_conf_lua 64m )
 $( [ $mod = 1 ] || [ $lua = 1 ] && cat <<EOM
     upstream stytch_api { server 127.0.0.1:$3; keepalive 16; }
 EOM
@@ -256,23 +180,8 @@ $( [ $lua = 1 ] && cat <<EOM
         }
 EOM
 )
-$( [ $mod = 1 ] || [ $lua = 1 ] && cat <<EOM
-        location = /_stytch_attest {
-            internal;
-            proxy_pass https://stytch_api/v1/sessions/attest;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            $( [ $lua = 1 ] && echo "proxy_pass_request_headers off;
-            proxy_set_header Content-Type application/json;
-            proxy_set_header Authorization \"Basic $basic\";" )
-            proxy_ssl_trusted_certificate $work/emu-$(emu_of "$1")/ca.pem;
-            proxy_ssl_verify on;
-            proxy_ssl_name localhost;
-            proxy_ssl_server_name on;
-            proxy_ssl_session_reuse on;
-        }
-EOM
-)
+$( [ $mod = 1 ] || [ $lua = 1 ] && bench_conf_attest "$work/emu-$(emu_of "$1")/ca.pem" \
+       "$( [ $lua = 1 ] && bench_conf_lua_attest )" )
         location /app {
             $extra
             proxy_http_version 1.1;
@@ -284,11 +193,7 @@ EOM
 EOC
 }
 
-module_lines='stytch_tat /_stytch_attest;
-            stytch_tat_cache bench;
-            stytch_tat_email $http_x_email;
-            stytch_tat_subject '"${BENCH_SUBJECT:-\$http_x_user}"';
-            stytch_tat_claim assignments $http_x_groups list=,;'
+module_lines=$(bench_app_lines "${BENCH_SUBJECT:-}")
 # cluster mode; leeway=5m keeps the probe's 5-minute JWT good for the run
 cookie_lines=$module_lines'
             stytch_tat_cookie on;
@@ -305,7 +210,6 @@ node_lines='auth_request /_auth;
             proxy_set_header X-Stytch-Session-Jwt $stytch_jwt;
             proxy_set_header X-Stytch-User-Id $stytch_uid;
             proxy_set_header X-Stytch-Session-Id $stytch_sid;'
-basic=$(tr -d '\n' < "$keys/creds" | base64 -w0)
 kid=""
 
 start() {
@@ -315,8 +219,7 @@ start() {
     conf "$1" "$2" "${3:-0}" "worker_processes 1;
 worker_cpu_affinity 10;" "${4:-0}" > "$d/conf/nginx.conf"
     LD_PRELOAD=${BENCH_PRELOAD:-} GLIBC_TUNABLES=$(tunables "$1") \
-        nginx -p "$d" -c conf/nginx.conf
-    for _ in $(seq 50); do [ -n "$(worker "$1")" ] && break; sleep 0.1; done
+        bench_nginx_start "$d"
 }
 
 # The instances without the module keep their heap as the module's worker
@@ -331,7 +234,7 @@ tunables() {
     esac
 }
 
-worker() { ps -o pid= --ppid "$(cat "$work/$1/logs/nginx.pid" 2>/dev/null)" 2>/dev/null | head -1 | tr -d ' '; }
+worker() { bench_worker "$work/$1"; }
 
 entries() {
     curl -s "http://127.0.0.1:$1/status" \
@@ -353,11 +256,8 @@ clients() {
 # wrk on core 0 against $1 (port) with $2 identities; writes $work/wrk.out
 load() {
     IDENTITIES=$2 COOKIE=$(case $1 in "${vport[cookie-1]}"|"${vport[hit-1c]}") echo "$cookie" ;; "$cg_port") echo "${cg_cookie:-}" ;; esac) \
-        taskset -c 0 wrk -t1 -c"$conns" -d"${3:-$secs}s" \
-        -s bench/identities.lua "http://127.0.0.1:$1/app" > "$work/wrk.out" 2>&1
-    if grep -q Non-2xx "$work/wrk.out"; then
-        echo "  warning: $(grep Non-2xx "$work/wrk.out") on port $1" >&2
-    fi
+        bench_wrk "http://127.0.0.1:$1/app" "${3:-$secs}"
+    bench_wrk_warn "$1"
 }
 
 # every identity cached: wrk until the zone holds them all, as long as
@@ -376,35 +276,34 @@ warm() {
     exit 1
 }
 
-median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+median() { bench_median "$@"; }
 
-echo "== bench/hit.sh: $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_banner
 
 # the session JWT the module hands on, for the static baseline's bytes
 emu=$(emulator hit-probe "$cg_port")
 start hit-probe "$cg_port" "$emu"
-curl -s -o /dev/null -H "X-Email: user0@example.com" -H "X-User: user0" \
-     -H "X-Groups: editor,reader" "http://127.0.0.1:$cg_port/app"
-set -- $(curl -s -H "X-Email: user0@example.com" -H "X-User: user0" \
-              -H "X-Groups: editor,reader" "http://127.0.0.1:$cg_port/app/headers")
+bench_as 0 "http://127.0.0.1:$cg_port/app" -o /dev/null
+set -- $(bench_as 0 "http://127.0.0.1:$cg_port/app/headers")
 [ $# = 3 ] || { echo "no session from the probe instance" >&2; exit 1; }
 jwt_len=${#1}
 # the OpenResty peer signs with the same key and kid, and serves this JWKS
 curl -s "http://127.0.0.1:$cg_port/jwks" > "$work/jwks.json"
-kid=$(sed 's/.*"kid":"\([^"]*\)".*/\1/' "$work/jwks.json")
+kid=$(bench_jwks_kid < "$work/jwks.json")
 static_lines="proxy_set_header X-Stytch-Session-Jwt \"$1\";
             proxy_set_header X-Stytch-User-Id \"$2\";
             proxy_set_header X-Stytch-Session-Id \"$3\";"
-kill -QUIT "$(cat "$work/hit-probe/logs/nginx.pid")"
+bench_quit "$work/hit-probe"
 sleep 0.5
 
 # another node's cookie for user0: a probe in cluster mode attests once
 case " $only " in *" cookie-"*|*" hit-1c "*)
     cemu=$(emulator cookie-probe "$cg_port")
     start cookie-probe "$cg_port" "$cemu"
-    cookie=$(curl -s -D - -o /dev/null -H "X-Email: user0@example.com"                   -H "X-User: user0" -H "X-Groups: editor,reader"                   "http://127.0.0.1:$cg_port/app"              | sed -n 's/^Set-Cookie: \(stytch_session_jwt=[^;]*\);.*/\1/p')
+    cookie=$(bench_as 0 "http://127.0.0.1:$cg_port/app" -D - -o /dev/null \
+             | sed -n 's/^Set-Cookie: \(stytch_session_jwt=[^;]*\);.*/\1/p')
     [ -n "$cookie" ] || { echo "no session cookie from the probe" >&2; exit 1; }
-    kill -QUIT "$(cat "$work/cookie-probe/logs/nginx.pid")"
+    bench_quit "$work/cookie-probe"
     sleep 0.5
 esac
 
@@ -432,20 +331,19 @@ for v in $only; do
     load "${vport[$v]}" "${vids[$v]}" 2
 done
 
-hz=$(getconf CLK_TCK)
 for r in $(seq "$rounds"); do
     for v in $only; do
         p=${vport[$v]}
         w=$(worker "$v")
         h0=$(case $v in hit-*) hits "$p" ;; cookie-*) clients "$p" ;; *) echo 0 ;; esac)
         sc=$(cat "$work/node-$v/pid" 2>/dev/null || true)
-        read -r f0 u0 s0 < <(awk '{print $10, $14, $15}' "/proc/$w/stat")
-        [ -z "$sc" ] || read -r _ nu0 ns0 < <(awk '{print $10, $14, $15}' "/proc/$sc/stat")
+        read -r f0 u0 s0 < <(bench_stat "$w")
+        [ -z "$sc" ] || read -r _ nu0 ns0 < <(bench_stat "$sc")
         load "$p" "${vids[$v]}"
-        read -r f1 u1 s1 < <(awk '{print $10, $14, $15}' "/proc/$w/stat")
-        [ -z "$sc" ] || read -r _ nu1 ns1 < <(awk '{print $10, $14, $15}' "/proc/$sc/stat")
-        n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
-        q=$(awk '/^Requests\/sec/ {printf "%d", $2}' "$work/wrk.out")
+        read -r f1 u1 s1 < <(bench_stat "$w")
+        [ -z "$sc" ] || read -r _ nu1 ns1 < <(bench_stat "$sc")
+        n=$(bench_wrk_requests)
+        q=$(bench_wrk_rps)
         if [ "${v#cookie-}" != "$v" ]; then
             h1=$(clients "$p")
             [ $((h1 - h0)) -ge "$n" ] \
@@ -459,9 +357,9 @@ for r in $(seq "$rounds"); do
                 || echo "  warning: $v: $((h1 - h0)) hits for $n requests" >&2
         fi
         rps[$v]="${rps[$v]:-} $q"
-        cpu[$v]="${cpu[$v]:-} $(awk -v a=$((u1 + s1 - u0 - s0)) -v n="$n" -v hz="$hz" 'BEGIN { printf "%.2f", 1e6 * a / hz / n }')"
+        cpu[$v]="${cpu[$v]:-} $(bench_us $((u1 + s1 - u0 - s0)) "$n" %.2f)"
         flt[$v]="${flt[$v]:-} $(awk -v a=$((f1 - f0)) -v n="$n" 'BEGIN { printf "%.1f", 1000 * a / n }')"
-        [ -z "$sc" ] || side[$v]="${side[$v]:-} $(awk -v a=$((nu1 + ns1 - nu0 - ns0)) -v n="$n" -v hz="$hz" 'BEGIN { printf "%.2f", 1e6 * a / hz / n }')"
+        [ -z "$sc" ] || side[$v]="${side[$v]:-} $(bench_us $((nu1 + ns1 - nu0 - ns0)) "$n" %.2f)"
         echo "  round $r $v: $q req/s, $(( f1 - f0 )) page faults, $(( u1 + s1 - u0 - s0 )) ticks, $n requests${sc:+, sidecar $(( nu1 + ns1 - nu0 - ns0 )) ticks}"
     done
 done
@@ -469,30 +367,13 @@ if [ -n "${BENCH_HOLD:-}" ]; then
     for v in $only; do echo "  hold: $v on port ${vport[$v]}, worker $(worker "$v")"; done
     sleep "$BENCH_HOLD"
 fi
-for v in $only; do
-    kill -QUIT "$(cat "$work/$v/logs/nginx.pid")"
-done
+for v in $only; do bench_quit "$work/$v"; done
 sleep 0.5
 
 # ----------------------------------------------------------------- callgrind
 # One process (master_process off) under callgrind, instrumentation off
 # while it starts and warms; on, zeroed, BENCH_CG_SECONDS of load, dumped.
 # Requests: the calls of ngx_http_free_request in the dump.
-cg_requests() {
-    awk -v f=ngx_http_free_request '
-        /^c?fn=\(/ {
-            id = $0; sub(/^c?fn=/, "", id); name = id
-            sub(/\).*/, ")", id); sub(/^\([0-9]+\) ?/, "", name)
-            if (name != "") names[id] = name
-            if ($0 ~ /^cfn=/) callee = names[id]
-            next
-        }
-        /^calls=/ { if (callee == f) { split($0, a, /[= ]/); n += a[2] } }
-        END { print n + 0 }' "$1"
-}
-
-cg_total() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
-
 declare -A ir
 if [ -z "${BENCH_NO_CALLGRIND:-}" ]; then
     for v in $only; do
@@ -515,28 +396,12 @@ daemon off;" "$(sidecar_port "$cg_port")" \
             | sed "s#$work/emu-$v/#$work/emu-cg-$v/#" > "$d/conf/nginx.conf"
         # (a cookie variant's emulator is the probe's: emu_of kept it)
         # LuaJIT writes the code it runs: valgrind must look for that
-        GLIBC_TUNABLES=$(tunables "$v") \
-        taskset -c 1 valgrind --tool=callgrind --instr-atstart=no \
-            $(case $v in lua-*) echo --smc-check=all-non-file ;; esac) \
-            ${BENCH_CG_OPTS:-} \
-            --callgrind-out-file="$d/callgrind.out" \
-            nginx -p "$d" -c conf/nginx.conf > "$d/valgrind.log" 2>&1 &
-        cg=$!
-        pids+=($cg)
-        for _ in $(seq 300); do
-            curl -s -o /dev/null "http://127.0.0.1:$cg_port/app" && break
-            sleep 0.2
-        done
+        GLIBC_TUNABLES=$(tunables "$v") bench_callgrind "$d" \
+            $(case $v in lua-*) echo --smc-check=all-non-file ;; esac)
+        bench_wait_http "http://127.0.0.1:$cg_port/app"
         case $v in hit-*|lua-*|node-*) warm "$cg_port" "${vids[$v]}" ;; esac
-        callgrind_control -i on "$cg" > /dev/null
-        load "$cg_port" "${vids[$v]}" 2
-        ( sleep 1; callgrind_control -z "$cg" > /dev/null;
-          sleep "$cg_secs"; callgrind_control -d "$cg" > /dev/null ) &
-        load "$cg_port" "${vids[$v]}" $((cg_secs + 2))
-        wait $!
-        f=$(ls -t "$d"/callgrind.out* | head -1)
-        n=$(cg_requests "$f")
-        t=$(cg_total "$f")
+        bench_cg_measure "$d" "$cg_secs" 2 load "$cg_port" "${vids[$v]}"
+        f=$cg_file n=$cg_n t=$cg_t
         ir[$v]=$(awk -v t="$t" -v n="$n" 'BEGIN { printf "%d", t / n }')
         echo "  callgrind $v: $t instructions, $n requests: ${ir[$v]} per request"
         # with --cache-sim=yes: last-level misses (instruction, data read,
@@ -549,23 +414,18 @@ daemon off;" "$(sidecar_port "$cg_port")" \
                 exit }' "$f"
         # the module's functions and the worker's main stages, inclusive,
         # per request
-        callgrind_annotate --inclusive=yes --threshold=100 "$f" 2> /dev/null \
-            | awk -v n="$n" '/^ *[0-9,]+ \(/ {
-                  c = $1; gsub(/,/, "", c)
-                  if (c / n >= 50) printf "%10.0f  %s\n", c / n, $0 }' \
+        bench_cg_annotate "$n" 50 --inclusive=yes --threshold=100 \
             > "$out/hit-$v.txt"
-        kill "$cg"
-        wait "$cg" 2>/dev/null || true
+        bench_cg_stop "$d"
         [ ! -s "$work/node-cg-$v/pid" ] || kill "$(cat "$work/node-cg-$v/pid")"
-        [ -n "${BENCH_DEBUG:-}" ] || rm -f "$d"/callgrind.out*
     done
 fi
 
 # --------------------------------------------------------------------- table
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f%%", 100 * a / b; else printf "-" }'; }
+ratio() { bench_ratio "$@"; }
 {
-    echo "date: $(date -u +%FT%TZ)  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-    echo "wrk: 1 thread, $conns connections, ${secs}s x $rounds rounds (medians); session JWT $jwt_len bytes; git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src ngx_http_stytch_tat_module.c || echo +dirty)"
+    echo "date: $(bench_date)  machine: $(nproc) cores, $(bench_cpu_model)"
+    echo "wrk: 1 thread, $conns connections, ${secs}s x $rounds rounds (medians); session JWT $jwt_len bytes; $(bench_git)"
     echo
     echo "| variant | req/s | of static | worker CPU us/req | above static | minor faults /1000 req | instructions/req | above static |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"

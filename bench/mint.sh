@@ -17,7 +17,8 @@
 
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$bench_root"
 
 SECONDS_EACH=${BENCH_SECONDS:-3}
 ROUNDS=${BENCH_ROUNDS:-1}
@@ -111,9 +112,9 @@ done
 
 {
     echo "# mint throughput, one core (cpu $CPU), ${SECONDS_EACH}s each, best of $ROUNDS round(s)"
-    echo "# $(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+    echo "# $(uname -m), $(nproc) cores, $(bench_cpu_model)"
     echo "# $(openssl version), jansson $(pkg-config --modversion jansson 2>/dev/null || echo '?'), $($CC --version | head -1)"
-    echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# $(bench_date), load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     printf '%-6s %14s %16s %8s %7s %-7s %14s %10s\n' alg "module mints/s" \
         "openssl signs/s" "ratio %" target "" "in-process ref" "ratio %"

@@ -13,8 +13,9 @@
 #
 # A dynamic module loads only into the nginx version it was built with, and
 # only when both were configured --with-compat (or with identical
-# arguments); see README.md, "Building for your nginx".  Needs a C compiler,
-# make, and the jansson, OpenSSL (3.0 or later), PCRE2 and zlib headers.
+# arguments); see docs/install.md, "Building for your nginx".  Needs a C
+# compiler, make, and the jansson, OpenSSL (3.0 or later), PCRE2 and zlib
+# headers.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 

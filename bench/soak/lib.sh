@@ -1,9 +1,11 @@
 # Shared by bench/soak-*.sh (sourced, bash): a temp dir, the Stytch
 # emulator on free loopback ports, nginx with 2 workers and the module,
 # measurements of the workers, checks of the error log. Everything started
-# here is stopped by soak_cleanup (an EXIT trap).
+# here is stopped by soak_cleanup (an EXIT trap). The emulator and the
+# configuration lines the benchmarks share come from bench/lib.sh.
 
-soak_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+soak_root=$bench_root
 soak_failures=0
 soak_emu_pid=
 soak_log_mark=0
@@ -29,8 +31,7 @@ soak_setup() {
     mkdir -m 700 "$keys"
     cp "$soak_root/build/test-keys/rsa.pem" "$soak_root/build/test-keys/rsa-pub.pem" \
        "$soak_root/build/test-keys/creds" "$keys/"
-    [ -d "$soak_root/t/emulator/node_modules" ] \
-        || (cd "$soak_root/t/emulator" && npm ci --no-audit --no-fund --loglevel=error)
+    bench_emulator_deps
     echo "module: $(sha256sum "$work/module.so" | cut -c1-16) ($(git -C "$soak_root" log -1 --format=%h 2>/dev/null), $(git -C "$soak_root" status --porcelain -- src ngx_http_stytch_tat_module.c 2>/dev/null | wc -l) changed src files)"
     echo "work dir: $work; machine: $(nproc) cores"
 }
@@ -72,13 +73,10 @@ soak_start_emulator() {
         for (const p of c.profiles) { delete p.jwks_url; p.public_keys = [pem]; }
         fs.writeFileSync(process.argv[3], JSON.stringify(c, null, 2));
     ' "$soak_root/t/emulator/config.example.json" "$keys/rsa-pub.pem" "$work/emu.json"
-    node "$soak_root/t/emulator/server.mjs" --listen 127.0.0.1:0 --control 127.0.0.1:0 \
-        --dir "$work/emu" --config "$work/emu.json" > "$work/emu.out" 2> "$work/emu.err" &
-    soak_emu_pid=$!
-    for _ in $(seq 100); do [ -s "$work/emu/ready" ] && break; sleep 0.1; done
-    [ -s "$work/emu/ready" ] || { cat "$work/emu.err" >&2; echo "emulator did not start" >&2; exit 1; }
-    eport=$(jq -r .listen_port "$work/emu/ready")
-    cport=$(jq -r .control_port "$work/emu/ready")
+    bench_emulator_start "$work/emu" "$work/emu.json"
+    soak_emu_pid=$(cat "$work/emu/pid")
+    eport=$(bench_ready_port "$work/emu" listen_port)
+    cport=$(bench_ready_port "$work/emu" control_port)
     ctl="http://127.0.0.1:$cport"
 }
 
@@ -104,12 +102,7 @@ pid logs/nginx.pid;
 events { worker_connections 4096; }
 http {
     access_log off;
-    stytch_tat_signing_key $keys/rsa.pem;
-    stytch_tat_credentials $keys/creds;
-    stytch_tat_issuer https://auth.example.com;
-    stytch_tat_audience https://api.example.com;
-    stytch_tat_profile_id trusted-auth-token-profile-test-00000000-0000-0000-0000-000000000000;
-    stytch_tat_zone zone=soak:$1;
+$(bench_conf_module soak "$1")
     ${3:-}
 
     upstream stytch_api {
@@ -133,20 +126,9 @@ http {
         listen 127.0.0.1:$port;
         keepalive_requests 100000;
         location = /status { stytch_tat_status; }
-        location = /_stytch_attest {
-            internal;
-            proxy_pass https://stytch_api/v1/sessions/attest;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_ssl_trusted_certificate $work/emu/ca.pem;
-            proxy_ssl_verify on;
-            proxy_ssl_name localhost;
-            proxy_ssl_server_name on;
-            proxy_ssl_session_reuse on;
-            proxy_connect_timeout ${SOAK_TIMEOUT:-1s};
+$(bench_conf_attest "$work/emu/ca.pem" "proxy_connect_timeout ${SOAK_TIMEOUT:-1s};
             proxy_send_timeout ${SOAK_TIMEOUT:-1s};
-            proxy_read_timeout ${SOAK_TIMEOUT:-1s};
-        }
+            proxy_read_timeout ${SOAK_TIMEOUT:-1s};")
         location /app {
             stytch_tat /_stytch_attest;
             stytch_tat_cache soak;
