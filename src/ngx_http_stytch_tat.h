@@ -511,6 +511,7 @@ void ngx_http_stytch_tat_zone_count(ngx_http_stytch_tat_zone_t *zone,
 ngx_int_t ngx_http_stytch_tat_verified_check(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_str_t *token, ngx_str_t *binding, ngx_int_t *code);
+void ngx_http_stytch_tat_verified_forget(ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_verified_digest(
     ngx_http_stytch_tat_loc_conf_t *lcf, const char *domain, ngx_str_t *token,
     u_char *digest);
@@ -532,9 +533,9 @@ void ngx_http_stytch_tat_stytch_jwks_release(ngx_http_stytch_tat_zone_t *zone);
 
 ngx_int_t ngx_http_stytch_tat_client_verify(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-ngx_int_t ngx_http_stytch_tat_client_session(ngx_http_request_t *r,
+ngx_int_t ngx_http_stytch_tat_cluster_session(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
-ngx_int_t ngx_http_stytch_tat_client_answered(ngx_http_request_t *r,
+ngx_int_t ngx_http_stytch_tat_cluster_answered(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_key_binding(
     ngx_http_stytch_tat_main_conf_t *mcf, u_char *digest, u_char *out);

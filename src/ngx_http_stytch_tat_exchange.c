@@ -102,9 +102,18 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
             break;
         }
 
-        /* Stytch's JWKS, or the refresh of a client's session */
+        /* Stytch's JWKS: the check starts over, with the keys or not */
 
-        rc = ngx_http_stytch_tat_client_answered(r, lcf, ctx);
+        if (ctx->sr_purpose == NGX_HTTP_STYTCH_TAT_SR_JWKS) {
+            ctx->state = NGX_HTTP_STYTCH_TAT_STATE_NEW;
+            (void) ngx_http_stytch_tat_stytch_jwks_answered(r, lcf, ctx);
+            rc = ngx_http_stytch_tat_exchange_client(r, lcf, ctx);
+            break;
+        }
+
+        /* the refresh of a client's session, cluster mode */
+
+        rc = ngx_http_stytch_tat_cluster_answered(r, lcf, ctx);
 
         if (rc == NGX_OK) {
             rc = (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
@@ -207,7 +216,7 @@ ngx_http_stytch_tat_exchange_start(ngx_http_request_t *r,
     /* cluster mode: the session the client's cookies hold, if theirs */
 
     if (lcf->bind && !ctx->client_done) {
-        rc = ngx_http_stytch_tat_client_session(r, lcf, ctx);
+        rc = ngx_http_stytch_tat_cluster_session(r, lcf, ctx);
 
         if (rc == NGX_OK) {
             return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx)

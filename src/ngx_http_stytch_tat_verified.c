@@ -411,3 +411,17 @@ ngx_http_stytch_tat_verified_store(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 }
+
+
+/* what a client's session that is not taken left in ctx */
+
+void
+ngx_http_stytch_tat_verified_forget(ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_str_null(&ctx->session_token);
+    ngx_str_null(&ctx->session_jwt);
+    ngx_str_null(&ctx->user_id);
+    ngx_str_null(&ctx->session_id);
+    ctx->expires_at = 0;
+    ctx->session_jwt_exp = 0;
+}
