@@ -23,23 +23,11 @@ static void *ngx_http_stytch_tat_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
-static char *ngx_http_stytch_tat_email(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_stytch_tat_claim_name(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_uint_t session);
-static char *ngx_http_stytch_tat_organization_id(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_http_stytch_tat_merge_claims(ngx_conf_t *cf,
-    ngx_http_stytch_tat_loc_conf_t *prev, ngx_http_stytch_tat_loc_conf_t *conf);
 static char *ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_stytch_tat_verify_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_stytch_tat_trusted(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *conf);
@@ -144,7 +132,7 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
 
     { ngx_string("stytch_tat_organization_id"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
-      ngx_http_stytch_tat_organization_id,
+      ngx_http_stytch_tat_identity_organization_id,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_stytch_tat_loc_conf_t, organization_id),
       NULL },
@@ -242,7 +230,7 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
 
     { ngx_string("stytch_tat_email"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_stytch_tat_email,
+      ngx_http_stytch_tat_identity_email,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_stytch_tat_loc_conf_t, email),
       NULL },
@@ -263,21 +251,21 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
 
     { ngx_string("stytch_tat_trusted_addresses"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_stytch_tat_trusted,
+      ngx_http_stytch_tat_identity_trusted,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("stytch_tat_claim"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
-      ngx_http_stytch_tat_claim,
+      ngx_http_stytch_tat_identity_claim,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_stytch_tat_loc_conf_t, claims_conf),
       NULL },
 
     { ngx_string("stytch_tat_session_claim"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
-      ngx_http_stytch_tat_claim,
+      ngx_http_stytch_tat_identity_claim,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_stytch_tat_loc_conf_t, session_claims),
       NULL },
@@ -382,21 +370,6 @@ static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
 
       ngx_http_null_variable
 };
-
-
-/* the module sets these itself: a client's copy is never believed */
-static const char  *ngx_http_stytch_tat_reserved_claims[] = {
-    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "email", NULL
-};
-
-
-/* Stytch refuses these in session_custom_claims, and its own namespace */
-static const char  *ngx_http_stytch_tat_reserved_session_claims[] = {
-    "iss", "sub", "aud", "exp", "nbf", "iat", "jti",
-    NGX_HTTP_STYTCH_TAT_BINDING_CLAIM, NULL
-};
-
-#define NGX_HTTP_STYTCH_TAT_STYTCH_NAMESPACE  "https://stytch.com/"
 
 
 static ngx_int_t
@@ -735,7 +708,9 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->session_claims, prev->session_claims,
                              NULL);
 
-    if (ngx_http_stytch_tat_merge_claims(cf, prev, conf) != NGX_CONF_OK) {
+    if (ngx_http_stytch_tat_identity_merge_claims(cf, prev, conf)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -877,7 +852,7 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_stytch_tat_mint_identity_prepare(cf, conf) != NGX_OK) {
+    if (ngx_http_stytch_tat_identity_prepare(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -887,314 +862,6 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
     {
         return NGX_CONF_ERROR;
     }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_stytch_tat_email(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
-
-    char  *rv;
-
-    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    lcf->email_file = cf->conf_file->file.name;
-    lcf->email_line = cf->conf_file->line;
-
-    return NGX_CONF_OK;
-}
-
-
-/* stytch_tat_claim and stytch_tat_session_claim: NAME VALUE [list=SEP] */
-
-static char *
-ngx_http_stytch_tat_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_str_t                          *value;
-    ngx_uint_t                          i;
-    ngx_array_t                       **a;
-    ngx_http_stytch_tat_claim_conf_t   *claim, *claims;
-    ngx_http_compile_complex_value_t    ccv;
-
-    value = cf->args->elts;
-    a = (ngx_array_t **) ((char *) conf + cmd->offset);
-
-    if (ngx_http_stytch_tat_claim_name(cf, &value[1],
-                              cmd->offset
-                              == offsetof(ngx_http_stytch_tat_loc_conf_t,
-                                          session_claims))
-        != NGX_CONF_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (*a == NGX_CONF_UNSET_PTR) {
-        *a = ngx_array_create(cf->pool, 4,
-                              sizeof(ngx_http_stytch_tat_claim_conf_t));
-        if (*a == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    claims = (*a)->elts;
-
-    for (i = 0; i < (*a)->nelts; i++) {
-        if (ngx_strcmp(claims[i].name.data, value[1].data) == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate claim \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if ((*a)->nelts == NGX_HTTP_STYTCH_TAT_CLAIMS_MAX) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "too many claims, at most %d",
-                           NGX_HTTP_STYTCH_TAT_CLAIMS_MAX);
-        return NGX_CONF_ERROR;
-    }
-
-    claim = ngx_array_push(*a);
-    if (claim == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(claim, sizeof(ngx_http_stytch_tat_claim_conf_t));
-
-    /* configuration arguments are NUL-terminated, as jansson needs */
-    claim->name = value[1];
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &value[2];
-    ccv.complex_value = &claim->value;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (cf->args->nelts == 4) {
-        if (value[3].len != sizeof("list=X") - 1
-            || ngx_strncmp(value[3].data, "list=", 5) != 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\", expected "
-                               "\"list=\" and one separator character",
-                               &value[3]);
-            return NGX_CONF_ERROR;
-        }
-
-        claim->sep = value[3].data[5];
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * A claim's name: printable ASCII, short, none the module sets itself; a
- * session claim's: none Stytch reserves, nothing in Stytch's namespace.
- */
-
-static char *
-ngx_http_stytch_tat_claim_name(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_uint_t session)
-{
-    u_char        *p;
-    size_t         n;
-    const char   **reserved;
-
-    if (name->len == 0 || name->len > 64) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "claim name must be 1 to 64 characters");
-        return NGX_CONF_ERROR;
-    }
-
-    for (p = name->data; p < name->data + name->len; p++) {
-        if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\') {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "claim name \"%V\" must be printable ASCII "
-                               "without quotes or backslashes", name);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    reserved = session ? ngx_http_stytch_tat_reserved_session_claims
-                       : ngx_http_stytch_tat_reserved_claims;
-
-    for ( /* void */ ; *reserved; reserved++) {
-        if (name->len != ngx_strlen(*reserved)
-            || ngx_strncmp(name->data, *reserved, name->len) != 0)
-        {
-            continue;
-        }
-
-        if (session) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "session claim \"%V\" is reserved: Stytch "
-                               "refuses it", name);
-
-        } else {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "claim \"%V\" is set by the module itself; "
-                               "use the stytch_tat_issuer, _audience, "
-                               "_subject, _email or _token_id directives",
-                               name);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    n = sizeof(NGX_HTTP_STYTCH_TAT_STYTCH_NAMESPACE) - 1;
-
-    if (session && name->len >= n
-        && ngx_strncasecmp(name->data,
-                           (u_char *) NGX_HTTP_STYTCH_TAT_STYTCH_NAMESPACE, n)
-           == 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "session claim \"%V\" is in Stytch's namespace "
-                           "\"" NGX_HTTP_STYTCH_TAT_STYTCH_NAMESPACE "\": "
-                           "Stytch refuses it", name);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/* stytch_tat_organization_id VALUE [claim=NAME] */
-
-static char *
-ngx_http_stytch_tat_organization_id(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
-
-    char       *rv;
-    ngx_str_t  *value, name;
-
-    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    lcf->organization_file = cf->conf_file->file.name;
-    lcf->organization_line = cf->conf_file->line;
-
-    if (cf->args->nelts == 2) {
-        return NGX_CONF_OK;
-    }
-
-    value = cf->args->elts;
-
-    if (value[2].len <= sizeof("claim=") - 1
-        || ngx_strncmp(value[2].data, "claim=", sizeof("claim=") - 1) != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\", expected "
-                           "\"claim=\" and the claim\'s name", &value[2]);
-        return NGX_CONF_ERROR;
-    }
-
-    /* configuration arguments are NUL-terminated, as jansson needs */
-
-    name.data = value[2].data + sizeof("claim=") - 1;
-    name.len = value[2].len - (sizeof("claim=") - 1);
-
-    if (ngx_http_stytch_tat_claim_name(cf, &name, 0) != NGX_CONF_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    lcf->organization_claim = name;
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * The claims minted: those of stytch_tat_claim, and the organization as a
- * claim where stytch_tat_organization_id has claim=NAME.  The organization
- * and its claim are inherited together, the claims apart.
- */
-
-static char *
-ngx_http_stytch_tat_merge_claims(ngx_conf_t *cf,
-    ngx_http_stytch_tat_loc_conf_t *prev, ngx_http_stytch_tat_loc_conf_t *conf)
-{
-    ngx_uint_t                         i;
-    ngx_http_stytch_tat_claim_conf_t  *c, *org;
-
-    ngx_conf_merge_ptr_value(conf->claims_conf, prev->claims_conf, NULL);
-
-    if (conf->organization_id == NGX_CONF_UNSET_PTR) {
-        conf->organization_id = prev->organization_id;
-        conf->organization_claim = prev->organization_claim;
-        conf->organization_file = prev->organization_file;
-        conf->organization_line = prev->organization_line;
-    }
-
-    if (conf->organization_id == NGX_CONF_UNSET_PTR) {
-        conf->organization_id = NULL;
-    }
-
-    conf->claims = conf->claims_conf;
-
-    if (conf->organization_id == NULL || conf->organization_claim.len == 0) {
-        return NGX_CONF_OK;
-    }
-
-    conf->claims = ngx_array_create(cf->pool,
-                             (conf->claims_conf ? conf->claims_conf->nelts
-                                                : 0) + 1,
-                             sizeof(ngx_http_stytch_tat_claim_conf_t));
-    if (conf->claims == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->claims_conf) {
-        c = conf->claims_conf->elts;
-
-        for (i = 0; i < conf->claims_conf->nelts; i++) {
-            if (ngx_strcmp(c[i].name.data, conf->organization_claim.data)
-                == 0)
-            {
-                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                              "\"stytch_tat_organization_id\" in %V:%ui: "
-                              "claim \"%V\" is a \"stytch_tat_claim\" "
-                              "too", &conf->organization_file,
-                              conf->organization_line,
-                              &conf->organization_claim);
-                return NGX_CONF_ERROR;
-            }
-        }
-
-        c = ngx_array_push_n(conf->claims, conf->claims_conf->nelts);
-        if (c == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memcpy(c, conf->claims_conf->elts,
-                   conf->claims_conf->nelts
-                   * sizeof(ngx_http_stytch_tat_claim_conf_t));
-    }
-
-    org = ngx_array_push(conf->claims);
-    if (org == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(org, sizeof(ngx_http_stytch_tat_claim_conf_t));
-
-    org->name = conf->organization_claim;
-    org->value = *conf->organization_id;
 
     return NGX_CONF_OK;
 }
@@ -1327,59 +994,6 @@ ngx_http_stytch_tat_verify_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     lcf->verify_file = cf->conf_file->file.name;
     lcf->verify_line = cf->conf_file->line;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_stytch_tat_trusted(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
-
-    ngx_int_t    rc;
-    ngx_str_t   *value;
-    ngx_uint_t   i;
-    ngx_cidr_t  *cidr;
-
-    if (lcf->trusted != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
-        lcf->trusted = NULL;
-        return NGX_CONF_OK;
-    }
-
-    lcf->trusted = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                    sizeof(ngx_cidr_t));
-    if (lcf->trusted == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        cidr = ngx_array_push(lcf->trusted);
-        if (cidr == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        rc = ngx_ptocidr(&value[i], cidr);
-
-        if (rc == NGX_ERROR) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid address or network \"%V\"",
-                               &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        if (rc == NGX_DONE) {
-            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                               "low address bits of %V are meaningless",
-                               &value[i]);
-        }
-    }
 
     return NGX_CONF_OK;
 }

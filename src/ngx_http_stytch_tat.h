@@ -449,9 +449,20 @@ char *ngx_http_stytch_tat_keys_signing_key(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_stytch_tat_keys_jwks(ngx_conf_t *cf,
     ngx_http_stytch_tat_main_conf_t *mcf);
 
-ngx_int_t ngx_http_stytch_tat_mint_identity_prepare(ngx_conf_t *cf,
+char *ngx_http_stytch_tat_identity_email(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_stytch_tat_identity_claim(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_stytch_tat_identity_organization_id(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_stytch_tat_identity_trusted(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_stytch_tat_identity_merge_claims(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *prev,
+    ngx_http_stytch_tat_loc_conf_t *conf);
+ngx_int_t ngx_http_stytch_tat_identity_prepare(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *lcf);
-ngx_int_t ngx_http_stytch_tat_mint_identity(ngx_http_request_t *r,
+ngx_int_t ngx_http_stytch_tat_identity_evaluate(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_mint(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx);

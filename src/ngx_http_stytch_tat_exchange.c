@@ -286,7 +286,7 @@ ngx_http_stytch_tat_exchange_evaluate(ngx_http_request_t *r,
         "profile_id", "organization_id", "session_token", "session_jwt"
     };
 
-    rc = ngx_http_stytch_tat_mint_identity(r, ctx);
+    rc = ngx_http_stytch_tat_identity_evaluate(r, ctx);
 
     if (rc == NGX_DECLINED) {
         ngx_str_set(&ctx->error, "identity_missing");
