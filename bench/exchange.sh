@@ -28,7 +28,7 @@ port=${BENCH_PORT:-18480}
 
 cp t/emulator/config.example.json "$work/emu.json"
 sed -i "s#http://127.0.0.1:8080/.well-known/jwks.json#http://127.0.0.1:$port/jwks#" "$work/emu.json"
-node t/emulator/server.mjs --listen 127.0.0.1:0 --control 127.0.0.1:0 \
+node t/emulator/server.mjs --listen localhost:0 --control 127.0.0.1:0 \
     --dir "$work/emu" --config "$work/emu.json" > "$work/emu.out" 2> "$work/emu.err" &
 emu=$!
 nginx_pid() { cat "$work/logs/nginx.pid" 2>/dev/null; }

@@ -109,7 +109,7 @@ emulator() {
     mkdir -p "$dir"
     sed "s#http://127.0.0.1:8080/.well-known/jwks.json#http://127.0.0.1:$2/jwks#" \
         t/emulator/config.example.json > "$dir/config.json"
-    taskset -c 0 node t/emulator/server.mjs --listen 127.0.0.1:0 \
+    taskset -c 0 node t/emulator/server.mjs --listen localhost:0 \
         --control 127.0.0.1:0 --dir "$dir" --config "$dir/config.json" \
         > "$dir/out" 2> "$dir/err" &
     echo $! > "$dir/pid"

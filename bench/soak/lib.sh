@@ -72,7 +72,7 @@ soak_start_emulator() {
         for (const p of c.profiles) { delete p.jwks_url; p.public_keys = [pem]; }
         fs.writeFileSync(process.argv[3], JSON.stringify(c, null, 2));
     ' "$soak_root/t/emulator/config.example.json" "$keys/rsa-pub.pem" "$work/emu.json"
-    node "$soak_root/t/emulator/server.mjs" --listen 127.0.0.1:0 --control 127.0.0.1:0 \
+    node "$soak_root/t/emulator/server.mjs" --listen localhost:0 --control 127.0.0.1:0 \
         --dir "$work/emu" --config "$work/emu.json" > "$work/emu.out" 2> "$work/emu.err" &
     soak_emu_pid=$!
     for _ in $(seq 100); do [ -s "$work/emu/ready" ] && break; sleep 0.1; done
