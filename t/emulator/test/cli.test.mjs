@@ -109,11 +109,11 @@ describe('command line', () => {
       assert.equal(emu.ready.listen, `127.0.0.1:${emu.ready.listen_port}`);
       if (!v6) assert.match(emu.stderr, /--listen: no ::1 on this machine/);
       const path = `/v1/sessions/jwks/${PROJECT_ID}`;
+      // by name; the IP address SANs are checked in the test above: Node's
+      // own check of an IPv6 one fails in some releases (18.20 among them)
       for (const host of v6 ? ['127.0.0.1', '::1'] : ['127.0.0.1']) {
-        for (const servername of ['localhost', null]) {
-          const r = await httpsRequest({ ca: emu.ca, host, port: emu.ready.listen_port, method: 'GET', path, servername });
-          assert.equal(r.status, 200, `${host} ${servername}: ${r.error}`);
-        }
+        const r = await httpsRequest({ ca: emu.ca, host, port: emu.ready.listen_port, method: 'GET', path, servername: 'localhost' });
+        assert.equal(r.status, 200, `${host}: ${r.error}`);
       }
       // a client that connects to the first address localhost resolves to
       // and tries no other (Node 18), for either order of /etc/hosts
