@@ -26,7 +26,7 @@ const fmt = (a, port) => (net.isIPv6(a) ? `[${a}]:${port}` : `${a}:${port}`);
 async function loopbackAddresses() {
   const out = ['127.0.0.1', '::1'];
   try {
-    const found = await dns.promises.lookup('localhost', { all: true, verbatim: true });
+    const found = await dns.promises.lookup('localhost', { all: true });
     for (const { address } of found) if (isLoopback(address) && !out.includes(address)) out.push(address);
   } catch { /* localhost unresolvable: the two above are still what URLs name */ }
   return out;
