@@ -66,7 +66,7 @@ bench_emulator_deps() {
 bench_emulator_start() {
     mkdir -p "$1"
     ${3:+taskset -c "$3"} node "$bench_root/t/emulator/server.mjs" \
-        --listen 127.0.0.1:0 --control 127.0.0.1:0 --dir "$1" --config "$2" \
+        --listen localhost:0 --control 127.0.0.1:0 --dir "$1" --config "$2" \
         > "$1/out" 2> "$1/err" &
     echo $! > "$1/pid"
     for _ in $(seq 100); do [ -s "$1/ready" ] && break; sleep 0.1; done

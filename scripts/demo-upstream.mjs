@@ -3,14 +3,17 @@
 // its method, URL and request headers, so you can see what nginx handed on
 // (the X-Stytch-* headers set by ngx_http_stytch_tat_module in particular).
 //
-//   node scripts/demo-upstream.mjs [--listen 127.0.0.1:8081]
+//   node scripts/demo-upstream.mjs [--listen localhost:8081]
 //
 // No dependencies. Loopback only: it echoes session JWTs back to the caller.
+// "localhost" listens on 127.0.0.1 and ::1 alike (t/emulator/lib/loopback.mjs):
+// a client naming localhost reaches it whichever address comes first.
 
 import http from 'node:http';
+import { listen, formatAddress } from '../t/emulator/lib/loopback.mjs';
 
 function parseListen(argv) {
-  let listen = process.env.DEMO_UPSTREAM_LISTEN || '127.0.0.1:8081';
+  let listen = process.env.DEMO_UPSTREAM_LISTEN || 'localhost:8081';
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--listen' && argv[i + 1]) listen = argv[++i];
     else if (argv[i].startsWith('--listen=')) listen = argv[i].slice(9);
@@ -72,14 +75,12 @@ const server = http.createServer((req, res) => {
   });
 });
 
-server.on('error', (err) => {
+listen(server, host, port).then((l) => {
+  const on = l.addresses.map((a) => formatAddress(a, l.port)).join(' and ');
+  process.stdout.write(`demo upstream ready on ${on}\n`);
+}, (err) => {
   process.stderr.write(`demo-upstream: ${err.message}\n`);
   process.exit(1);
-});
-
-server.listen(port, host, () => {
-  const a = server.address();
-  process.stdout.write(`demo upstream ready on ${a.address}:${a.port}\n`);
 });
 
 for (const sig of ['SIGINT', 'SIGTERM']) {

@@ -11,8 +11,17 @@
 #
 # Nothing of the host's toolchain is visible inside (its Node.js in
 # particular): whatever the two commands need, they must install themselves.
+# The root is a Debian 12 as its installer leaves it where it matters here:
+#   - /etc/hosts as the installer writes it (not the host's), so localhost
+#     is ::1 first, as on every stock Debian 12:
+#         127.0.0.1 localhost, 127.0.1.1 HOSTNAME,
+#         ::1 localhost ip6-localhost ip6-loopback,
+#         ff02::1 ip6-allnodes, ff02::2 ip6-allrouters
+#     (FRESH_HOSTS=FILE puts FILE there instead);
+#   - the commands run with the environment of a fresh root shell:
+#     env -i PATH HOME=/root LANG=C.UTF-8, plus only the variables below.
 # What the root takes from the host, so that it reaches the package
-# registries the way the host does and nothing more:
+# registries the way the host does, and nothing more:
 #   - the host's Debian sources for bookworm and its -updates/-security
 #     suites, read with apt itself (other repositories of the host, such as
 #     a third-party Node.js, are left out), and its Acquire:: settings
@@ -21,7 +30,7 @@
 #     named by NODE_EXTRA_CA_CERTS (copied in, the variable set to the copy),
 #     the npm configuration files (~/.npmrc, /etc/npmrc,
 #     /usr/local/etc/npmrc) and the proxy and npm_config_* variables;
-#   - /etc/resolv.conf and /etc/hosts.
+#   - /etc/resolv.conf (and /etc/hostname, which debootstrap copies).
 # In the root, /usr/sbin/policy-rc.d keeps packages from starting daemons
 # (as in any chroot: no init system runs there).
 #
@@ -33,7 +42,8 @@
 #
 # Environment (optional): FRESH_DIR (where to make the root; default a new
 # directory under /var/tmp), FRESH_KEEP=1, FRESH_RUN_TIMEOUT (seconds for
-# `make run` to get ready, default 600).
+# `make run` to get ready, default 600), FRESH_HOSTS (a file to use as the
+# root's /etc/hosts instead of the installer's, e.g. with ::1 listed first).
 
 set -euo pipefail
 
@@ -49,6 +59,7 @@ die() { printf 'fresh-debian: FAILED: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mount)"
 [[ $RUN_TIMEOUT =~ ^[0-9]+$ ]] || die "FRESH_RUN_TIMEOUT must be a number of seconds"
+[ -z "${FRESH_HOSTS:-}" ] || [ -r "$FRESH_HOSTS" ] || die "FRESH_HOSTS=$FRESH_HOSTS is not readable"
 
 head=$(git -C "$REPO" rev-parse HEAD) || die "$REPO is not a git repository"
 if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no)" ]; then
@@ -197,7 +208,19 @@ printf '#!/bin/sh\n# a chroot: no daemons on package installs\nexit 101\n' \
 chmod 755 "$root/usr/sbin/policy-rc.d"
 
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
-cp -L /etc/hosts "$root/etc/hosts"
+# the installer's /etc/hosts (netcfg's, for a machine without a domain)
+if [ -n "${FRESH_HOSTS:-}" ]; then
+    cp -L "$FRESH_HOSTS" "$root/etc/hosts"
+else
+    printf '%s\n' \
+        "127.0.0.1	localhost" \
+        "127.0.1.1	$(uname -n)" \
+        "" \
+        "# The following lines are desirable for IPv6 capable hosts" \
+        "::1     localhost ip6-localhost ip6-loopback" \
+        "ff02::1 ip6-allnodes" \
+        "ff02::2 ip6-allrouters" > "$root/etc/hosts"
+fi
 
 if [ -d /usr/local/share/ca-certificates ] \
    && [ -n "$(ls -A /usr/local/share/ca-certificates)" ]
@@ -207,9 +230,9 @@ then
         || { cat "$logs/update-ca.log" >&2; die "update-ca-certificates failed in the root"; }
 fi
 
-CHROOT_ENV=(HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}"
-            PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
-[ -n "${CI:-}" ] && CHROOT_ENV+=("CI=$CI")
+# a fresh root shell's environment, and what reaches the registries
+CHROOT_ENV=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+            HOME=/root LANG=C.UTF-8)
 if [ -n "${NODE_EXTRA_CA_CERTS:-}" ]; then
     [ -r "$NODE_EXTRA_CA_CERTS" ] || die "NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS is not readable"
     mkdir -p "$root/usr/local/share/host-ca"
@@ -257,6 +280,10 @@ for c in "$CLONE" "$RUN_CLONE"; do
 done
 rm -f "$root/tmp/repo.bundle"
 say "cloned $head into $CLONE and $RUN_CLONE"
+# the order a client that tries only the first address meets (Node 18)
+localhost_order=$(in_root getent ahosts localhost \
+    | awk '$2 == "STREAM" { printf "%s%s", sep, $1; sep = " " }') || true
+say "localhost resolves in the root to: ${localhost_order:-nothing}"
 
 
 # --- make test ------------------------------------------------------------------
@@ -359,5 +386,5 @@ say "make run stopped cleanly; the run took ${t_run}s"
 
 # --- summary ---------------------------------------------------------------------
 
-say "passed: Debian $SUITE minbase + make, git, ca-certificates; Node.js $node_version ($node_pkg $node_pkg_version)"
+say "passed: Debian $SUITE minbase + make, git, ca-certificates; Node.js $node_version ($node_pkg $node_pkg_version); localhost: $localhost_order"
 say "times: debootstrap ${t_debootstrap}s, make test ${t_test}s, make run ${t_run}s (ready in ${t_run_ready}s), all $((SECONDS - t_all))s"

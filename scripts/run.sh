@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # scripts/run.sh: what `make run` runs.  Starts, on loopback only:
 #
-#   - the Stytch emulator (t/emulator) on 127.0.0.1:$EMULATOR_PORT, control
+#   - the Stytch emulator (t/emulator) on localhost:$EMULATOR_PORT, control
 #     API on $EMULATOR_CONTROL_PORT; skipped when STYTCH_PROJECT_ID,
 #     STYTCH_SECRET and STYTCH_PROFILE_ID are set: then Stytch's test API
 #     (https://test.stytch.com) is used, verified with the system CA bundle;
-#   - scripts/demo-upstream.mjs on 127.0.0.1:$UPSTREAM_PORT, which echoes the
+#   - scripts/demo-upstream.mjs on localhost:$UPSTREAM_PORT, which echoes the
 #     headers it gets;
 #   - Debian's nginx with build/ngx_http_stytch_tat_module.so on
-#     127.0.0.1:$PORT.
+#     127.0.0.1:$PORT and [::1]:$PORT.
+#
+# All three answer on 127.0.0.1 and ::1 (where the machine has it) on the
+# same port, so that a client naming localhost reaches them whichever
+# address it tries first (the Node.js ones: t/emulator/lib/loopback.mjs).
 #
 # It stays in the foreground until Ctrl-C and stops all three then.  With
 # RUN_DETACH=1 it leaves them running; `scripts/run.sh stop` stops them.
@@ -162,12 +166,14 @@ if any_running; then
     stop_all
 fi
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_busy() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
 ports="PORT UPSTREAM_PORT"
 [ $MODE = emulator ] && ports="$ports EMULATOR_PORT EMULATOR_CONTROL_PORT"
 for v in $ports; do
-    port_busy "${!v}" && die "port ${!v} (\$$v) is in use on 127.0.0.1; pick another, e.g. $v=$(( ${!v} + 10000 ))"
+    for a in 127.0.0.1 ::1; do
+        port_busy "${!v}" $a && die "port ${!v} (\$$v) is in use on $a; pick another, e.g. $v=$(( ${!v} + 10000 ))"
+    done
 done
 
 
@@ -198,7 +204,14 @@ chmod 600 "$RUN_DIR/credentials"
 
 JWKS_URL=http://127.0.0.1:$PORT/.well-known/jwks.json
 
-export TPL_RUN_DIR=$RUN_DIR TPL_MODULE=$MODULE TPL_PORT=$PORT \
+# nginx on ::1 too, where there is one (as the Node.js servers)
+if grep -qs '^0\{31\}1 .* lo$' /proc/net/if_inet6; then
+    TPL_LISTEN_V6="listen [::1]:$PORT;"
+else
+    TPL_LISTEN_V6="# (no ::1 on this machine)"
+fi
+
+export TPL_LISTEN_V6 TPL_RUN_DIR=$RUN_DIR TPL_MODULE=$MODULE TPL_PORT=$PORT \
     TPL_UPSTREAM_PORT=$UPSTREAM_PORT TPL_ISSUER=$ISSUER TPL_AUDIENCE=$AUDIENCE \
     TPL_STYTCH_HOST=$STYTCH_HOST TPL_JWKS_URL=$JWKS_URL
 
@@ -309,8 +322,8 @@ if [ $MODE = emulator ]; then
     rm -f "$RUN_DIR/emulator/ready"
     start_bg emulator "$RUN_DIR/emulator.log" \
         node "$ROOT/t/emulator/server.mjs" \
-        --listen "127.0.0.1:$EMULATOR_PORT" \
-        --control "127.0.0.1:$EMULATOR_CONTROL_PORT" \
+        --listen "localhost:$EMULATOR_PORT" \
+        --control "localhost:$EMULATOR_CONTROL_PORT" \
         --dir "$RUN_DIR/emulator" --config "$RUN_DIR/emulator.json"
     STARTED=1
     emulator_ready() {
@@ -322,7 +335,7 @@ if [ $MODE = emulator ]; then
 fi
 
 start_bg upstream "$RUN_DIR/upstream.log" \
-    node "$ROOT/scripts/demo-upstream.mjs" --listen "127.0.0.1:$UPSTREAM_PORT"
+    node "$ROOT/scripts/demo-upstream.mjs" --listen "localhost:$UPSTREAM_PORT"
 STARTED=1
 upstream_ready() {
     started_dead upstream && { cat "$RUN_DIR/upstream.log" >&2; die "the demo upstream exited"; }

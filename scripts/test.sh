@@ -50,7 +50,7 @@ export TEST_NGINX_KEY_B64=$(cat "$TEST_NGINX_KEYS/rsa.b64")
 emu_dir=$(mktemp -d /tmp/stytch-tat-emu.XXXXXX)
 chmod 755 "$emu_dir"
 cp t/emulator/config.example.json "$emu_dir/config.json"
-node t/emulator/server.mjs --listen 127.0.0.1:0 --control 127.0.0.1:0 \
+node t/emulator/server.mjs --listen localhost:0 --control 127.0.0.1:0 \
     --dir "$emu_dir" --config "$emu_dir/config.json" \
     > "$emu_dir/stdout" 2> "$emu_dir/stderr" &
 emu_pid=$!

@@ -85,7 +85,7 @@ free_port() {
 
 mkdir -p "$work/emu"
 cp t/emulator/config.example.json "$work/emu/config.json"
-node t/emulator/server.mjs --listen 127.0.0.1:0 --control 127.0.0.1:0 \
+node t/emulator/server.mjs --listen localhost:0 --control 127.0.0.1:0 \
     --dir "$work/emu" --config "$work/emu/config.json" \
     > "$work/emu/stdout" 2> "$work/emu/stderr" &
 emu_pid=$!

@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
 import { ensureCerts } from './lib/certs.mjs';
+import { listen as listenOn, formatAddress } from './lib/loopback.mjs';
 import { parseConfig, parseRuntimeConfig, ConfigError } from './lib/config.mjs';
 import { StytchApi } from './lib/stytch.mjs';
 import { Faults, FaultSpecError } from './lib/faults.mjs';
@@ -325,22 +326,27 @@ function main() {
   }
   stytchServer.on('tlsClientError', () => { /* handshake failures are the client's business */ });
 
-  let pending = 2;
-  const onListening = () => {
-    if (--pending) return;
-    const la = stytchServer.address();
-    const ca = controlServer.address();
+  // "localhost" listens on every loopback address that name may reach
+  // (lib/loopback.mjs): clients that name localhost connect to whichever
+  // comes first, ::1 on a stock Debian 12
+  const listening = [[stytchServer, listen, 'listen'], [controlServer, control, 'control']]
+    .map(([s, hp, what]) => listenOn(s, hp.host, hp.port).catch((e) => {
+      log(`cannot listen on --${what} ${hp.host}:${hp.port}: ${e.message}`);
+      process.exit(1);
+    }));
+  Promise.all(listening).then(([l, c]) => {
+    const where = (r, scheme) => r.addresses.map((a) => `${scheme}://${formatAddress(a, r.port)}`).join(' and ');
     writeFileSync(readyFile, `${JSON.stringify({
-      pid: process.pid, listen: `${la.address}:${la.port}`, control: `${ca.address}:${ca.port}`,
-      listen_port: la.port, control_port: ca.port, ca: certs.caCert,
+      pid: process.pid, listen: formatAddress(l.addresses[0], l.port), control: formatAddress(c.addresses[0], c.port),
+      listen_port: l.port, control_port: c.port, listen_addresses: l.addresses, control_addresses: c.addresses,
+      ca: certs.caCert,
     })}\n`);
-    log(`Stytch API on https://${la.address}:${la.port}, control on http://${ca.address}:${ca.port}, ${config.profiles.size} profile(s)`);
+    for (const [r, what] of [[l, 'listen'], [c, 'control']]) {
+      if (r.absent.length) log(`--${what}: no ${r.absent.join(', ')} on this machine, not listening there`);
+    }
+    log(`Stytch API on ${where(l, 'https')}, control on ${where(c, 'http')}, ${config.profiles.size} profile(s)`);
     process.stdout.write('emulator ready\n');
-  };
-  for (const [s, hp, what] of [[stytchServer, listen, 'listen'], [controlServer, control, 'control']]) {
-    s.once('error', (e) => { log(`cannot listen on --${what} ${hp.host}:${hp.port}: ${e.message}`); process.exit(1); });
-    s.listen(hp.port, hp.host, onListening);
-  }
+  });
 
   let stopping = false;
   const stop = (sig) => {

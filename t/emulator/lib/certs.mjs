@@ -5,7 +5,9 @@ import { existsSync, readFileSync, writeFileSync, renameSync, rmSync, mkdirSync 
 import { join } from 'node:path';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 
-export const SERVER_SANS = ['DNS:localhost', 'DNS:stytch.test', 'IP Address:127.0.0.1'];
+// every name and loopback address a client may put in the emulator's URL
+export const SERVER_DNS_NAMES = ['localhost', 'stytch.test'];
+export const SERVER_IPS = ['127.0.0.1', '::1'];
 
 const CA_CNF = `[req]
 distinguished_name = dn
@@ -30,7 +32,7 @@ O = stytch-tat-emulator
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost,DNS:stytch.test,IP:127.0.0.1
+subjectAltName = DNS:localhost,DNS:stytch.test,IP:127.0.0.1,IP:::1
 authorityKeyIdentifier = keyid
 subjectKeyIdentifier = hash
 `;
@@ -55,8 +57,8 @@ function existingValid(paths) {
     if (!ca.ca || new Date(ca.validTo).getTime() < soon) return false;
     if (new Date(srv.validTo).getTime() < soon || new Date(srv.validFrom).getTime() > Date.now()) return false;
     if (!srv.checkIssued(ca) || !srv.verify(ca.publicKey)) return false;
-    const san = srv.subjectAltName || '';
-    for (const want of SERVER_SANS) if (!san.includes(want)) return false;
+    for (const n of SERVER_DNS_NAMES) if (srv.checkHost(n, { subject: 'never' }) !== n) return false;
+    for (const ip of SERVER_IPS) if (srv.checkIP(ip) === undefined) return false;
     if (!samePublicKey(readFileSync(paths.caKey), ca)) return false;
     if (!samePublicKey(readFileSync(paths.serverKey), srv)) return false;
     return true;

@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair, exportSPKI } from 'jose';
@@ -26,6 +27,20 @@ async function baseConfig() {
   };
 }
 
+// whether this machine has IPv6 on loopback (a CI container may not)
+async function hasIpv6Loopback() {
+  const s = net.createServer();
+  try {
+    await new Promise((res, rej) => { s.once('error', rej); s.listen(0, '::1', res); });
+    return true;
+  } catch (e) {
+    if (e.code === 'EADDRNOTAVAIL' || e.code === 'EAFNOSUPPORT') return false;
+    throw e;
+  } finally {
+    s.close();
+  }
+}
+
 function runSync(args, dir) {
   return spawnSync(process.execPath, [SERVER, ...args], { cwd: dir, encoding: 'utf8', timeout: 20000 });
 }
@@ -42,6 +57,7 @@ describe('command line', () => {
       const ca = new X509Certificate(readFileSync(join(dir, 'ca.pem')));
       assert.ok(cert.checkIssued(ca));
       for (const san of ['DNS:localhost', 'DNS:stytch.test', 'IP Address:127.0.0.1']) assert.ok(cert.subjectAltName.includes(san), san);
+      assert.equal(cert.checkIP('::1'), '::1', 'the certificate names ::1');
       const path = `/v1/sessions/jwks/${PROJECT_ID}`;
       for (const servername of ['localhost', 'stytch.test', null]) {
         const r = await httpsRequest({ ca: emu.ca, port: emu.ready.listen_port, method: 'GET', path, servername });
@@ -81,6 +97,59 @@ describe('command line', () => {
       }
     } finally {
       await emu.stop();
+    }
+  });
+
+  it('answers on 127.0.0.1 and ::1 alike with --listen localhost (localhost may resolve to either first)', async () => {
+    const v6 = await hasIpv6Loopback();
+    const dir = tmp();
+    const emu = await startEmulator(dir, await baseConfig());
+    try {
+      assert.deepEqual(emu.ready.listen_addresses, v6 ? ['127.0.0.1', '::1'] : ['127.0.0.1']);
+      assert.equal(emu.ready.listen, `127.0.0.1:${emu.ready.listen_port}`);
+      if (!v6) assert.match(emu.stderr, /--listen: no ::1 on this machine/);
+      const path = `/v1/sessions/jwks/${PROJECT_ID}`;
+      // by name; the IP address SANs are checked in the test above: Node's
+      // own check of an IPv6 one fails in some releases (18.20 among them)
+      for (const host of v6 ? ['127.0.0.1', '::1'] : ['127.0.0.1']) {
+        const r = await httpsRequest({ ca: emu.ca, host, port: emu.ready.listen_port, method: 'GET', path, servername: 'localhost' });
+        assert.equal(r.status, 200, `${host}: ${r.error}`);
+      }
+      // a client that connects to the first address localhost resolves to
+      // and tries no other (Node 18), for either order of /etc/hosts
+      for (const [address, family] of v6 ? [['::1', 6], ['127.0.0.1', 4]] : [['127.0.0.1', 4]]) {
+        const lookup = (hostname, opts, cb) => {
+          assert.equal(hostname, 'localhost');
+          if (opts.all) cb(null, [{ address, family }]); else cb(null, address, family);
+        };
+        const status = await new Promise((resolve) => {
+          https.get(`https://localhost:${emu.ready.listen_port}${path}`, { ca: emu.ca, lookup, agent: false }, (res) => {
+            res.resume();
+            resolve(res.statusCode);
+          }).on('error', (e) => resolve(e.message));
+        });
+        assert.equal(status, 200, `localhost as ${address}`);
+      }
+    } finally {
+      await emu.stop();
+    }
+    // the control API stays where it was asked to be
+    assert.equal(emu.ready.control, `127.0.0.1:${emu.ready.control_port}`);
+  });
+
+  it('exits 1 when the port of --listen localhost is taken on ::1 only', async (t) => {
+    if (!(await hasIpv6Loopback())) return t.skip('no ::1 on this machine');
+    const dir = tmp();
+    const blocker = net.createServer();
+    await new Promise((res) => blocker.listen(0, '::1', res));
+    const port = blocker.address().port;
+    try {
+      writeFileSync(join(dir, 'c.json'), JSON.stringify(await baseConfig()));
+      const r = runSync(['--listen', `localhost:${port}`, '--control', '127.0.0.1:0', '--dir', dir, '--config', join(dir, 'c.json')], dir);
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`cannot listen on --listen localhost:${port}: .*EADDRINUSE.*::1`));
+    } finally {
+      blocker.close();
     }
   });
 

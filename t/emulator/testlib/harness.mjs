@@ -16,7 +16,8 @@ export const SERVER = join(EMULATOR_DIR, 'server.mjs');
 export async function startEmulator(dir, config, { timeoutMs = 20000 } = {}) {
   const configFile = join(dir, 'config.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const proc = spawn(process.execPath, [SERVER, '--listen', '127.0.0.1:0', '--control', '127.0.0.1:0',
+  // localhost: the API on every loopback address, as emu.baseUrl names it
+  const proc = spawn(process.execPath, [SERVER, '--listen', 'localhost:0', '--control', '127.0.0.1:0',
     '--dir', dir, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const emu = { proc, dir, stdout: '', stderr: '', exited: null };
   proc.stdout.setEncoding('utf8');
@@ -67,7 +68,7 @@ export function controlRequest(base, method, path, body) {
 // A plain HTTPS request to the emulator. Resolves to
 // { status, headers, text, bytes, error } where `error` is set when the
 // connection failed or the body arrived incomplete (headers may still be set).
-export function httpsRequest({ ca, port, method, path, body, auth, timeoutMs = 5000, servername = 'localhost', rawBody }) {
+export function httpsRequest({ ca, host = '127.0.0.1', port, method, path, body, auth, timeoutMs = 5000, servername = 'localhost', rawBody }) {
   return new Promise((resolve) => {
     const data = rawBody !== undefined ? Buffer.from(rawBody) : body === undefined ? null : Buffer.from(JSON.stringify(body));
     const headers = {};
@@ -76,7 +77,7 @@ export function httpsRequest({ ca, port, method, path, body, auth, timeoutMs = 5
     const out = { status: null, headers: null, text: '', bytes: 0, error: null };
     let settled = false;
     const finish = () => { if (!settled) { settled = true; resolve(out); } };
-    const tlsOpts = { host: '127.0.0.1', port, method, path, ca, headers, agent: false };
+    const tlsOpts = { host, port, method, path, ca, headers, agent: false };
     if (servername) tlsOpts.servername = servername; // else the IP address SAN is checked
     const req = https.request(tlsOpts, (res) => {
       out.status = res.statusCode;
