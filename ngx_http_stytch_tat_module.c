@@ -23,12 +23,6 @@ static void *ngx_http_stytch_tat_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
-static char *ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_stytch_tat_verify_directive(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
-static char *ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static char *ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *conf);
 static ngx_int_t ngx_http_stytch_tat_cache_status_variable(
@@ -69,7 +63,7 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
 
     { ngx_string("stytch_tat"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_stytch_tat,
+      ngx_http_stytch_tat_exchange_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -90,7 +84,7 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
 
     { ngx_string("stytch_tat_refresh"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_stytch_tat_refresh,
+      ngx_http_stytch_tat_exchange_refresh_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -279,7 +273,7 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
 
     { ngx_string("stytch_tat_verify"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_stytch_tat_verify_directive,
+      ngx_http_stytch_tat_client_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -868,39 +862,6 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
 
 
 static char *
-ngx_http_stytch_tat(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
-
-    ngx_str_t  *value;
-
-    if (lcf->uri.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        ngx_str_set(&lcf->uri, "");
-        return NGX_CONF_OK;
-    }
-
-    if (value[1].data[0] != '/') {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" must be the URI of a location, such as "
-                           "\"/_stytch_attest\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    lcf->uri = value[1];
-    lcf->uri_file = cf->conf_file->file.name;
-    lcf->uri_line = cf->conf_file->line;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
 ngx_http_stytch_tat_check_bounds(ngx_conf_t *cf, void *post, void *data)
 {
     ngx_conf_num_bounds_t  *bounds = post;
@@ -921,79 +882,4 @@ ngx_http_stytch_tat_check_bounds(ngx_conf_t *cf, void *post, void *data)
     }
 
     return "must be a status between 400 and 599";
-}
-
-
-static char *
-ngx_http_stytch_tat_refresh(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
-
-    ngx_str_t  *value;
-
-    if (lcf->refresh_uri.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        ngx_str_set(&lcf->refresh_uri, "");
-        return NGX_CONF_OK;
-    }
-
-    if (value[1].data[0] != '/') {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" must be the URI of a location, such as "
-                           "\"/_stytch_authenticate\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    lcf->refresh_uri = value[1];
-
-    return NGX_CONF_OK;
-}
-
-
-/* stytch_tat_verify VALUE | off */
-
-static char *
-ngx_http_stytch_tat_verify_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
-
-    ngx_str_t                         *value;
-    ngx_http_compile_complex_value_t   ccv;
-
-    if (lcf->verify != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (ngx_strcmp(value[1].data, "off") == 0) {
-        lcf->verify = NULL;
-        return NGX_CONF_OK;
-    }
-
-    lcf->verify = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
-    if (lcf->verify == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = lcf->verify;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    lcf->verify_file = cf->conf_file->file.name;
-    lcf->verify_line = cf->conf_file->line;
-
-    return NGX_CONF_OK;
 }

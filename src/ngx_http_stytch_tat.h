@@ -429,6 +429,10 @@ typedef struct {
 
 
 ngx_http_stytch_tat_ctx_t *ngx_http_stytch_tat_ctx_get(ngx_http_request_t *r);
+char *ngx_http_stytch_tat_exchange_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_stytch_tat_exchange_refresh_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_stytch_tat_subrequest_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
@@ -542,6 +546,8 @@ ngx_int_t ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 void ngx_http_stytch_tat_stytch_jwks_release(ngx_http_stytch_tat_zone_t *zone);
 
+char *ngx_http_stytch_tat_client_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_stytch_tat_client_verify(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 ngx_int_t ngx_http_stytch_tat_cluster_session(ngx_http_request_t *r,

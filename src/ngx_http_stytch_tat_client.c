@@ -305,3 +305,47 @@ ngx_http_stytch_tat_client_claim_find(ngx_http_request_t *r, json_t *root,
 
     return claim;
 }
+
+
+/* stytch_tat_verify VALUE | off */
+
+char *
+ngx_http_stytch_tat_client_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (lcf->verify != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        lcf->verify = NULL;
+        return NGX_CONF_OK;
+    }
+
+    lcf->verify = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (lcf->verify == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = lcf->verify;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->verify_file = cf->conf_file->file.name;
+    lcf->verify_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}

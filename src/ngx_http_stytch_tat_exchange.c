@@ -754,3 +754,69 @@ ngx_http_stytch_tat_exchange_failed_refresh(ngx_http_request_t *r,
 
     return ngx_http_stytch_tat_outcome_fail_mode(r, lcf, ctx, rc);
 }
+
+
+char *
+ngx_http_stytch_tat_exchange_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->uri.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_str_set(&lcf->uri, "");
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be the URI of a location, such as "
+                           "\"/_stytch_attest\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->uri = value[1];
+    lcf->uri_file = cf->conf_file->file.name;
+    lcf->uri_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_stytch_tat_exchange_refresh_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf)
+{
+    ngx_http_stytch_tat_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->refresh_uri.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        ngx_str_set(&lcf->refresh_uri, "");
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must be the URI of a location, such as "
+                           "\"/_stytch_authenticate\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->refresh_uri = value[1];
+
+    return NGX_CONF_OK;
+}
