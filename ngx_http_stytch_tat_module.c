@@ -278,6 +278,34 @@ static ngx_command_t  ngx_http_stytch_tat_commands[] = {
       0,
       NULL },
 
+    { ngx_string("stytch_tat_rbac_policy"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_stytch_tat_policy_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_require_permission"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_stytch_tat_authz_permission_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_require_factor"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_stytch_tat_authz_factor_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("stytch_tat_require"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_stytch_tat_authz_require_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("stytch_tat_jwks"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_stytch_tat_jwks,
@@ -357,6 +385,26 @@ static ngx_http_variable_t  ngx_http_stytch_tat_vars[] = {
     { ngx_string("stytch_tat_call_time"), NULL,
       ngx_http_stytch_tat_call_time_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("stytch_session_roles"), NULL,
+      ngx_http_stytch_tat_authz_variable,
+      NGX_HTTP_STYTCH_TAT_AUTHZ_VAR_ROLES, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("stytch_session_factors"), NULL,
+      ngx_http_stytch_tat_authz_variable,
+      NGX_HTTP_STYTCH_TAT_AUTHZ_VAR_FACTORS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("stytch_session_organization_id"), NULL,
+      ngx_http_stytch_tat_authz_variable,
+      NGX_HTTP_STYTCH_TAT_AUTHZ_VAR_ORG_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("stytch_session_organization_slug"), NULL,
+      ngx_http_stytch_tat_authz_variable,
+      NGX_HTTP_STYTCH_TAT_AUTHZ_VAR_ORG_SLUG, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("stytch_tat_granted_roles"), NULL,
+      ngx_http_stytch_tat_authz_variable,
+      NGX_HTTP_STYTCH_TAT_AUTHZ_VAR_GRANTED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("stytch_session_claim_"), NULL,
       ngx_http_stytch_tat_client_claim_variable, 0,
@@ -672,6 +720,9 @@ ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf)
     conf->drop_client_headers = NGX_CONF_UNSET;
     conf->verify = NGX_CONF_UNSET_PTR;
     conf->jwks_leeway = NGX_CONF_UNSET;
+    conf->permissions = NGX_CONF_UNSET_PTR;
+    conf->factors = NGX_CONF_UNSET_PTR;
+    conf->requires = NGX_CONF_UNSET_PTR;
     conf->cookie_jwt_index = NGX_ERROR;
     conf->cookie_token_index = NGX_ERROR;
 
@@ -760,7 +811,8 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_http_stytch_tat_stytch_jwks_merge(cf, prev, conf)
-        != NGX_CONF_OK)
+        != NGX_CONF_OK
+        || ngx_http_stytch_tat_authz_merge(cf, prev, conf) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -786,8 +838,9 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
                                                  ngx_http_stytch_tat_module);
         sscf->exchange_used = 1;
 
-        if (ngx_http_stytch_tat_subrequest_add_uri(cf, sscf, "stytch_tat", &conf->uri,
-                                        &conf->uri_file, conf->uri_line)
+        if (ngx_http_stytch_tat_subrequest_add_uri(cf, sscf, "stytch_tat",
+                                        &conf->uri, &conf->uri_file,
+                                        conf->uri_line)
             != NGX_OK)
         {
             return NGX_CONF_ERROR;
@@ -800,9 +853,24 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
                                                  ngx_http_stytch_tat_module);
         sscf->exchange_used = 1;
 
-        if (ngx_http_stytch_tat_subrequest_add_uri(cf, sscf, "stytch_tat_session_jwks",
+        if (ngx_http_stytch_tat_subrequest_add_uri(cf, sscf,
+                                        "stytch_tat_session_jwks",
                                         &conf->jwks_uri, &conf->jwks_file,
                                         conf->jwks_line)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf->permissions && (conf->uri.len || conf->verify)) {
+        sscf = ngx_http_conf_get_module_srv_conf(cf,
+                                                 ngx_http_stytch_tat_module);
+
+        if (ngx_http_stytch_tat_subrequest_add_uri(cf, sscf,
+                                        "stytch_tat_rbac_policy",
+                                        &conf->policy_uri, &conf->policy_file,
+                                        conf->policy_line)
             != NGX_OK)
         {
             return NGX_CONF_ERROR;

@@ -47,6 +47,7 @@
 #include "ngx_http_stytch_tat_claims.h"
 #include "ngx_http_stytch_tat_cache_state.h"
 #include "ngx_http_stytch_tat_verify.h"
+#include "ngx_http_stytch_tat_rbac.h"
 
 
 /* a kid is printable ASCII, short enough for any header */
@@ -162,6 +163,16 @@ typedef struct {
     ngx_atomic_t                jwks_fetches;
     ngx_atomic_t                jwks_failures;
     ngx_atomic_t                jwks_refetch_limited;
+
+    /* authorization at the edge, and Stytch's RBAC policy */
+    ngx_atomic_t                authz_allowed;
+    ngx_atomic_t                authz_denied[4]; /* tenancy_mismatch,
+                                                    permission_denied,
+                                                    factor_required,
+                                                    condition_failed */
+    ngx_atomic_t                policy_fetches;
+    ngx_atomic_t                policy_failures;
+    ngx_atomic_t                policy_unavailable;  /* 503s: no policy */
 } ngx_http_stytch_tat_stats_t;
 
 
@@ -187,13 +198,38 @@ typedef struct {
 } ngx_http_stytch_tat_jwks_shm_t;
 
 
+/*
+ * A document of Stytch's in the zone (ngx_http_stytch_tat_doc.c): the
+ * RBAC policy's text, and who may fetch it when.
+ */
+
+#define NGX_HTTP_STYTCH_TAT_DOC_BACKOFF  5   /* s after a failed fetch */
+
 typedef struct {
+    u_char                     *doc;         /* slab, or NULL */
+    size_t                      len;
+    ngx_uint_t                  generation;  /* of doc, from 1 */
+    time_t                      fetched;     /* doc's arrival */
+    time_t                      retry_at;    /* no fetch before */
+    ngx_msec_t                  fetch_until; /* a fetch in flight, or 0 */
+    ngx_pid_t                   fetch_pid;   /* ... by this process */
+    u_char                      source[NGX_HTTP_STYTCH_TAT_SOURCE_LEN];
+} ngx_http_stytch_tat_doc_shm_t;
+
+
+/* a zone's layout, checked when a reload reuses a zone */
+#define NGX_HTTP_STYTCH_TAT_LAYOUT  0x53540300   /* "ST", 3, 0 */
+
+typedef struct {
+    uint32_t                    layout;      /* NGX_HTTP_STYTCH_TAT_LAYOUT */
+    uint32_t                    size;        /* of this struct */
     ngx_rbtree_t                rbtree;
     ngx_rbtree_node_t           sentinel;
     ngx_queue_t                 queue;       /* LRU: most recent first */
     ngx_uint_t                  entries;
     ngx_http_stytch_tat_stats_t stats;
     ngx_http_stytch_tat_jwks_shm_t  jwks;
+    ngx_http_stytch_tat_doc_shm_t   policy;
 } ngx_http_stytch_tat_shctx_t;
 
 
@@ -217,8 +253,16 @@ typedef struct {
     ngx_str_t                   jwks_file;
     ngx_uint_t                  jwks_line;
 
+    /* this worker's parse of the zone's RBAC policy, and its generation */
+    ngx_http_stytch_tat_rbac_policy_t *policy;
+    ngx_uint_t                  policy_generation;
+    ngx_str_t                   policy_uri;  /* the zone's one policy, */
+    ngx_str_t                   policy_file; /* where first set */
+    ngx_uint_t                  policy_line;
+
     unsigned                    declared:1;  /* by stytch_tat_zone */
     unsigned                    keys_cleanup:1;
+    unsigned                    policy_cleanup:1;
 } ngx_http_stytch_tat_zone_t;
 
 
@@ -304,6 +348,22 @@ typedef struct {
     ngx_int_t                   cookie_jwt_index;      /* $cookie_... */
     ngx_int_t                   cookie_token_index;
 
+    /* authorization at the edge: stytch_tat_require_* */
+    ngx_array_t                *permissions;
+    ngx_array_t                *factors;
+    ngx_array_t                *requires;
+    ngx_flag_t                  authz;       /* any of them */
+    ngx_str_t                   authz_file;  /* where the last was set */
+    ngx_uint_t                  authz_line;
+
+    /* stytch_tat_rbac_policy URI [refresh=] [max_stale=] */
+    ngx_str_t                   policy_uri;
+    ngx_str_t                   policy_file;
+    ngx_uint_t                  policy_line;
+    time_t                      policy_refresh;
+    time_t                      policy_max_stale;
+    u_char                      policy_source[NGX_HTTP_STYTCH_TAT_SOURCE_LEN];
+
     /* what else makes a cached entry different: key, ttl, duration ... */
     u_char                      fingerprint[32];
     ngx_http_stytch_tat_key_prefix_t  key_prefix;
@@ -323,6 +383,14 @@ typedef struct {
 #define NGX_HTTP_STYTCH_TAT_SR_STYTCH       0   /* attest or refresh */
 #define NGX_HTTP_STYTCH_TAT_SR_JWKS         1   /* Stytch's session JWKS */
 #define NGX_HTTP_STYTCH_TAT_SR_CLIENT       2   /* the client's session */
+#define NGX_HTTP_STYTCH_TAT_SR_POLICY       3   /* Stytch's RBAC policy */
+
+/* the session's variables (ngx_http_stytch_tat_authz.c) */
+#define NGX_HTTP_STYTCH_TAT_AUTHZ_VAR_ROLES     0
+#define NGX_HTTP_STYTCH_TAT_AUTHZ_VAR_GRANTED   1
+#define NGX_HTTP_STYTCH_TAT_AUTHZ_VAR_FACTORS   2
+#define NGX_HTTP_STYTCH_TAT_AUTHZ_VAR_ORG_ID    3
+#define NGX_HTTP_STYTCH_TAT_AUTHZ_VAR_ORG_SLUG  4
 
 /* the session claim binding a session to the identity it was made for */
 #define NGX_HTTP_STYTCH_TAT_BINDING_CLAIM   "stytch_tat_identity"
@@ -400,6 +468,11 @@ typedef struct {
     u_char                      identity[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
     ngx_str_t                   body_values[4];  /* profile, org, sessions */
     ngx_str_t                   session_claims;  /* JSON object, or empty */
+    ngx_str_t                   rbac;        /* the session's roles,
+                                                factors, organization: a
+                                                blob, see _rbac.h */
+    uint64_t                    granted;     /* roles that granted */
+    ngx_msec_t                  policy_wait_started;
     ngx_http_stytch_tat_zone_t *zone;        /* where this request leads */
 
     unsigned                    identified:1;
@@ -424,6 +497,9 @@ typedef struct {
                                                     was looked at */
     unsigned                    client_session:1;    /* and is the one */
     unsigned                    client_kept:1;   /* its cookies stand */
+    unsigned                    session_ready:1; /* authorization next */
+    unsigned                    policy_leading:1;    /* fetches the policy */
+    unsigned                    policy_fetched:1;    /* ... did: no more */
     unsigned                    called:1;    /* call_time is set */
 } ngx_http_stytch_tat_ctx_t;
 
@@ -559,6 +635,48 @@ ngx_int_t ngx_http_stytch_tat_key_binding(
 ngx_int_t ngx_http_stytch_tat_key_binding_init(ngx_conf_t *cf,
     ngx_http_stytch_tat_main_conf_t *mcf);
 ngx_int_t ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+ngx_int_t ngx_http_stytch_tat_doc_due(ngx_http_stytch_tat_doc_shm_t *d,
+    u_char *source, time_t refresh, ngx_msec_t lease);
+ngx_uint_t ngx_http_stytch_tat_doc_ours(ngx_http_stytch_tat_doc_shm_t *d,
+    u_char *source);
+ngx_int_t ngx_http_stytch_tat_doc_store(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_doc_shm_t *d, u_char *source, ngx_str_t *text,
+    ngx_uint_t *same);
+void ngx_http_stytch_tat_doc_failed(ngx_http_stytch_tat_doc_shm_t *d);
+u_char *ngx_http_stytch_tat_doc_copy(ngx_http_stytch_tat_doc_shm_t *d,
+    size_t *len, ngx_log_t *log);
+ngx_int_t ngx_http_stytch_tat_doc_source(ngx_str_t *uri, ngx_str_t *project,
+    u_char *source);
+
+char *ngx_http_stytch_tat_policy_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_stytch_tat_policy_merge(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *prev,
+    ngx_http_stytch_tat_loc_conf_t *conf);
+ngx_int_t ngx_http_stytch_tat_policy_get(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_http_stytch_tat_rbac_policy_t **policy);
+void ngx_http_stytch_tat_policy_answered(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+void ngx_http_stytch_tat_policy_release(ngx_http_stytch_tat_zone_t *zone);
+
+char *ngx_http_stytch_tat_authz_permission_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_stytch_tat_authz_factor_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_stytch_tat_authz_require_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_stytch_tat_authz_merge(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *prev,
+    ngx_http_stytch_tat_loc_conf_t *conf);
+ngx_int_t ngx_http_stytch_tat_authz_claims(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *jwt);
+ngx_int_t ngx_http_stytch_tat_authz(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+ngx_int_t ngx_http_stytch_tat_authz_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 

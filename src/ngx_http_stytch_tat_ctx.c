@@ -83,6 +83,11 @@ ngx_http_stytch_tat_ctx_cleanup(void *data)
         ctx->jwks_leading = 0;
         ngx_http_stytch_tat_stytch_jwks_release(ctx->zone);
     }
+
+    if (ctx->policy_leading) {
+        ctx->policy_leading = 0;
+        ngx_http_stytch_tat_policy_release(ctx->zone);
+    }
 }
 
 

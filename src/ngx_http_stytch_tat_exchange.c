@@ -38,6 +38,8 @@ static ngx_int_t ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_client(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_exchange_grant(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_fetch_jwks(
     ngx_http_request_t *r, ngx_http_stytch_tat_loc_conf_t *lcf,
     ngx_http_stytch_tat_ctx_t *ctx);
@@ -89,7 +91,12 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
     switch (ctx->state) {
 
     case NGX_HTTP_STYTCH_TAT_STATE_NEW:
-        rc = ngx_http_stytch_tat_exchange_client(r, lcf, ctx);
+
+        /* a session waiting on another request's fetch of the policy */
+
+        rc = ctx->session_ready
+             ? ngx_http_stytch_tat_exchange_grant(r, lcf, ctx)
+             : ngx_http_stytch_tat_exchange_client(r, lcf, ctx);
         break;
 
     case NGX_HTTP_STYTCH_TAT_STATE_WAIT:
@@ -111,13 +118,20 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
             break;
         }
 
+        /* the RBAC policy: what the session may do is decided now */
+
+        if (ctx->sr_purpose == NGX_HTTP_STYTCH_TAT_SR_POLICY) {
+            ngx_http_stytch_tat_policy_answered(r, lcf, ctx);
+            rc = ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
+            break;
+        }
+
         /* the refresh of a client's session, cluster mode */
 
         rc = ngx_http_stytch_tat_cluster_answered(r, lcf, ctx);
 
         if (rc == NGX_OK) {
-            rc = (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
-                 ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+            rc = ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
 
         } else if (rc == NGX_DECLINED) {
             rc = ngx_http_stytch_tat_exchange_client(r, lcf, ctx);
@@ -159,8 +173,16 @@ ngx_http_stytch_tat_exchange_client(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
-    rc = lcf->verify ? ngx_http_stytch_tat_client_verify(r, lcf, ctx)
-                     : ngx_http_stytch_tat_exchange_start(r, lcf, ctx);
+    if (lcf->verify) {
+        rc = ngx_http_stytch_tat_client_verify(r, lcf, ctx);
+
+        if (rc == NGX_OK) {
+            return ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
+        }
+
+    } else {
+        rc = ngx_http_stytch_tat_exchange_start(r, lcf, ctx);
+    }
 
     if (rc == NGX_AGAIN && ctx->jwks_leading
         && ctx->state == NGX_HTTP_STYTCH_TAT_STATE_NEW)
@@ -169,6 +191,48 @@ ngx_http_stytch_tat_exchange_client(ngx_http_request_t *r,
     }
 
     return rc;
+}
+
+
+/*
+ * A session is in ctx, whoever gave it: what the location requires of it
+ * is decided, then it goes upstream.  NGX_DECLINED (on), NGX_AGAIN (the
+ * RBAC policy is being fetched, by this request or another), or a status.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_exchange_grant(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    ctx->session_ready = 1;
+    ctx->state = NGX_HTTP_STYTCH_TAT_STATE_NEW;
+
+    rc = ngx_http_stytch_tat_authz(r, lcf, ctx);
+
+    if (rc == NGX_AGAIN) {
+        if (!ctx->policy_leading) {
+            return ngx_http_stytch_tat_subrequest_delay(r);
+        }
+
+        if (ngx_http_stytch_tat_subrequest(r, &lcf->policy_uri, ctx, NULL)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->sr_purpose = NGX_HTTP_STYTCH_TAT_SR_POLICY;
+
+        return NGX_AGAIN;
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
+           ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
 
@@ -219,9 +283,7 @@ ngx_http_stytch_tat_exchange_start(ngx_http_request_t *r,
         rc = ngx_http_stytch_tat_cluster_session(r, lcf, ctx);
 
         if (rc == NGX_OK) {
-            return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx)
-                    == NGX_OK)
-                   ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
         }
 
         if (rc != NGX_DECLINED) {
@@ -236,8 +298,7 @@ ngx_http_stytch_tat_exchange_start(ngx_http_request_t *r,
     switch (rc) {
 
     case NGX_HTTP_STYTCH_TAT_CACHE_HIT:
-        return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
-               ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
 
     case NGX_HTTP_STYTCH_TAT_CACHE_FAILED:
         return ngx_http_stytch_tat_outcome_fail_mode(r, lcf, ctx,
@@ -705,11 +766,19 @@ ngx_http_stytch_tat_exchange_session(ngx_http_request_t *r,
 {
     if (ctx->leading) {
         ctx->leading = 0;
+
+        /* the session's roles and factors, read once, kept with it */
+
+        if (ngx_http_stytch_tat_authz_claims(r, ctx, &ctx->session_jwt)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         ngx_http_stytch_tat_session_store(r, lcf->cache, ctx);
     }
 
-    return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
-           ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
 }
 
 
@@ -748,8 +817,7 @@ ngx_http_stytch_tat_exchange_failed_refresh(ngx_http_request_t *r,
     if (ctx->session_jwt.len && ctx->session_jwt_exp > ngx_time()) {
         ctx->cache_status = NGX_HTTP_STYTCH_TAT_STALE;
 
-        return (ngx_http_stytch_tat_headers_hand_off(r, lcf, ctx) == NGX_OK)
-               ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
     }
 
     return ngx_http_stytch_tat_outcome_fail_mode(r, lcf, ctx, rc);

@@ -156,6 +156,9 @@ ngx_http_stytch_tat_outcome_session(ngx_http_request_t *r,
     ctx->expires_at = (time_t) resp->expires_at;
     ctx->session_jwt_exp = (time_t) resp->jwt_exp;
 
+    /* a new JWT: its roles and factors are read anew (they may change) */
+    ngx_str_null(&ctx->rbac);
+
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "stytch_tat: session \"%V\" for user \"%V\"",
                    &ctx->session_id, &ctx->user_id);

@@ -213,7 +213,7 @@ ngx_http_stytch_tat_session_copy_fields(ngx_http_request_t *r,
 {
     u_char      *p, *q;
     size_t       len;
-    ngx_str_t   *dst[4];
+    ngx_str_t   *dst[5];
     ngx_uint_t   i, field;
 
     ctx->expires_at = tn->entry.expires_at;
@@ -225,6 +225,7 @@ ngx_http_stytch_tat_session_copy_fields(ngx_http_request_t *r,
     dst[1] = &ctx->session_jwt;
     dst[2] = &ctx->user_id;
     dst[3] = &ctx->session_id;
+    dst[4] = &ctx->rbac;
 
     q = tn->data;
     len = 0;
@@ -233,18 +234,18 @@ ngx_http_stytch_tat_session_copy_fields(ngx_http_request_t *r,
         q += tn->len[i];
     }
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         len += tn->len[NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN + i];
     }
 
-    /* one allocation from the request pool for the four, on a hit */
+    /* one allocation from the request pool for the five, on a hit */
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         field = NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN + i;
 
         dst[i]->len = tn->len[field];
@@ -271,7 +272,14 @@ ngx_http_stytch_tat_session_store(ngx_http_request_t *r,
     fields[NGX_HTTP_STYTCH_TAT_F_SESSION_JWT] = ctx->session_jwt;
     fields[NGX_HTTP_STYTCH_TAT_F_USER_ID] = ctx->user_id;
     fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID] = ctx->session_id;
+    fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS] = ctx->rbac;
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_ERROR], "");
+
+    /* none read: none kept (a NULL field would keep the old node's) */
+
+    if (ctx->rbac.len == 0) {
+        ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS], "");
+    }
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER], "");
 
     /*
@@ -328,6 +336,7 @@ ngx_http_stytch_tat_session_fail(ngx_http_request_t *r,
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_SESSION_JWT], "");
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_USER_ID], "");
     ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID], "");
+    ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS], "");
     fields[NGX_HTTP_STYTCH_TAT_F_ERROR] = ctx->error;
     fields[NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER] = ctx->retry_after;
 

@@ -49,6 +49,7 @@ ngx_http_stytch_tat_verified_check(ngx_http_request_t *r,
 
     st = &lcf->cache->sh->stats;
     ngx_str_null(&claim);
+    ngx_str_null(&ctx->rbac);
 
     if (token->len > NGX_HTTP_STYTCH_TAT_VERIFY_TOKEN_MAX) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -99,6 +100,12 @@ ngx_http_stytch_tat_verified_check(ngx_http_request_t *r,
 
         if (*code == NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
             ngx_atomic_fetch_add(&st->verify_ok, 1);
+
+            /* its roles and factors, read once, kept with it */
+
+            if (ngx_http_stytch_tat_authz_claims(r, ctx, token) != NGX_OK) {
+                return NGX_ERROR;
+            }
 
             /*
              * A good token, whoever it binds: known good until it ends
@@ -361,6 +368,9 @@ ngx_http_stytch_tat_verified_lookup(ngx_http_request_t *r,
                != NGX_OK
             || ngx_http_stytch_tat_zone_copy_out(r, tn,
                                 NGX_HTTP_STYTCH_TAT_F_BINDING, binding)
+               != NGX_OK
+            || ngx_http_stytch_tat_zone_copy_out(r, tn,
+                                NGX_HTTP_STYTCH_TAT_F_CLAIMS, &ctx->rbac)
                != NGX_OK)
         {
             rc = NGX_ERROR;
@@ -391,6 +401,11 @@ ngx_http_stytch_tat_verified_store(ngx_http_request_t *r,
     fields[NGX_HTTP_STYTCH_TAT_F_USER_ID] = ctx->user_id;
     fields[NGX_HTTP_STYTCH_TAT_F_SESSION_ID] = ctx->session_id;
     fields[NGX_HTTP_STYTCH_TAT_F_BINDING] = *binding;
+    fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS] = ctx->rbac;
+
+    if (ctx->rbac.len == 0) {
+        ngx_str_set(&fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS], "");
+    }
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -422,6 +437,7 @@ ngx_http_stytch_tat_verified_forget(ngx_http_stytch_tat_ctx_t *ctx)
     ngx_str_null(&ctx->session_jwt);
     ngx_str_null(&ctx->user_id);
     ngx_str_null(&ctx->session_id);
+    ngx_str_null(&ctx->rbac);
     ctx->expires_at = 0;
     ctx->session_jwt_exp = 0;
 }

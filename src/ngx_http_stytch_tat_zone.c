@@ -197,17 +197,30 @@ ngx_http_stytch_tat_zone_init(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
-    if (ozone) {
-        /* a reload: keep the entries of the zone of the same name and size */
-        zone->sh = ozone->sh;
-        zone->shpool = ozone->shpool;
-        return NGX_OK;
-    }
-
     zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    if (shm_zone->shm.exists) {
+    /*
+     * A reload keeps the entries of the zone of the same name and size.
+     * The zone is read through its own memory, never the old cycle's
+     * structures: a reload may load another build of the module, whose
+     * zone layout differs, and such a zone cannot be read.
+     */
+
+    if (ozone || shm_zone->shm.exists) {
         zone->sh = zone->shpool->data;
+
+        if (zone->sh->layout != NGX_HTTP_STYTCH_TAT_LAYOUT
+            || zone->sh->size != sizeof(ngx_http_stytch_tat_shctx_t))
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "stytch_tat_zone \"%V\" was made by another "
+                          "version of ngx_http_stytch_tat_module, which "
+                          "keeps its entries differently: restart nginx "
+                          "rather than reload it, or rename the zone",
+                          &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+
         return NGX_OK;
     }
 
@@ -218,6 +231,8 @@ ngx_http_stytch_tat_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     zone->shpool->data = zone->sh;
+    zone->sh->layout = NGX_HTTP_STYTCH_TAT_LAYOUT;
+    zone->sh->size = sizeof(ngx_http_stytch_tat_shctx_t);
 
     ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
                     ngx_http_stytch_tat_zone_rbtree_insert_value);

@@ -15,9 +15,10 @@
 #define NGX_HTTP_STYTCH_TAT_F_SESSION_JWT    2
 #define NGX_HTTP_STYTCH_TAT_F_USER_ID        3
 #define NGX_HTTP_STYTCH_TAT_F_SESSION_ID     4
-#define NGX_HTTP_STYTCH_TAT_F_ERROR          5
-#define NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER    6
-#define NGX_HTTP_STYTCH_TAT_FIELDS           7
+#define NGX_HTTP_STYTCH_TAT_F_CLAIMS         5   /* roles, factors, org */
+#define NGX_HTTP_STYTCH_TAT_F_ERROR          6
+#define NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER    7
+#define NGX_HTTP_STYTCH_TAT_FIELDS           8
 
 /*
  * A node of a Stytch session JWT verified here (its digest is the token
