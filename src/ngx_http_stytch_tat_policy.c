@@ -271,7 +271,7 @@ ngx_http_stytch_tat_policy_get(ngx_http_request_t *r,
         return (rc == NGX_BUSY) ? NGX_BUSY : NGX_DECLINED;
     }
 
-    if (age > lcf->policy_max_stale) {
+    if (age >= lcf->policy_max_stale) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "stytch_tat: the RBAC policy in stytch_tat_zone "
                       "\"%V\" is %T s old, past max_stale=%T: not used",

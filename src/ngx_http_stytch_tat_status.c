@@ -239,6 +239,38 @@ static ngx_http_stytch_tat_series_t  ngx_http_stytch_tat_limited_series[] = {
     { NULL, NULL, 0 }
 };
 
+static ngx_http_stytch_tat_series_t  ngx_http_stytch_tat_authz_series[] = {
+    { "result=\"allowed\"", "allowed",
+      ngx_http_stytch_tat_stat(authz_allowed) },
+    { NULL, NULL, 0 }
+};
+
+static ngx_http_stytch_tat_series_t  ngx_http_stytch_tat_denied_series[] = {
+    { "reason=\"tenancy_mismatch\"", "tenancy_mismatch",
+      ngx_http_stytch_tat_stat(authz_denied[0]) },
+    { "reason=\"permission_denied\"", "permission_denied",
+      ngx_http_stytch_tat_stat(authz_denied[1]) },
+    { "reason=\"factor_required\"", "factor_required",
+      ngx_http_stytch_tat_stat(authz_denied[2]) },
+    { "reason=\"condition_failed\"", "condition_failed",
+      ngx_http_stytch_tat_stat(authz_denied[3]) },
+    { NULL, NULL, 0 }
+};
+
+static ngx_http_stytch_tat_series_t  ngx_http_stytch_tat_policy_series[] = {
+    { "outcome=\"ok\"", "policy_fetches",
+      ngx_http_stytch_tat_stat(policy_fetches) },
+    { "outcome=\"failed\"", "policy_failures",
+      ngx_http_stytch_tat_stat(policy_failures) },
+    { NULL, NULL, 0 }
+};
+
+static ngx_http_stytch_tat_series_t  ngx_http_stytch_tat_unavailable_series[]
+    = {
+    { "", "policy_unavailable", ngx_http_stytch_tat_stat(policy_unavailable) },
+    { NULL, NULL, 0 }
+};
+
 
 /*
  * The families, in the order of both formats; every one is in the table
@@ -328,6 +360,27 @@ static ngx_http_stytch_tat_family_t  ngx_http_stytch_tat_families[] = {
         NGX_HTTP_STYTCH_TAT_COUNTER,
         "Refetches of the session JWKS for an unknown kid held back by "
         "min_refetch.", "jwks", ngx_http_stytch_tat_limited_series),
+
+    ngx_http_stytch_tat_family("stytch_tat_authz_total",
+        NGX_HTTP_STYTCH_TAT_COUNTER,
+        "Requests whose session met every requirement of its location "
+        "(permissions, factors, conditions).", "rbac",
+        ngx_http_stytch_tat_authz_series),
+
+    ngx_http_stytch_tat_family("stytch_tat_authz_denied_total",
+        NGX_HTTP_STYTCH_TAT_COUNTER,
+        "Requests denied by a requirement of their location, by reason.",
+        "rbac/denied", ngx_http_stytch_tat_denied_series),
+
+    ngx_http_stytch_tat_family("stytch_tat_rbac_policy_fetches_total",
+        NGX_HTTP_STYTCH_TAT_COUNTER,
+        "Fetches of Stytch's RBAC policy, by outcome.", "rbac",
+        ngx_http_stytch_tat_policy_series),
+
+    ngx_http_stytch_tat_family("stytch_tat_rbac_policy_unavailable_total",
+        NGX_HTTP_STYTCH_TAT_COUNTER,
+        "Requests refused with 503: no RBAC policy, or one past max_stale.",
+        "rbac", ngx_http_stytch_tat_unavailable_series),
 
     ngx_http_stytch_tat_family(NULL, 0, NULL, NULL, NULL)
 };
