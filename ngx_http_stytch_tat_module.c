@@ -23,6 +23,8 @@ static void *ngx_http_stytch_tat_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_stytch_tat_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
+static ngx_int_t ngx_http_stytch_tat_check_uris(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf);
 static char *ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *conf);
 static ngx_int_t ngx_http_stytch_tat_cache_status_variable(
@@ -821,16 +823,17 @@ ngx_http_stytch_tat_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-/* what a location needs for what it is configured to do */
+/*
+ * The internal locations this location's subrequests go to, for nginx -t
+ * to check once every server is known; a server where the module hands
+ * sessions on drops clients' X-Stytch-* headers.
+ */
 
-static char *
-ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
+static ngx_int_t
+ngx_http_stytch_tat_check_uris(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *conf)
 {
-    ngx_http_stytch_tat_srv_conf_t   *sscf;
-    ngx_http_stytch_tat_main_conf_t  *mcf;
-
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_stytch_tat_module);
+    ngx_http_stytch_tat_srv_conf_t  *sscf;
 
     if (conf->uri.len) {
         /* merged with cf->ctx set to the server's: this server uses it */
@@ -843,7 +846,7 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
                                         conf->uri_line)
             != NGX_OK)
         {
-            return NGX_CONF_ERROR;
+            return NGX_ERROR;
         }
     }
 
@@ -859,7 +862,7 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
                                         conf->jwks_line)
             != NGX_OK)
         {
-            return NGX_CONF_ERROR;
+            return NGX_ERROR;
         }
     }
 
@@ -873,8 +876,26 @@ ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
                                         conf->policy_line)
             != NGX_OK)
         {
-            return NGX_CONF_ERROR;
+            return NGX_ERROR;
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/* what a location needs for what it is configured to do */
+
+static char *
+ngx_http_stytch_tat_check_loc_conf(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf)
+{
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_stytch_tat_module);
+
+    if (ngx_http_stytch_tat_check_uris(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     if (conf->email == NULL) {

@@ -15,6 +15,8 @@
 
 static ngx_int_t ngx_http_stytch_tat_client_refused(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t code);
+static json_t *ngx_http_stytch_tat_client_payload(ngx_http_request_t *r,
+    ngx_str_t *jwt);
 static json_t *ngx_http_stytch_tat_client_claim_find(ngx_http_request_t *r,
     json_t *root, ngx_str_t *key);
 
@@ -167,10 +169,10 @@ ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
 {
     ngx_str_t *name = (ngx_str_t *) data;
 
-    u_char                     *p, *dot;
+    u_char                     *p;
     size_t                      i, len;
     json_t                     *root, *claim;
-    ngx_str_t                   src, dst, key;
+    ngx_str_t                   key;
     ngx_http_stytch_tat_ctx_t  *ctx;
 
     v->not_found = 1;
@@ -184,33 +186,7 @@ ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
     key.data = name->data + sizeof("stytch_session_claim_") - 1;
     key.len = name->len - (sizeof("stytch_session_claim_") - 1);
 
-    /* the payload, the token's middle part: verified, so well formed */
-
-    p = ngx_strlchr(ctx->session_jwt.data,
-                    ctx->session_jwt.data + ctx->session_jwt.len, '.');
-    if (p == NULL) {
-        return NGX_OK;
-    }
-
-    dot = ngx_strlchr(p + 1, ctx->session_jwt.data + ctx->session_jwt.len,
-                      '.');
-    if (dot == NULL) {
-        return NGX_OK;
-    }
-
-    src.data = p + 1;
-    src.len = dot - src.data;
-
-    dst.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(src.len));
-    if (dst.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_decode_base64url(&dst, &src) != NGX_OK) {
-        return NGX_OK;
-    }
-
-    root = json_loadb((char *) dst.data, dst.len, 0, NULL);
+    root = ngx_http_stytch_tat_client_payload(r, &ctx->session_jwt);
     if (root == NULL) {
         return NGX_OK;
     }
@@ -268,6 +244,38 @@ ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/* a verified session JWT's payload, parsed (json_decref() it), or NULL */
+
+static json_t *
+ngx_http_stytch_tat_client_payload(ngx_http_request_t *r, ngx_str_t *jwt)
+{
+    u_char     *p, *dot;
+    ngx_str_t   src, dst;
+
+    /* the payload, the token's middle part: verified, so well formed */
+
+    p = ngx_strlchr(jwt->data, jwt->data + jwt->len, '.');
+    if (p == NULL) {
+        return NULL;
+    }
+
+    dot = ngx_strlchr(p + 1, jwt->data + jwt->len, '.');
+    if (dot == NULL) {
+        return NULL;
+    }
+
+    src.data = p + 1;
+    src.len = dot - src.data;
+
+    dst.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(src.len));
+    if (dst.data == NULL || ngx_decode_base64url(&dst, &src) != NGX_OK) {
+        return NULL;
+    }
+
+    return json_loadb((char *) dst.data, dst.len, 0, NULL);
 }
 
 

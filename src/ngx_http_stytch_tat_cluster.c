@@ -17,6 +17,9 @@
 static ngx_int_t ngx_http_stytch_tat_cluster_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_str_t *token);
+static ngx_int_t ngx_http_stytch_tat_cluster_send(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_str_t *token);
 static void ngx_http_stytch_tat_cluster_cookie(ngx_http_request_t *r,
     ngx_int_t index, ngx_str_t *value);
 
@@ -137,9 +140,8 @@ ngx_http_stytch_tat_cluster_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_str_t *jwt)
 {
-    json_t     *obj;
     ngx_int_t   rc;
-    ngx_str_t   token, body;
+    ngx_str_t   token;
 
     ngx_http_stytch_tat_cluster_cookie(r, lcf->cookie_token_index, &token);
 
@@ -220,36 +222,14 @@ ngx_http_stytch_tat_cluster_refresh(ngx_http_request_t *r,
         goto zone;
     }
 
-    if (0) {
+    return ngx_http_stytch_tat_cluster_send(r, lcf, ctx, &token);
+
 lead:
-        ctx->leading = 1;
-        ctx->zone = lcf->cache;
-    }
 
-    ngx_str_null(&ctx->session_token);
-    ngx_str_null(&ctx->session_jwt);
+    ctx->leading = 1;
+    ctx->zone = lcf->cache;
 
-    obj = json_pack("{s:s%}", "session_token", (char *) token.data,
-                    token.len);
-
-    if (obj == NULL
-        || ngx_http_stytch_tat_subrequest_json(r, obj, &body) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    /* the digest stays the refresh's until its answer is in */
-
-    if (ngx_http_stytch_tat_subrequest(r, &lcf->refresh_uri, ctx,
-                                                &body)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ctx->sr_purpose = NGX_HTTP_STYTCH_TAT_SR_CLIENT;
-
-    return NGX_AGAIN;
+    return ngx_http_stytch_tat_cluster_send(r, lcf, ctx, &token);
 
 zone:
 
@@ -257,6 +237,39 @@ zone:
     ngx_http_stytch_tat_verified_forget(ctx);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * sessions/authenticate with the session's token, by subrequest; the
+ * request's digest stays the refresh's until the answer is in.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_cluster_send(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_str_t *token)
+{
+    json_t     *obj;
+    ngx_str_t   body;
+
+    ngx_str_null(&ctx->session_token);
+    ngx_str_null(&ctx->session_jwt);
+
+    obj = json_pack("{s:s%}", "session_token", (char *) token->data,
+                    token->len);
+
+    if (obj == NULL
+        || ngx_http_stytch_tat_subrequest_json(r, obj, &body) != NGX_OK
+        || ngx_http_stytch_tat_subrequest(r, &lcf->refresh_uri, ctx, &body)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->sr_purpose = NGX_HTTP_STYTCH_TAT_SR_CLIENT;
+
+    return NGX_AGAIN;
 }
 
 

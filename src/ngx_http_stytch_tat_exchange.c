@@ -38,6 +38,9 @@ static ngx_int_t ngx_http_stytch_tat_exchange_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_client(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
+static ngx_int_t ngx_http_stytch_tat_exchange_answered(
+    ngx_http_request_t *r, ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_grant(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx);
 static ngx_int_t ngx_http_stytch_tat_exchange_fetch_jwks(
@@ -103,43 +106,7 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
         return NGX_AGAIN;
 
     case NGX_HTTP_STYTCH_TAT_STATE_ANSWERED:
-
-        if (ctx->sr_purpose == NGX_HTTP_STYTCH_TAT_SR_STYTCH) {
-            rc = ngx_http_stytch_tat_exchange_finish(r, lcf, ctx);
-            break;
-        }
-
-        /* Stytch's JWKS: the check starts over, with the keys or not */
-
-        if (ctx->sr_purpose == NGX_HTTP_STYTCH_TAT_SR_JWKS) {
-            ctx->state = NGX_HTTP_STYTCH_TAT_STATE_NEW;
-            (void) ngx_http_stytch_tat_stytch_jwks_answered(r, lcf, ctx);
-            rc = ngx_http_stytch_tat_exchange_client(r, lcf, ctx);
-            break;
-        }
-
-        /* the RBAC policy: what the session may do is decided now */
-
-        if (ctx->sr_purpose == NGX_HTTP_STYTCH_TAT_SR_POLICY) {
-            ngx_http_stytch_tat_policy_answered(r, lcf, ctx);
-            rc = ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
-            break;
-        }
-
-        /* the refresh of a client's session, cluster mode */
-
-        rc = ngx_http_stytch_tat_cluster_answered(r, lcf, ctx);
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
-
-        } else if (rc == NGX_DECLINED) {
-            rc = ngx_http_stytch_tat_exchange_client(r, lcf, ctx);
-
-        } else {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
+        rc = ngx_http_stytch_tat_exchange_answered(r, lcf, ctx);
         break;
 
     default: /* NGX_HTTP_STYTCH_TAT_STATE_DONE */
@@ -156,6 +123,51 @@ ngx_http_stytch_tat_exchange_handler(ngx_http_request_t *r)
     if (rc != NGX_AGAIN) {
         ctx->state = NGX_HTTP_STYTCH_TAT_STATE_DONE;
         ctx->status = rc;
+    }
+
+    return rc;
+}
+
+
+/* a subrequest's answer is in: what it was for goes on */
+
+static ngx_int_t
+ngx_http_stytch_tat_exchange_answered(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    if (ctx->sr_purpose == NGX_HTTP_STYTCH_TAT_SR_STYTCH) {
+        return ngx_http_stytch_tat_exchange_finish(r, lcf, ctx);
+    }
+
+    /* Stytch's JWKS: the check starts over, with the keys or not */
+
+    if (ctx->sr_purpose == NGX_HTTP_STYTCH_TAT_SR_JWKS) {
+        ctx->state = NGX_HTTP_STYTCH_TAT_STATE_NEW;
+        (void) ngx_http_stytch_tat_stytch_jwks_answered(r, lcf, ctx);
+        return ngx_http_stytch_tat_exchange_client(r, lcf, ctx);
+    }
+
+    /* the RBAC policy: what the session may do is decided now */
+
+    if (ctx->sr_purpose == NGX_HTTP_STYTCH_TAT_SR_POLICY) {
+        ngx_http_stytch_tat_policy_answered(r, lcf, ctx);
+        return ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
+    }
+
+    /* the refresh of a client's session, cluster mode */
+
+    rc = ngx_http_stytch_tat_cluster_answered(r, lcf, ctx);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_stytch_tat_exchange_grant(r, lcf, ctx);
+
+    } else if (rc == NGX_DECLINED) {
+        rc = ngx_http_stytch_tat_exchange_client(r, lcf, ctx);
+
+    } else {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return rc;

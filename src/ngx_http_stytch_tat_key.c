@@ -36,6 +36,9 @@ static u_char *ngx_http_stytch_tat_key_claim(u_char *p,
 static ngx_uint_t ngx_http_stytch_tat_key_prefixed(
     ngx_http_stytch_tat_key_prefix_t *pre, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_str_t *extra, ngx_uint_t nextra);
+static void ngx_http_stytch_tat_key_constant(
+    ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_key_prefix_t *pre);
 static void ngx_http_stytch_tat_key_cleanup(void *data);
 static ngx_int_t ngx_http_stytch_tat_key_init(EVP_MD_CTX **proto,
     EVP_MD_CTX **md);
@@ -217,6 +220,51 @@ ngx_http_stytch_tat_key_prefixed(ngx_http_stytch_tat_key_prefix_t *pre,
 
 
 /*
+ * The first fields of a location's key that its configuration fixes: the
+ * fingerprint, then the profile and organization, then iss and aud, as
+ * far as each is written without variables (the configuration's text
+ * itself).
+ */
+
+static void
+ngx_http_stytch_tat_key_constant(ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_key_prefix_t *pre)
+{
+    ngx_uint_t                 i;
+    ngx_http_complex_value_t  *cv[2];
+
+    ngx_memzero(pre, sizeof(ngx_http_stytch_tat_key_prefix_t));
+
+    pre->extra[0].data = lcf->fingerprint;
+    pre->extra[0].len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
+    pre->nextra = 1;
+
+    cv[0] = lcf->profile_id;
+    cv[1] = lcf->organization_id;
+
+    for (i = 0; i < 2; i++) {
+        if (cv[i] && cv[i]->lengths) {
+            return;
+        }
+
+        if (cv[i]) {
+            pre->extra[pre->nextra] = cv[i]->value;
+        }
+
+        pre->nextra++;
+    }
+
+    cv[0] = lcf->issuer;
+    cv[1] = lcf->audience;
+
+    for (i = 0; i < 2 && cv[i] && cv[i]->lengths == NULL; i++) {
+        pre->claim[i] = cv[i]->value;
+        pre->nclaims++;
+    }
+}
+
+
+/*
  * At configuration time, a location's key prefix: the fields its session
  * keys start with that no request changes, as exchange_evaluate() passes
  * them (the fingerprint, profile and organization), then iss and aud.
@@ -232,45 +280,14 @@ ngx_http_stytch_tat_key_prefix(ngx_conf_t *cf,
     ngx_uint_t                         i;
     EVP_MD                            *sha256;
     ngx_pool_cleanup_t                *cln;
-    ngx_http_complex_value_t          *cv[2];
     ngx_http_stytch_tat_claim_t        c;
     ngx_http_stytch_tat_key_prefix_t  *pre;
 
     static char                       *names[2] = { "iss", "aud" };
 
     pre = &lcf->key_prefix;
-    ngx_memzero(pre, sizeof(ngx_http_stytch_tat_key_prefix_t));
 
-    pre->extra[0].data = lcf->fingerprint;
-    pre->extra[0].len = NGX_HTTP_STYTCH_TAT_DIGEST_LEN;
-    pre->nextra = 1;
-
-    /* a value without variables is the configuration's text itself */
-
-    cv[0] = lcf->profile_id;
-    cv[1] = lcf->organization_id;
-
-    for (i = 0; i < 2; i++) {
-        if (cv[i] && cv[i]->lengths) {
-            break;
-        }
-
-        if (cv[i]) {
-            pre->extra[pre->nextra] = cv[i]->value;
-        }
-
-        pre->nextra++;
-    }
-
-    if (pre->nextra == NGX_HTTP_STYTCH_TAT_KEY_EXTRAS) {
-        cv[0] = lcf->issuer;
-        cv[1] = lcf->audience;
-
-        for (i = 0; i < 2 && cv[i] && cv[i]->lengths == NULL; i++) {
-            pre->claim[i] = cv[i]->value;
-            pre->nclaims++;
-        }
-    }
+    ngx_http_stytch_tat_key_constant(lcf, pre);
 
     len = 0;
 

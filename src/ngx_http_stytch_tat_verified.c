@@ -21,6 +21,11 @@ static ngx_int_t ngx_http_stytch_tat_verified_token(
     ngx_http_request_t *r, ngx_http_stytch_tat_loc_conf_t *lcf,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *token, ngx_str_t *binding,
     ngx_int_t *code, ngx_str_t *claim);
+static ngx_int_t ngx_http_stytch_tat_verified_names(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_verify_result_t *res,
+    ngx_str_t *claim);
+static void ngx_http_stytch_tat_verified_refused(ngx_http_request_t *r,
+    int vrc, ngx_http_stytch_tat_verify_result_t *res);
 static ngx_int_t ngx_http_stytch_tat_verified_lookup(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone, u_char *digest, ngx_str_t *token,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *binding, time_t leeway);
@@ -150,8 +155,6 @@ ngx_http_stytch_tat_verified_token(ngx_http_request_t *r,
     ngx_str_t *token, ngx_str_t *binding, ngx_int_t *code, ngx_str_t *claim)
 {
     int                                   vrc;
-    u_char                                kid[64];
-    size_t                                i, n;
     ngx_int_t                             rc;
     ngx_uint_t                            unknown_kid;
     ngx_http_stytch_tat_verify_keys_t    *keys;
@@ -208,34 +211,7 @@ ngx_http_stytch_tat_verified_token(ngx_http_request_t *r,
     } else if (vrc == NGX_HTTP_STYTCH_TAT_VERIFY_OK
                || vrc == NGX_HTTP_STYTCH_TAT_VERIFY_EXPIRED)
     {
-        /* the token's own strings, copied: the result goes now */
-
-        ctx->user_id.data = ngx_pnalloc(r->pool, res.sub.len + 1);
-        ctx->session_id.data = ngx_pnalloc(r->pool, res.session_id.len + 1);
-        claim->data = ngx_pnalloc(r->pool, res.claim.len + 1);
-
-        if (ctx->user_id.data == NULL || ctx->session_id.data == NULL
-            || claim->data == NULL)
-        {
-            rc = NGX_ERROR;
-
-        } else {
-            ctx->user_id.len = res.sub.len;
-            ctx->session_id.len = res.session_id.len;
-            claim->len = res.claim.len;
-
-            /* an expired token may lack any of them: no memcpy of NULL */
-
-            (void) ngx_http_stytch_tat_verified_copy(ctx->user_id.data,
-                                                   res.sub.data, res.sub.len);
-            (void) ngx_http_stytch_tat_verified_copy(ctx->session_id.data,
-                                                   res.session_id.data,
-                                                   res.session_id.len);
-            (void) ngx_http_stytch_tat_verified_copy(claim->data,
-                                                   res.claim.data,
-                                                   res.claim.len);
-            ctx->session_jwt_exp = (time_t) res.exp;
-        }
+        rc = ngx_http_stytch_tat_verified_names(r, ctx, &res, claim);
 
         if (vrc == NGX_HTTP_STYTCH_TAT_VERIFY_EXPIRED) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -244,19 +220,7 @@ ngx_http_stytch_tat_verified_token(ngx_http_request_t *r,
         }
 
     } else {
-        /* the kid is the sender's: printable ASCII only reaches the log */
-
-        n = ngx_min(res.kid_len, sizeof(kid));
-
-        for (i = 0; i < n; i++) {
-            kid[i] = (res.kid[i] >= 0x20 && res.kid[i] < 0x7f
-                      && res.kid[i] != '"' && res.kid[i] != '\\')
-                     ? (u_char) res.kid[i] : '?';
-        }
-
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "stytch_tat: session JWT refused: %s (kid \"%*s\")",
-                      ngx_http_stytch_tat_verify_code_name(vrc), n, kid);
+        ngx_http_stytch_tat_verified_refused(r, vrc, &res);
     }
 
     ngx_http_stytch_tat_verify_result_free(&res);
@@ -304,6 +268,65 @@ ngx_http_stytch_tat_verified_digest(ngx_http_stytch_tat_loc_conf_t *lcf,
     EVP_MD_CTX_free(md);
 
     return ok ? NGX_OK : NGX_ERROR;
+}
+
+
+/* the token's own strings, copied into ctx and *claim: res goes now */
+
+static ngx_int_t
+ngx_http_stytch_tat_verified_names(ngx_http_request_t *r,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_http_stytch_tat_verify_result_t *res,
+    ngx_str_t *claim)
+{
+    ctx->user_id.data = ngx_pnalloc(r->pool, res->sub.len + 1);
+    ctx->session_id.data = ngx_pnalloc(r->pool, res->session_id.len + 1);
+    claim->data = ngx_pnalloc(r->pool, res->claim.len + 1);
+
+    if (ctx->user_id.data == NULL || ctx->session_id.data == NULL
+        || claim->data == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->user_id.len = res->sub.len;
+    ctx->session_id.len = res->session_id.len;
+    claim->len = res->claim.len;
+
+    /* an expired token may lack any of them: no memcpy of NULL */
+
+    (void) ngx_http_stytch_tat_verified_copy(ctx->user_id.data,
+                                             res->sub.data, res->sub.len);
+    (void) ngx_http_stytch_tat_verified_copy(ctx->session_id.data,
+                                             res->session_id.data,
+                                             res->session_id.len);
+    (void) ngx_http_stytch_tat_verified_copy(claim->data, res->claim.data,
+                                             res->claim.len);
+    ctx->session_jwt_exp = (time_t) res->exp;
+
+    return NGX_OK;
+}
+
+
+/* the kid is the sender's: printable ASCII only reaches the log */
+
+static void
+ngx_http_stytch_tat_verified_refused(ngx_http_request_t *r, int vrc,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    u_char  kid[64];
+    size_t  i, n;
+
+    n = ngx_min(res->kid_len, sizeof(kid));
+
+    for (i = 0; i < n; i++) {
+        kid[i] = (res->kid[i] >= 0x20 && res->kid[i] < 0x7f
+                  && res->kid[i] != '"' && res->kid[i] != '\\')
+                 ? (u_char) res->kid[i] : '?';
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "stytch_tat: session JWT refused: %s (kid \"%*s\")",
+                  ngx_http_stytch_tat_verify_code_name(vrc), n, kid);
 }
 
 
