@@ -79,6 +79,20 @@ static int ngx_http_stytch_tat_verify_typ(json_t *header);
 static int ngx_http_stytch_tat_verify_times(json_t *claims,
     const ngx_http_stytch_tat_verify_params_t *params,
     ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_params_ok(
+    const ngx_http_stytch_tat_verify_params_t *params, const char *token,
+    size_t len);
+static int ngx_http_stytch_tat_verify_split(const char *token, size_t len,
+    ngx_http_stytch_tat_verify_part_t *part, size_t *signed_len,
+    ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_header(json_t *header,
+    ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_key_find(
+    const ngx_http_stytch_tat_verify_keys_t *keys,
+    ngx_http_stytch_tat_verify_result_t *res, EVP_PKEY **pkey);
+static int ngx_http_stytch_tat_verify_payload(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res);
 
 
 static const char *const  ngx_http_stytch_tat_verify_names[] = {
@@ -966,41 +980,37 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
 }
 
 
-int
-ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
+/* the parameters a caller must get right, whatever the token */
+
+static int
+ngx_http_stytch_tat_verify_params_ok(
     const ngx_http_stytch_tat_verify_params_t *params, const char *token,
-    size_t len, ngx_http_stytch_tat_verify_result_t *res)
+    size_t len)
 {
-    int                                 rc, n;
-    json_t                             *header, *claims, *v;
-    size_t                              i, kid_len;
-    EVP_PKEY                           *pkey;
-    const char                         *dot1, *dot2, *alg, *kid, *why;
-    ngx_http_stytch_tat_verify_part_t   part[3];
+    return !(params == NULL || params->project_id == NULL
+             || params->project_id_len == 0
+             || params->now < 0
+             || params->now > NGX_HTTP_STYTCH_TAT_VERIFY_NOW_MAX
+             || params->max_lifetime < 1
+             || params->max_lifetime > (1LL << 31)
+             || (params->expected.data != NULL && params->claim == NULL)
+             || (token == NULL && len != 0));
+}
 
-    memset(res, 0, sizeof(ngx_http_stytch_tat_verify_result_t));
-    memset(part, 0, sizeof(part));
 
-    header = NULL;
-    claims = NULL;
+/*
+ * header.payload.signature: exactly two dots, three strict base64url
+ * parts, decoded into part[]; *signed_len is the length of the signing
+ * input, the token's text up to the second dot.
+ */
 
-    if (params == NULL || params->project_id == NULL
-        || params->project_id_len == 0
-        || params->now < 0 || params->now > NGX_HTTP_STYTCH_TAT_VERIFY_NOW_MAX
-        || params->max_lifetime < 1 || params->max_lifetime > (1LL << 31)
-        || (params->expected.data != NULL && params->claim == NULL)
-        || (token == NULL && len != 0))
-    {
-        res->reason = "bad verification parameters";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
-    }
-
-    if (len > NGX_HTTP_STYTCH_TAT_VERIFY_TOKEN_MAX) {
-        res->reason = "token over 8192 bytes";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_TOO_BIG;
-    }
-
-    /* header.payload.signature: exactly two dots */
+static int
+ngx_http_stytch_tat_verify_split(const char *token, size_t len,
+    ngx_http_stytch_tat_verify_part_t *part, size_t *signed_len,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    int          n;
+    const char  *dot1, *dot2;
 
     dot1 = (len == 0) ? NULL : memchr(token, '.', len);
     dot2 = (dot1 == NULL) ? NULL : memchr(dot1 + 1, '.',
@@ -1029,18 +1039,24 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
     if (n != 0) {
         res->reason = (n == -2) ? "out of memory"
                                 : "a part that is not strict base64url";
-        rc = (n == -2) ? NGX_HTTP_STYTCH_TAT_VERIFY_ERROR
-                       : NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
+        return (n == -2) ? NGX_HTTP_STYTCH_TAT_VERIFY_ERROR
+                         : NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
-    header = ngx_http_stytch_tat_verify_json(&part[0]);
+    *signed_len = dot2 - token;
 
-    if (header == NULL) {
-        res->reason = "header is not a JSON object";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
-    }
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
+
+
+/* the JOSE header: alg, typ, crit and the kid, copied into res */
+
+static int
+ngx_http_stytch_tat_verify_header(json_t *header,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    size_t       kid_len;
+    const char  *alg, *kid;
 
     /*
      * Only RS256: "none", HMAC with the public key as its secret and
@@ -1052,22 +1068,19 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
 
     if (alg == NULL || strcmp(alg, "RS256") != 0) {
         res->reason = "alg is not RS256";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_ALG;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ALG;
     }
 
     if (!ngx_http_stytch_tat_verify_typ(header)) {
         res->reason = "typ is not JWT";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_TYP;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_TYP;
     }
 
     /* RFC 7515 4.1.11: no extension is understood here, so none is */
 
     if (json_object_get(header, "crit") != NULL) {
         res->reason = "header with crit";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
     kid = ngx_http_stytch_tat_verify_string(json_object_get(header, "kid"),
@@ -1075,58 +1088,64 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
 
     if (kid == NULL || kid_len > NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX) {
         res->reason = "no kid, or one over 128 bytes";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
     memcpy(res->kid, kid, kid_len);
     res->kid[kid_len] = '\0';
     res->kid_len = kid_len;
 
-    pkey = NULL;
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
+
+
+/* the one key of the set under the token's kid (keys may be NULL) */
+
+static int
+ngx_http_stytch_tat_verify_key_find(
+    const ngx_http_stytch_tat_verify_keys_t *keys,
+    ngx_http_stytch_tat_verify_result_t *res, EVP_PKEY **pkey)
+{
+    size_t  i;
+
+    *pkey = NULL;
 
     for (i = 0; keys != NULL && i < keys->nkeys; i++) {
-        if (keys->key[i].kid_len == kid_len
-            && memcmp(keys->key[i].kid, kid, kid_len) == 0)
+        if (keys->key[i].kid_len == res->kid_len
+            && memcmp(keys->key[i].kid, res->kid, res->kid_len) == 0)
         {
-            pkey = keys->key[i].pkey;
+            *pkey = keys->key[i].pkey;
             break;
         }
     }
 
-    if (pkey == NULL) {
+    if (*pkey == NULL) {
         res->reason = "kid not in the JWKS";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_UNKNOWN_KID;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_UNKNOWN_KID;
     }
 
     if (keys->key[i].ambiguous) {
         res->reason = "kid of two keys in the JWKS";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_KID_AMBIGUOUS;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_KID_AMBIGUOUS;
     }
 
-    /* the signing input is the token's text up to the second dot */
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
 
-    rc = ngx_http_stytch_tat_verify_signature(keys, pkey, token,
-                                              dot2 - token, &part[2], &why);
-    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
-        res->reason = why;
-        goto done;
-    }
 
-    claims = ngx_http_stytch_tat_verify_json(&part[1]);
+/* the claims of a token whose signature has verified: outputs, checks */
 
-    if (claims == NULL) {
-        res->reason = "claims are not a JSON object";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
-    }
+static int
+ngx_http_stytch_tat_verify_payload(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    int      rc;
+    json_t  *v;
 
     if (ngx_http_stytch_tat_verify_copy_out(claims, params, res) != 0) {
         res->reason = "out of memory";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
     }
 
     v = json_object_get(claims, "exp");
@@ -1141,6 +1160,78 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
     if (rc == NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
         res->reason = "ok";
     }
+
+    return rc;
+}
+
+
+int
+ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
+    const ngx_http_stytch_tat_verify_params_t *params, const char *token,
+    size_t len, ngx_http_stytch_tat_verify_result_t *res)
+{
+    int                                 rc;
+    json_t                             *header, *claims;
+    size_t                              i, signed_len;
+    EVP_PKEY                           *pkey;
+    const char                         *why;
+    ngx_http_stytch_tat_verify_part_t   part[3];
+
+    memset(res, 0, sizeof(ngx_http_stytch_tat_verify_result_t));
+    memset(part, 0, sizeof(part));
+
+    header = NULL;
+    claims = NULL;
+
+    if (!ngx_http_stytch_tat_verify_params_ok(params, token, len)) {
+        res->reason = "bad verification parameters";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
+    }
+
+    if (len > NGX_HTTP_STYTCH_TAT_VERIFY_TOKEN_MAX) {
+        res->reason = "token over 8192 bytes";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_TOO_BIG;
+    }
+
+    rc = ngx_http_stytch_tat_verify_split(token, len, part, &signed_len, res);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        goto done;
+    }
+
+    header = ngx_http_stytch_tat_verify_json(&part[0]);
+
+    if (header == NULL) {
+        res->reason = "header is not a JSON object";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+        goto done;
+    }
+
+    rc = ngx_http_stytch_tat_verify_header(header, res);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        goto done;
+    }
+
+    rc = ngx_http_stytch_tat_verify_key_find(keys, res, &pkey);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        goto done;
+    }
+
+    rc = ngx_http_stytch_tat_verify_signature(keys, pkey, token, signed_len,
+                                              &part[2], &why);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        res->reason = why;
+        goto done;
+    }
+
+    claims = ngx_http_stytch_tat_verify_json(&part[1]);
+
+    if (claims == NULL) {
+        res->reason = "claims are not a JSON object";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+        goto done;
+    }
+
+    rc = ngx_http_stytch_tat_verify_payload(claims, params, res);
 
 done:
 
