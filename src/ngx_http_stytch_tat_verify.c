@@ -56,6 +56,10 @@ static int ngx_http_stytch_tat_verify_b64url_value(int c);
 static int ngx_http_stytch_tat_verify_b64url(const char *src, size_t len,
     ngx_http_stytch_tat_verify_part_t *out);
 static BIGNUM *ngx_http_stytch_tat_verify_bn(json_t *jwk, const char *name);
+static int ngx_http_stytch_tat_verify_key_use(json_t *jwk,
+    const char **why);
+static EVP_PKEY *ngx_http_stytch_tat_verify_key_rsa(json_t *jwk,
+    const char **why);
 static int ngx_http_stytch_tat_verify_key_add(
     ngx_http_stytch_tat_verify_keys_t *keys, json_t *jwk, const char **why);
 static EVP_PKEY *ngx_http_stytch_tat_verify_rsa(BIGNUM *n, BIGNUM *e);
@@ -288,17 +292,18 @@ done:
 }
 
 
+/*
+ * A JWK for RS256 signatures, as jose takes one: an object, kty "RSA",
+ * alg and use optional but right when present, key_ops with "verify".
+ */
+
 static int
-ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
-    json_t *jwk, const char **why)
+ngx_http_stytch_tat_verify_key_use(json_t *jwk, const char **why)
 {
-    int                                bits, found;
-    size_t                             i, kid_len;
-    json_t                            *ops, *op;
-    BIGNUM                            *n, *e;
-    EVP_PKEY                          *pkey;
-    const char                        *kty, *alg, *use, *kid;
-    ngx_http_stytch_tat_verify_key_t  *key;
+    int          found;
+    size_t       i;
+    json_t      *ops, *op;
+    const char  *kty, *alg, *use;
 
     if (!json_is_object(jwk)) {
         *why = "a key that is not a JSON object";
@@ -346,14 +351,18 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
         }
     }
 
-    kid = ngx_http_stytch_tat_verify_string(json_object_get(jwk, "kid"),
-                                            &kid_len);
+    return 0;
+}
 
-    if (kid == NULL || kid_len > NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX) {
-        *why = "a key without a kid, or with one over 128 bytes";
-        return -1;
-    }
 
+/* the JWK's RSA public key, if its n and e make a sound one; or NULL */
+
+static EVP_PKEY *
+ngx_http_stytch_tat_verify_key_rsa(json_t *jwk, const char **why)
+{
+    int        bits;
+    BIGNUM    *n, *e;
+    EVP_PKEY  *pkey;
 
     n = ngx_http_stytch_tat_verify_bn(jwk, "n");
     e = ngx_http_stytch_tat_verify_bn(jwk, "e");
@@ -387,7 +396,43 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
 
     if (pkey == NULL) {
         *why = "an RSA key OpenSSL cannot use";
-        goto done;
+    }
+
+done:
+
+    BN_free(n);
+    BN_free(e);
+    ERR_clear_error();
+
+    return pkey;
+}
+
+
+static int
+ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
+    json_t *jwk, const char **why)
+{
+    size_t                             i, kid_len;
+    EVP_PKEY                          *pkey;
+    const char                        *kid;
+    ngx_http_stytch_tat_verify_key_t  *key;
+
+    if (ngx_http_stytch_tat_verify_key_use(jwk, why) != 0) {
+        return -1;
+    }
+
+    kid = ngx_http_stytch_tat_verify_string(json_object_get(jwk, "kid"),
+                                            &kid_len);
+
+    if (kid == NULL || kid_len > NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX) {
+        *why = "a key without a kid, or with one over 128 bytes";
+        return -1;
+    }
+
+    pkey = ngx_http_stytch_tat_verify_key_rsa(jwk, why);
+
+    if (pkey == NULL) {
+        return -1;
     }
 
     /*
@@ -402,8 +447,7 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
             keys->key[i].ambiguous = 1;
             *why = "two keys with one kid";
             EVP_PKEY_free(pkey);
-            pkey = NULL;
-            goto done;
+            return -1;
         }
     }
 
@@ -413,13 +457,7 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
     memcpy(key->kid, kid, kid_len);
     key->kid[kid_len] = '\0';
 
-done:
-
-    BN_free(n);
-    BN_free(e);
-    ERR_clear_error();
-
-    return (pkey == NULL) ? -1 : 0;
+    return 0;
 }
 
 
