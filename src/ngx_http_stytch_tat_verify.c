@@ -73,6 +73,15 @@ static int ngx_http_stytch_tat_verify_signature(
 static int ngx_http_stytch_tat_verify_claims(json_t *claims,
     const ngx_http_stytch_tat_verify_params_t *params,
     ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_iss(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params);
+static int ngx_http_stytch_tat_verify_aud(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params);
+static int ngx_http_stytch_tat_verify_ids(
+    ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_binding(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res);
 static int ngx_http_stytch_tat_verify_copy_out(json_t *claims,
     const ngx_http_stytch_tat_verify_params_t *params,
     ngx_http_stytch_tat_verify_result_t *res);
@@ -915,14 +924,13 @@ ngx_http_stytch_tat_verify_printable(const char *s, size_t len)
 }
 
 
+/* iss: "stytch.com/" and the project id */
+
 static int
-ngx_http_stytch_tat_verify_claims(json_t *claims,
-    const ngx_http_stytch_tat_verify_params_t *params,
-    ngx_http_stytch_tat_verify_result_t *res)
+ngx_http_stytch_tat_verify_iss(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params)
 {
-    int          rc, found;
-    json_t      *aud, *v;
-    size_t       i, len, plen;
+    size_t       len, plen;
     const char  *s;
 
     plen = sizeof(NGX_HTTP_STYTCH_TAT_VERIFY_ISS_PREFIX) - 1;
@@ -930,18 +938,24 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
     s = ngx_http_stytch_tat_verify_string(json_object_get(claims, "iss"),
                                           &len);
 
-    if (s == NULL || len != plen + params->project_id_len
-        || memcmp(s, NGX_HTTP_STYTCH_TAT_VERIFY_ISS_PREFIX, plen) != 0
-        || memcmp(s + plen, params->project_id, params->project_id_len) != 0)
-    {
-        res->reason = "iss is not stytch.com/ and the project id";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_ISS;
-    }
+    return s != NULL && len == plen + params->project_id_len
+           && memcmp(s, NGX_HTTP_STYTCH_TAT_VERIFY_ISS_PREFIX, plen) == 0
+           && memcmp(s + plen, params->project_id, params->project_id_len)
+              == 0;
+}
 
-    /* RFC 7519 4.1.3: one string, or an array of them */
+
+/* aud: RFC 7519 4.1.3, one string, or an array of them, names the project */
+
+static int
+ngx_http_stytch_tat_verify_aud(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params)
+{
+    size_t       i, len;
+    json_t      *aud, *v;
+    const char  *s;
 
     aud = json_object_get(claims, "aud");
-    found = 0;
 
     if (json_is_array(aud)) {
         json_array_foreach(aud, i, v) {
@@ -950,23 +964,25 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
             if (s != NULL && len == params->project_id_len
                 && memcmp(s, params->project_id, len) == 0)
             {
-                found = 1;
-                break;
+                return 1;
             }
         }
 
-    } else {
-        s = ngx_http_stytch_tat_verify_string(aud, &len);
-
-        found = (s != NULL && len == params->project_id_len
-                 && memcmp(s, params->project_id, len) == 0);
+        return 0;
     }
 
-    if (!found) {
-        res->reason = "aud does not name the project";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_AUD;
-    }
+    s = ngx_http_stytch_tat_verify_string(aud, &len);
 
+    return s != NULL && len == params->project_id_len
+           && memcmp(s, params->project_id, len) == 0;
+}
+
+
+/* the ids copied out: a sub and a session id, all headed upstream */
+
+static int
+ngx_http_stytch_tat_verify_ids(ngx_http_stytch_tat_verify_result_t *res)
+{
     if (res->sub.data == NULL) {
         res->reason = "no sub";
         return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
@@ -990,10 +1006,18 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
         return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
-    rc = ngx_http_stytch_tat_verify_times(claims, params, res);
-    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
-        return rc;
-    }
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
+
+
+/* the binding claim, when the caller expects a value of it */
+
+static int
+ngx_http_stytch_tat_verify_binding(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    json_t  *v;
 
     if (params->expected.data == NULL) {
         return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
@@ -1015,6 +1039,37 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
     }
 
     return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
+
+
+static int
+ngx_http_stytch_tat_verify_claims(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    int  rc;
+
+    if (!ngx_http_stytch_tat_verify_iss(claims, params)) {
+        res->reason = "iss is not stytch.com/ and the project id";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ISS;
+    }
+
+    if (!ngx_http_stytch_tat_verify_aud(claims, params)) {
+        res->reason = "aud does not name the project";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_AUD;
+    }
+
+    rc = ngx_http_stytch_tat_verify_ids(res);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_stytch_tat_verify_times(claims, params, res);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        return rc;
+    }
+
+    return ngx_http_stytch_tat_verify_binding(claims, params, res);
 }
 
 
