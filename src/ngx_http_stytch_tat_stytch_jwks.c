@@ -27,7 +27,14 @@ static ngx_int_t ngx_http_stytch_tat_stytch_jwks_due(
 static ngx_int_t ngx_http_stytch_tat_stytch_jwks_parse(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone);
 static void ngx_http_stytch_tat_stytch_jwks_cleanup(void *data);
+static void ngx_http_stytch_tat_stytch_jwks_inherit(
+    ngx_http_stytch_tat_loc_conf_t *prev,
+    ngx_http_stytch_tat_loc_conf_t *conf);
+static char *ngx_http_stytch_tat_stytch_jwks_check(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf);
 static char *ngx_http_stytch_tat_stytch_jwks_source(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf);
+static char *ngx_http_stytch_tat_stytch_jwks_bind(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *conf);
 
 
@@ -134,10 +141,55 @@ char *
 ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *prev, ngx_http_stytch_tat_loc_conf_t *conf)
 {
-    ngx_str_t                         name;
-    ngx_pool_cleanup_t               *cln;
-    ngx_http_stytch_tat_main_conf_t  *mcf;
+    ngx_pool_cleanup_t  *cln;
 
+    ngx_http_stytch_tat_stytch_jwks_inherit(prev, conf);
+
+    if (conf->verify == NULL
+        && (conf->uri.len == 0 || !conf->cookie || conf->jwks_uri.len == 0))
+    {
+        return NGX_CONF_OK;
+    }
+
+    /* stytch_tat_verify, or sessions bound and verified: cluster mode */
+
+    if (ngx_http_stytch_tat_stytch_jwks_check(cf, conf) != NGX_CONF_OK
+        || ngx_http_stytch_tat_stytch_jwks_source(cf, conf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    conf->bind = (conf->verify == NULL);
+
+    if (conf->bind
+        && ngx_http_stytch_tat_stytch_jwks_bind(cf, conf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (!conf->cache->keys_cleanup) {
+        /* the worker's parse of the keys goes with the cycle */
+
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln->handler = ngx_http_stytch_tat_stytch_jwks_cleanup;
+        cln->data = conf->cache;
+        conf->cache->keys_cleanup = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the enclosing level's session JWKS and stytch_tat_verify, or defaults */
+
+static void
+ngx_http_stytch_tat_stytch_jwks_inherit(ngx_http_stytch_tat_loc_conf_t *prev,
+    ngx_http_stytch_tat_loc_conf_t *conf)
+{
     if (conf->jwks_uri.data == NULL) {
         conf->jwks_uri = prev->jwks_uri;
         conf->jwks_file = prev->jwks_file;
@@ -174,14 +226,19 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
     if (conf->verify == NGX_CONF_UNSET_PTR) {
         conf->verify = NULL;
     }
+}
 
-    if (conf->verify == NULL
-        && (conf->uri.len == 0 || !conf->cookie || conf->jwks_uri.len == 0))
-    {
-        return NGX_CONF_OK;
-    }
 
-    /* stytch_tat_verify, or sessions bound and verified: cluster mode */
+/*
+ * A location that verifies session JWTs: not also an exchange's, with a
+ * session JWKS, a zone to keep its keys in and the project they are for.
+ */
+
+static char *
+ngx_http_stytch_tat_stytch_jwks_check(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf)
+{
+    ngx_http_stytch_tat_main_conf_t  *mcf;
 
     if (conf->verify && conf->uri.len) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -224,52 +281,43 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_stytch_tat_stytch_jwks_source(cf, conf) != NGX_CONF_OK) {
+    return NGX_CONF_OK;
+}
+
+
+/* sessions bound to their identity: the key and the cookies it reads */
+
+static char *
+ngx_http_stytch_tat_stytch_jwks_bind(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf)
+{
+    ngx_str_t                         name;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_stytch_tat_module);
+
+    if (ngx_http_stytch_tat_key_binding_init(cf, mcf) != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat_session_jwks %V\" in %V:%ui: no "
+                      "key to bind sessions with: set "
+                      "\"stytch_tat_credentials\" or "
+                      "\"stytch_tat_signing_key\"", &conf->jwks_uri,
+                      &conf->jwks_file, conf->jwks_line);
         return NGX_CONF_ERROR;
     }
 
-    conf->bind = (conf->verify == NULL);
+    /* the cookies that stytch_tat_cookie sets */
 
-    if (conf->bind) {
-        mcf = ngx_http_conf_get_module_main_conf(cf,
-                                                 ngx_http_stytch_tat_module);
+    ngx_str_set(&name, "cookie_stytch_session_jwt");
+    conf->cookie_jwt_index = ngx_http_get_variable_index(cf, &name);
 
-        if (ngx_http_stytch_tat_key_binding_init(cf, mcf) != NGX_OK) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"stytch_tat_session_jwks %V\" in %V:%ui: no "
-                          "key to bind sessions with: set "
-                          "\"stytch_tat_credentials\" or "
-                          "\"stytch_tat_signing_key\"", &conf->jwks_uri,
-                          &conf->jwks_file, conf->jwks_line);
-            return NGX_CONF_ERROR;
-        }
+    ngx_str_set(&name, "cookie_stytch_session");
+    conf->cookie_token_index = ngx_http_get_variable_index(cf, &name);
 
-        /* the cookies that stytch_tat_cookie sets */
-
-        ngx_str_set(&name, "cookie_stytch_session_jwt");
-        conf->cookie_jwt_index = ngx_http_get_variable_index(cf, &name);
-
-        ngx_str_set(&name, "cookie_stytch_session");
-        conf->cookie_token_index = ngx_http_get_variable_index(cf, &name);
-
-        if (conf->cookie_jwt_index == NGX_ERROR
-            || conf->cookie_token_index == NGX_ERROR)
-        {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (!conf->cache->keys_cleanup) {
-        /* the worker's parse of the keys goes with the cycle */
-
-        cln = ngx_pool_cleanup_add(cf->pool, 0);
-        if (cln == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        cln->handler = ngx_http_stytch_tat_stytch_jwks_cleanup;
-        cln->data = conf->cache;
-        conf->cache->keys_cleanup = 1;
+    if (conf->cookie_jwt_index == NGX_ERROR
+        || conf->cookie_token_index == NGX_ERROR)
+    {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
