@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "ngx_http_stytch_tat_jose.h"
 #include "ngx_http_stytch_tat_verify.h"
 
 
@@ -52,8 +53,7 @@ typedef struct {
 } ngx_http_stytch_tat_verify_part_t;
 
 
-static int ngx_http_stytch_tat_verify_b64url_value(int c);
-static int ngx_http_stytch_tat_verify_b64url(const char *src, size_t len,
+static int ngx_http_stytch_tat_verify_part(const char *src, size_t len,
     ngx_http_stytch_tat_verify_part_t *out);
 static BIGNUM *ngx_http_stytch_tat_verify_bn(json_t *jwk, const char *name);
 static int ngx_http_stytch_tat_verify_key_use(json_t *jwk,
@@ -127,105 +127,30 @@ static const char *const  ngx_http_stytch_tat_verify_names[] = {
 };
 
 
-static int
-ngx_http_stytch_tat_verify_b64url_value(int c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-
-    if (c == '-') {
-        return 62;
-    }
-
-    if (c == '_') {
-        return 63;
-    }
-
-    return -1;
-}
-
-
 /*
- * Strict base64url (RFC 7515 2): the url alphabet only, no padding, no
- * white space, and zero unused bits in the last character, so that each
- * byte string has one encoding and a token one spelling.  The decoding
- * itself is EVP_DecodeBlock()'s, on a copy in the standard alphabet.
- * Returns -1 for input that is not that, -2 when out of memory.
+ * A part of the token, or a JWK member, decoded from strict base64url
+ * (ngx_http_stytch_tat_b64url_decode()) into memory of its own.  Returns
+ * -1 for input that is not that, -2 when out of memory.
  */
 
 static int
-ngx_http_stytch_tat_verify_b64url(const char *src, size_t len,
+ngx_http_stytch_tat_verify_part(const char *src, size_t len,
     ngx_http_stytch_tat_verify_part_t *out)
 {
-    int             n, v;
-    size_t          i, blen;
-    unsigned char  *b64;
-
-    out->data = NULL;
     out->len = 0;
+    out->data = malloc(ngx_http_stytch_tat_b64url_decoded_len(len) + 1);
 
-    if (len % 4 == 1) {
-        return -1;
-    }
-
-    v = 0;
-
-    for (i = 0; i < len; i++) {
-        v = ngx_http_stytch_tat_verify_b64url_value((unsigned char) src[i]);
-        if (v < 0) {
-            return -1;
-        }
-    }
-
-    /* 2 characters carry 12 bits for 8, 3 carry 18 for 16 */
-    if ((len % 4 == 2 && (v & 0x0f) != 0) || (len % 4 == 3 && (v & 0x03) != 0))
-    {
-        return -1;
-    }
-
-    blen = (len + 3) & ~(size_t) 3;
-
-    b64 = malloc(blen + 1);
-    out->data = malloc(blen / 4 * 3 + 1);
-
-    if (b64 == NULL || out->data == NULL) {
-        free(b64);
-        free(out->data);
-        out->data = NULL;
+    if (out->data == NULL) {
         return -2;
     }
 
-    for (i = 0; i < len; i++) {
-        b64[i] = (src[i] == '-') ? '+' : (src[i] == '_') ? '/' : src[i];
-    }
-
-    for ( /* void */ ; i < blen; i++) {
-        b64[i] = '=';
-    }
-
-    b64[blen] = '\0';
-
-    n = (blen == 0) ? 0 : EVP_DecodeBlock(out->data, b64, (int) blen);
-
-    free(b64);
-
-    if (n < 0) {
+    if (ngx_http_stytch_tat_b64url_decode(out->data, &out->len, src, len)
+        != 0)
+    {
         free(out->data);
         out->data = NULL;
         return -1;
     }
-
-    /* EVP_DecodeBlock() counts each padding character as a zero byte */
-    out->len = (size_t) n - (blen - len);
 
     return 0;
 }
@@ -243,7 +168,7 @@ ngx_http_stytch_tat_verify_bn(json_t *jwk, const char *name)
     s = json_string_value(json_object_get(jwk, name));
 
     if (s == NULL || s[0] == '\0'
-        || ngx_http_stytch_tat_verify_b64url(s, strlen(s), &raw) != 0)
+        || ngx_http_stytch_tat_verify_part(s, strlen(s), &raw) != 0)
     {
         return NULL;
     }
@@ -1116,17 +1041,16 @@ ngx_http_stytch_tat_verify_split(const char *token, size_t len,
         return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
-    n = ngx_http_stytch_tat_verify_b64url(token, dot1 - token, &part[0]);
+    n = ngx_http_stytch_tat_verify_part(token, dot1 - token, &part[0]);
 
     if (n == 0) {
-        n = ngx_http_stytch_tat_verify_b64url(dot1 + 1, dot2 - dot1 - 1,
-                                              &part[1]);
+        n = ngx_http_stytch_tat_verify_part(dot1 + 1, dot2 - dot1 - 1,
+                                            &part[1]);
     }
 
     if (n == 0) {
-        n = ngx_http_stytch_tat_verify_b64url(dot2 + 1,
-                                              len - (dot2 + 1 - token),
-                                              &part[2]);
+        n = ngx_http_stytch_tat_verify_part(dot2 + 1, len - (dot2 + 1 - token),
+                                            &part[2]);
     }
 
     if (n != 0) {

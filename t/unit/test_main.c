@@ -14,6 +14,12 @@ main(void)
         cmocka_unit_test(test_b64url_empty),
         cmocka_unit_test(test_b64url_len_macro),
         cmocka_unit_test(test_b64url_roundtrip),
+        cmocka_unit_test(test_b64url_decode_rfc4648),
+        cmocka_unit_test(test_b64url_decode_padding),
+        cmocka_unit_test(test_b64url_decode_alphabet),
+        cmocka_unit_test(test_b64url_decode_unused_bits),
+        cmocka_unit_test(test_b64url_decode_length),
+        cmocka_unit_test(test_b64url_decode_roundtrip),
 
         cmocka_unit_test(test_alg_name),
         cmocka_unit_test(test_rfc7638_rsa_thumbprint),

@@ -88,6 +88,12 @@ void test_b64url_url_alphabet(void **state);
 void test_b64url_empty(void **state);
 void test_b64url_len_macro(void **state);
 void test_b64url_roundtrip(void **state);
+void test_b64url_decode_rfc4648(void **state);
+void test_b64url_decode_padding(void **state);
+void test_b64url_decode_alphabet(void **state);
+void test_b64url_decode_unused_bits(void **state);
+void test_b64url_decode_length(void **state);
+void test_b64url_decode_roundtrip(void **state);
 
 void test_alg_name(void **state);
 void test_rfc7638_rsa_thumbprint(void **state);
