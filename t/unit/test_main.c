@@ -89,6 +89,7 @@ main(void)
         cmocka_unit_test(test_response_malformed),
         cmocka_unit_test(test_response_rfc3339),
         cmocka_unit_test(test_response_jwt_exp),
+        cmocka_unit_test(test_response_jwt_exp_strict),
 
         cmocka_unit_test(test_cache_state_new_entry),
         cmocka_unit_test(test_cache_state_pending_lease),

@@ -164,6 +164,7 @@ void test_response_error(void **state);
 void test_response_malformed(void **state);
 void test_response_rfc3339(void **state);
 void test_response_jwt_exp(void **state);
+void test_response_jwt_exp_strict(void **state);
 
 /* test_cache_state.c */
 void test_cache_state_new_entry(void **state);
