@@ -1,7 +1,7 @@
 /*
  * Stytch RBAC and the session's factors: see ngx_http_stytch_tat_rbac.h.
- * No nginx headers here; jansson for the JSON, OpenSSL's EVP_DecodeBlock()
- * for a JWT's payload.
+ * No nginx headers here; jansson for the JSON, the strict base64url
+ * decoder of ngx_http_stytch_tat_jose.h for a JWT's payload.
  */
 
 
@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
+#include "ngx_http_stytch_tat_jose.h"
 #include "ngx_http_stytch_tat_rbac.h"
 
 
@@ -818,9 +818,8 @@ int
 ngx_http_stytch_tat_rbac_claims_jwt(const char *jwt, size_t n,
     unsigned char *buf, size_t size, size_t *len, const char **reason)
 {
-    int             rc, d;
-    char           *b64;
-    size_t          i, plen, blen;
+    int             rc;
+    size_t          plen, d;
     const char     *p, *dot;
     unsigned char  *raw;
 
@@ -844,54 +843,24 @@ ngx_http_stytch_tat_rbac_claims_jwt(const char *jwt, size_t n,
         return NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED;
     }
 
-    /* base64url to padded base64, for EVP_DecodeBlock() */
+    raw = malloc(ngx_http_stytch_tat_b64url_decoded_len(plen) + 1);
 
-    blen = (plen + 3) & ~(size_t) 3;
-
-    b64 = malloc(blen + 1);
-    raw = malloc(blen / 4 * 3 + 1);
-
-    if (b64 == NULL || raw == NULL) {
-        free(b64);
-        free(raw);
+    if (raw == NULL) {
         *reason = "out of memory";
         return NGX_HTTP_STYTCH_TAT_RBAC_NOMEM;
     }
 
-    rc = NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED;
-    *reason = "a JWT payload that is not base64url";
+    /* strict, as the verifier reads it */
 
-    for (i = 0; i < plen; i++) {
-        if (!((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= 'a' && p[i] <= 'z')
-              || (p[i] >= '0' && p[i] <= '9') || p[i] == '-' || p[i] == '_'))
-        {
-            goto done;
-        }
+    if (ngx_http_stytch_tat_b64url_decode(raw, &d, p, plen) != 0) {
+        *reason = "a JWT payload that is not base64url";
+        rc = NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED;
 
-        b64[i] = (p[i] == '-') ? '+' : (p[i] == '_') ? '/' : p[i];
+    } else {
+        rc = ngx_http_stytch_tat_rbac_claims_payload((const char *) raw, d,
+                                                     buf, size, len, reason);
     }
 
-    for ( /* void */ ; i < blen; i++) {
-        b64[i] = '=';
-    }
-
-    b64[blen] = '\0';
-
-    d = EVP_DecodeBlock(raw, (unsigned char *) b64, (int) blen);
-
-    if (d < 0) {
-        goto done;
-    }
-
-    /* it counts each padding character as a zero byte */
-
-    rc = ngx_http_stytch_tat_rbac_claims_payload((const char *) raw,
-                                                 (size_t) d - (blen - plen),
-                                                 buf, size, len, reason);
-
-done:
-
-    free(b64);
     free(raw);
 
     return rc;

@@ -17,7 +17,8 @@
  * session is then denied).
  *
  *   cc -Isrc t/tools/rbac-cases.c src/ngx_http_stytch_tat_rbac.c \
- *       src/ngx_http_stytch_tat_response.c -ljansson -lcrypto
+ *       src/ngx_http_stytch_tat_response.c src/ngx_http_stytch_tat_jose.c \
+ *       -ljansson -lcrypto
  */
 
 #include <stdio.h>

@@ -141,6 +141,7 @@ main(void)
         cmocka_unit_test(test_rbac_claims_dropped),
         cmocka_unit_test(test_rbac_claims_malformed),
         cmocka_unit_test(test_rbac_claims_forms),
+        cmocka_unit_test(test_rbac_claims_jwt_strict),
         cmocka_unit_test(test_rbac_session_view),
         cmocka_unit_test(test_rbac_blob_size),
         cmocka_unit_test(test_rbac_factor_check),

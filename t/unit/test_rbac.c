@@ -953,6 +953,67 @@ test_rbac_claims_forms(void **state)
 }
 
 
+
+/*
+ * The JWT form decodes the payload as strictly as the verifier: its last
+ * character's unused bits zero, the url alphabet only.
+ */
+void
+test_rbac_claims_jwt_strict(void **state)
+{
+    char           *jwt, *dot, *last;
+    size_t          i, len;
+    const char     *reason;
+    unsigned char   blob[NGX_HTTP_STYTCH_TAT_RBAC_BLOB_MAX];
+
+    (void) state;
+
+    /* payloads of 2 and 3 characters past a group: 4 and 2 unused bits */
+
+    for (i = 1; i <= 2; i++) {
+        char  c[64];
+
+        sprintf(c, "{\"https://stytch.com/session\":{}%.*s}", (int) i, "  ");
+        jwt = jwt_of(c);
+
+        dot = strchr(jwt, '.');
+        last = strchr(dot + 1, '.') - 1;
+        assert_int_not_equal((last - dot) % 4, 0);
+
+        assert_int_equal(ngx_http_stytch_tat_rbac_claims_jwt(jwt, strlen(jwt),
+                             blob, sizeof(blob), &len, &reason),
+                         NGX_HTTP_STYTCH_TAT_RBAC_OK);
+
+        /* the same bytes, but 1 in the lowest unused bit */
+        (*last)++;
+        reason = NULL;
+        assert_int_equal(ngx_http_stytch_tat_rbac_claims_jwt(jwt, strlen(jwt),
+                             blob, sizeof(blob), &len, &reason),
+                         NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED);
+        assert_string_equal(reason, "a JWT payload that is not base64url");
+
+        free(jwt);
+    }
+
+    /* base64's own alphabet: {"a":"~~~"} is e30 with "-" in base64url */
+    jwt = jwt_of("{\"https://stytch.com/session\":{},\"a\":\"~~~\"}");
+    dot = strchr(jwt, '-');
+    assert_non_null(dot);
+
+    assert_int_equal(ngx_http_stytch_tat_rbac_claims_jwt(jwt, strlen(jwt),
+                         blob, sizeof(blob), &len, &reason),
+                     NGX_HTTP_STYTCH_TAT_RBAC_OK);
+
+    *dot = '+';
+    reason = NULL;
+    assert_int_equal(ngx_http_stytch_tat_rbac_claims_jwt(jwt, strlen(jwt),
+                         blob, sizeof(blob), &len, &reason),
+                     NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED);
+    assert_non_null(reason);
+
+    free(jwt);
+}
+
 void
 test_rbac_session_view(void **state)
 {

@@ -209,6 +209,7 @@ void test_rbac_claims(void **state);
 void test_rbac_claims_dropped(void **state);
 void test_rbac_claims_malformed(void **state);
 void test_rbac_claims_forms(void **state);
+void test_rbac_claims_jwt_strict(void **state);
 void test_rbac_session_view(void **state);
 void test_rbac_blob_size(void **state);
 void test_rbac_factor_check(void **state);
