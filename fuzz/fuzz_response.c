@@ -22,7 +22,7 @@ static const int  statuses[] = {
 
 
 static void
-check_field(const ngx_http_stytch_tat_field_t *f, json_t *want)
+check_reply(const ngx_http_stytch_tat_field_t *f, json_t *want)
 {
     size_t  i;
     volatile char  c;
@@ -42,13 +42,6 @@ check_field(const ngx_http_stytch_tat_field_t *f, json_t *want)
         FUZZ_CHECK(json_string_length(want) == f->len);
         FUZZ_CHECK(memcmp(json_string_value(want), f->data, f->len) == 0);
     }
-}
-
-
-static int
-nonempty(json_t *v)
-{
-    return json_is_string(v) && json_string_length(v) > 0;
 }
 
 
@@ -177,27 +170,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (json_is_object(session)) {
             want = json_object_get(ref, "member_id");
-            if (!nonempty(want)) {
+            if (!fuzz_nonempty(want)) {
                 want = json_object_get(session, "member_id");
             }
-            check_field(&resp.user_id, want);
-            check_field(&resp.session_id,
+            check_reply(&resp.user_id, want);
+            check_reply(&resp.session_id,
                         json_object_get(session, "member_session_id"));
 
         } else {
             session = json_object_get(ref, "session");
             want = json_object_get(ref, "user_id");
-            if (!nonempty(want)) {
+            if (!fuzz_nonempty(want)) {
                 want = json_object_get(session, "user_id");
             }
-            check_field(&resp.user_id, want);
-            check_field(&resp.session_id,
+            check_reply(&resp.user_id, want);
+            check_reply(&resp.session_id,
                         json_object_get(session, "session_id"));
         }
 
-        check_field(&resp.session_token,
+        check_reply(&resp.session_token,
                     json_object_get(ref, "session_token"));
-        check_field(&resp.session_jwt, json_object_get(ref, "session_jwt"));
+        check_reply(&resp.session_jwt, json_object_get(ref, "session_jwt"));
         FUZZ_CHECK(resp.expires_at == ngx_http_stytch_tat_parse_rfc3339(
                    json_string_value(json_object_get(session, "expires_at"))));
         FUZZ_CHECK(resp.jwt_exp > 0);
@@ -209,12 +202,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(status < 200 || status > 299);
         FUZZ_CHECK(resp.root != NULL && resp.reason == NULL);
         FUZZ_CHECK(json_is_object(ref));
-        check_field(&resp.error_type, json_object_get(ref, "error_type"));
+        check_reply(&resp.error_type, json_object_get(ref, "error_type"));
         if (resp.error_message.data != NULL) {
-            check_field(&resp.error_message,
+            check_reply(&resp.error_message,
                         json_object_get(ref, "error_message"));
         } else {
-            FUZZ_CHECK(!nonempty(json_object_get(ref, "error_message")));
+            FUZZ_CHECK(!fuzz_nonempty(json_object_get(ref, "error_message")));
         }
         break;
 
@@ -229,7 +222,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     if (resp.request_id.data != NULL) {
-        check_field(&resp.request_id, json_object_get(ref, "request_id"));
+        check_reply(&resp.request_id, json_object_get(ref, "request_id"));
     }
 
     ngx_http_stytch_tat_response_free(&resp);

@@ -148,13 +148,6 @@ str_is(json_t *v, const char *s)
 }
 
 
-static int
-nonempty(json_t *v)
-{
-    return json_is_string(v) && json_string_length(v) > 0;
-}
-
-
 /* jose's typ: "JWT" or "application/JWT", case aside */
 static int
 ref_typ(json_t *v)
@@ -181,7 +174,7 @@ printable(json_t *v)
     size_t               i;
     const unsigned char  *s;
 
-    if (!nonempty(v)) {
+    if (!fuzz_nonempty(v)) {
         return 1;
     }
 
@@ -228,7 +221,7 @@ ref_claims(json_t *c, int expected)
                               "https://stytch.com/organization"),
                           "organization_id");
 
-    if (!nonempty(sub) || !nonempty(sid)
+    if (!fuzz_nonempty(sub) || !fuzz_nonempty(sid)
         || !printable(sub) || !printable(sid) || !printable(org))
     {
         return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
@@ -347,7 +340,7 @@ ref_verify(const char *t, size_t len, int expected, json_t **claims)
 
     v = json_object_get(hdr, "kid");
 
-    if (json_object_get(hdr, "crit") != NULL || !nonempty(v)
+    if (json_object_get(hdr, "crit") != NULL || !fuzz_nonempty(v)
         || json_string_length(v) > NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX)
     {
         rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
@@ -394,9 +387,9 @@ done:
 
 
 static void
-check_field(const ngx_http_stytch_tat_field_t *f, json_t *want)
+check_claim(const ngx_http_stytch_tat_field_t *f, json_t *want)
 {
-    if (!nonempty(want)) {
+    if (!fuzz_nonempty(want)) {
         FUZZ_CHECK(f->data == NULL && f->len == 0);
         return;
     }
@@ -444,7 +437,7 @@ check_result(int rc, ngx_http_stytch_tat_verify_result_t *res)
 
 
 static int
-verify(const ngx_http_stytch_tat_verify_keys_t *keys, const char *t,
+verify_twice(const ngx_http_stytch_tat_verify_keys_t *keys, const char *t,
     size_t len, int flags, ngx_http_stytch_tat_verify_result_t *res)
 {
     int                                  rc, again;
@@ -490,7 +483,7 @@ fuzz_fixed(const char *t, size_t len, int flags)
     json_t                               *claims, *v;
     ngx_http_stytch_tat_verify_result_t   res;
 
-    rc = verify(fixed, t, len, flags, &res);
+    rc = verify_twice(fixed, t, len, flags, &res);
     want = ref_verify(t, len, flags & 0x04, &claims);
 
     if (rc != want) {
@@ -502,11 +495,11 @@ fuzz_fixed(const char *t, size_t len, int flags)
 
     if (claims != NULL) {
         /* signed: the outputs are the claims' */
-        check_field(&res.sub, json_object_get(claims, "sub"));
-        check_field(&res.session_id,
+        check_claim(&res.sub, json_object_get(claims, "sub"));
+        check_claim(&res.session_id,
                     json_object_get(json_object_get(claims,
                                         "https://stytch.com/session"), "id"));
-        check_field(&res.organization_id,
+        check_claim(&res.organization_id,
                     json_object_get(json_object_get(claims,
                                         "https://stytch.com/organization"),
                                     "organization_id"));
@@ -537,7 +530,7 @@ fuzz_fixed(const char *t, size_t len, int flags)
     ngx_http_stytch_tat_verify_result_free(&res);
 
     /* with no key set, nothing gets past the kid */
-    rc = verify(NULL, t, len, flags, &res);
+    rc = verify_twice(NULL, t, len, flags, &res);
     FUZZ_CHECK(rc == NGX_HTTP_STYTCH_TAT_VERIFY_TOO_BIG
                || rc == NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED
                || rc == NGX_HTTP_STYTCH_TAT_VERIFY_ALG
@@ -619,7 +612,7 @@ fuzz_jwks(const uint8_t *doc, size_t dlen, const char *t, size_t len,
 
     json_decref(ref);
 
-    rc = verify(keys, t, len, flags, &res);
+    rc = verify_twice(keys, t, len, flags, &res);
     ngx_http_stytch_tat_verify_result_free(&res);
 
     ngx_http_stytch_tat_verify_keys_free(keys);

@@ -55,7 +55,7 @@ print(json_t *out)
 
 
 static void
-decide(json_t *line)
+decide_case(json_t *line)
 {
     int                                  rc, v;
     char                                *doc, names[4096];
@@ -203,7 +203,7 @@ main(void)
             return 2;
         }
 
-        decide(j);
+        decide_case(j);
         json_decref(j);
     }
 
