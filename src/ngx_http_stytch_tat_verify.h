@@ -108,9 +108,9 @@ typedef struct {
  * ISS, AUD, EXPIRED, NOT_YET_VALID, LIFETIME or BINDING they say whose
  * token it was, for the log line.  sub, the session id and the
  * organization id are free of control characters (a token whose ids have
- * any is MALFORMED): they are headed upstream.  kid is the token's, as soon as the header is read:
- * chosen by whoever sent the token, like the other strings before OK, so
- * escape them all before logging.
+ * any is MALFORMED): they are headed upstream.  kid is the token's, as
+ * soon as the header is read: chosen by whoever sent the token, like the
+ * other strings before OK, so escape them all before logging.
  */
 
 typedef struct {
