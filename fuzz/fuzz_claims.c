@@ -31,7 +31,7 @@ static const unsigned char  seps[] = { ',', ' ', ';', '|', ':', '\t', '/' };
 
 
 static int
-ref_string(const unsigned char *p, size_t len, json_t **out)
+ref_scalar(const unsigned char *p, size_t len, json_t **out)
 {
     size_t  i;
 
@@ -75,7 +75,7 @@ ref_claim(json_t *obj, const ngx_http_stytch_tat_claim_t *c)
             return NGX_HTTP_STYTCH_TAT_CLAIM_OK;
         }
 
-        rc = ref_string(c->data, c->len, &v);
+        rc = ref_scalar(c->data, c->len, &v);
         if (rc == NGX_HTTP_STYTCH_TAT_CLAIM_OK) {
             json_object_set_new(obj, c->name, v);
         }
@@ -105,7 +105,7 @@ ref_claim(json_t *obj, const ngx_http_stytch_tat_claim_t *c)
         }
 
         if (end > start) {
-            rc = ref_string(p + start, end - start, &item);
+            rc = ref_scalar(p + start, end - start, &item);
             if (rc != NGX_HTTP_STYTCH_TAT_CLAIM_OK) {
                 json_decref(v);
                 return rc;
@@ -198,7 +198,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else {
             json_t  *tmp = NULL;
 
-            ref_rc = ref_string(claims[i].data, claims[i].len, &tmp);
+            ref_rc = ref_scalar(claims[i].data, claims[i].len, &tmp);
             json_decref(tmp);
             FUZZ_CHECK(vrc == ref_rc);
         }

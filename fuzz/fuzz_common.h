@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 
 /* an oracle failure: a crash libFuzzer records, with the reason */
 #define FUZZ_CHECK(cond)                                                     \
@@ -91,6 +93,14 @@ fuzz_utf8_valid(const unsigned char *s, size_t len)
     }
 
     return 1;
+}
+
+
+/* a JSON string of at least one byte */
+static inline int
+fuzz_nonempty(json_t *v)
+{
+    return json_is_string(v) && json_string_length(v) > 0;
 }
 
 

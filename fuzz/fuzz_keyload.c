@@ -148,7 +148,7 @@ check_thumbprint(json_t *jwk, int alg, const char *tp)
 
 
 static int
-verify(EVP_PKEY *pkey, int alg, const unsigned char *sig, size_t siglen)
+sig_ok(EVP_PKEY *pkey, int alg, const unsigned char *sig, size_t siglen)
 {
     int            ok, n;
     BIGNUM        *r, *s;
@@ -268,7 +268,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (ngx_http_stytch_tat_sign(pkey, alg, msg, sizeof(msg) - 1, sig,
                                  &siglen) != 0
-        || !verify(pkey, alg, sig, siglen))
+        || !sig_ok(pkey, alg, sig, siglen))
     {
 #ifdef FUZZ_LENIENT_KEYS
         free(sig);
@@ -354,7 +354,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(ngx_http_stytch_tat_signer_sign(signer, msg,
                        sizeof(msg) - 1, sig2, &sig2len) == 0);
         FUZZ_CHECK(sig2len == siglen);
-        FUZZ_CHECK(verify(pkey, alg, sig2, sig2len));
+        FUZZ_CHECK(sig_ok(pkey, alg, sig2, sig2len));
 
         if (alg != NGX_HTTP_STYTCH_TAT_ALG_ES256) {
             FUZZ_CHECK(memcmp(sig, sig2, siglen) == 0);

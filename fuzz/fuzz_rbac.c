@@ -236,7 +236,7 @@ ref_roles(json_t *claims, json_t **out)
 
 
 static void
-check_field(const ngx_http_stytch_tat_field_t *f, json_t *want)
+check_value(const ngx_http_stytch_tat_field_t *f, json_t *want)
 {
     if (want == NULL) {
         FUZZ_CHECK(f->data == NULL);
@@ -495,16 +495,16 @@ mode_claims(const unsigned char *data, size_t size)
     FUZZ_CHECK(s.nroles == json_array_size(kept));
 
     for (i = 0; i < s.nroles; i++) {
-        check_field(&s.role[i], json_array_get(kept, i));
+        check_value(&s.role[i], json_array_get(kept, i));
     }
 
     json_decref(kept);
 
     org = json_object_get(root, "https://stytch.com/organization");
     v = json_object_get(org, "organization_id");
-    check_field(&s.organization_id, ref_string(v) ? v : NULL);
+    check_value(&s.organization_id, ref_string(v) ? v : NULL);
     v = json_object_get(org, "slug");
-    check_field(&s.organization_slug, ref_string(v) ? v : NULL);
+    check_value(&s.organization_slug, ref_string(v) ? v : NULL);
 
     for (i = 0; i < s.nfactors; i++) {
         long long                              at;

@@ -21,6 +21,7 @@
  */
 
 #include <stdint.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <openssl/err.h>
@@ -38,6 +39,7 @@
 #define EXPECTED  "sha256:fuzz"
 #define NOW       1800000060LL
 #define LEEWAY    30LL
+#define MAX_LIFETIME  300LL
 
 
 static EVP_PKEY                           *pkey;
@@ -146,10 +148,120 @@ str_is(json_t *v, const char *s)
 }
 
 
+/* jose's typ: "JWT" or "application/JWT", case aside */
 static int
-nonempty(json_t *v)
+ref_typ(json_t *v)
 {
-    return json_is_string(v) && json_string_length(v) > 0;
+    size_t       len;
+    const char  *s;
+
+    if (!json_is_string(v)) {
+        return 0;
+    }
+
+    s = json_string_value(v);
+    len = json_string_length(v);
+
+    return (len == 3 && strncasecmp(s, "jwt", 3) == 0)
+           || (len == 15 && strncasecmp(s, "application/jwt", 15) == 0);
+}
+
+
+/* a string, if any, without a C0 control character or DEL */
+static int
+printable(json_t *v)
+{
+    size_t               i;
+    const unsigned char  *s;
+
+    if (!fuzz_nonempty(v)) {
+        return 1;
+    }
+
+    s = (const unsigned char *) json_string_value(v);
+
+    for (i = 0; i < json_string_length(v); i++) {
+        if (s[i] < 0x20 || s[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* the claims of a signed token, in the verifier's order */
+static int
+ref_claims(json_t *c, int expected)
+{
+    int          found;
+    size_t       i;
+    json_t      *v, *aud, *sub, *sid, *org;
+    json_int_t   exp, iat;
+
+    if (!str_is(json_object_get(c, "iss"), "stytch.com/" PROJECT)) {
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ISS;
+    }
+
+    aud = json_object_get(c, "aud");
+    found = str_is(aud, PROJECT);
+
+    json_array_foreach(aud, i, v) {
+        found |= str_is(v, PROJECT);
+    }
+
+    if (!found) {
+        return NGX_HTTP_STYTCH_TAT_VERIFY_AUD;
+    }
+
+    sub = json_object_get(c, "sub");
+    sid = json_object_get(json_object_get(c, "https://stytch.com/session"),
+                          "id");
+    org = json_object_get(json_object_get(c,
+                              "https://stytch.com/organization"),
+                          "organization_id");
+
+    if (!fuzz_nonempty(sub) || !fuzz_nonempty(sid)
+        || !printable(sub) || !printable(sid) || !printable(org))
+    {
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    }
+
+    v = json_object_get(c, "nbf");
+
+    if (!json_is_integer(json_object_get(c, "exp"))
+        || !json_is_integer(json_object_get(c, "iat"))
+        || (v != NULL && !json_is_integer(v)))
+    {
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    }
+
+    exp = json_integer_value(json_object_get(c, "exp"));
+    iat = json_integer_value(json_object_get(c, "iat"));
+
+    if (exp < 0 || iat < 0) {
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+    }
+
+    if (iat > NOW + LEEWAY
+        || (v != NULL && json_integer_value(v) > NOW + LEEWAY))
+    {
+        return NGX_HTTP_STYTCH_TAT_VERIFY_NOT_YET_VALID;
+    }
+
+    if (exp < iat || exp - iat > MAX_LIFETIME) {
+        return NGX_HTTP_STYTCH_TAT_VERIFY_LIFETIME;
+    }
+
+    if (exp <= NOW - LEEWAY) {
+        return NGX_HTTP_STYTCH_TAT_VERIFY_EXPIRED;
+    }
+
+    if (expected && !str_is(json_object_get(c, CLAIM), EXPECTED)) {
+        return NGX_HTTP_STYTCH_TAT_VERIFY_BINDING;
+    }
+
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
 }
 
 
@@ -162,7 +274,7 @@ ref_verify(const char *t, size_t len, int expected, json_t **claims)
 {
     int                   rc, found;
     long                  n;
-    json_t               *hdr, *c, *v, *aud, *nbf;
+    json_t               *hdr, *c, *v;
     size_t                i, dots, d1, d2;
     EVP_MD_CTX           *ctx;
     unsigned char        *sig;
@@ -221,9 +333,14 @@ ref_verify(const char *t, size_t len, int expected, json_t **claims)
         goto done;
     }
 
+    if (!ref_typ(json_object_get(hdr, "typ"))) {
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_TYP;
+        goto done;
+    }
+
     v = json_object_get(hdr, "kid");
 
-    if (json_object_get(hdr, "crit") != NULL || !nonempty(v)
+    if (json_object_get(hdr, "crit") != NULL || !fuzz_nonempty(v)
         || json_string_length(v) > NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX)
     {
         rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
@@ -257,55 +374,7 @@ ref_verify(const char *t, size_t len, int expected, json_t **claims)
 
     *claims = json_incref(c);
 
-    if (!str_is(json_object_get(c, "iss"), "stytch.com/" PROJECT)) {
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_ISS;
-        goto done;
-    }
-
-    aud = json_object_get(c, "aud");
-    found = str_is(aud, PROJECT);
-
-    json_array_foreach(aud, i, v) {
-        found |= str_is(v, PROJECT);
-    }
-
-    if (!found) {
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_AUD;
-        goto done;
-    }
-
-    v = json_object_get(c, "exp");
-    nbf = json_object_get(c, "nbf");
-
-    if (!json_is_integer(v) || (nbf != NULL && !json_is_integer(nbf))) {
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
-    }
-
-    if (json_integer_value(v) <= NOW - LEEWAY) {
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_EXPIRED;
-        goto done;
-    }
-
-    if (nbf != NULL && json_integer_value(nbf) > NOW + LEEWAY) {
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_NOT_YET_VALID;
-        goto done;
-    }
-
-    if (!nonempty(json_object_get(c, "sub"))
-        || !nonempty(json_object_get(json_object_get(c,
-                         "https://stytch.com/session"), "id")))
-    {
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
-    }
-
-    if (expected && !str_is(json_object_get(c, CLAIM), EXPECTED)) {
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_BINDING;
-        goto done;
-    }
-
-    rc = NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+    rc = ref_claims(c, expected);
 
 done:
 
@@ -318,9 +387,9 @@ done:
 
 
 static void
-check_field(const ngx_http_stytch_tat_field_t *f, json_t *want)
+check_claim(const ngx_http_stytch_tat_field_t *f, json_t *want)
 {
-    if (!nonempty(want)) {
+    if (!fuzz_nonempty(want)) {
         FUZZ_CHECK(f->data == NULL && f->len == 0);
         return;
     }
@@ -368,7 +437,7 @@ check_result(int rc, ngx_http_stytch_tat_verify_result_t *res)
 
 
 static int
-verify(const ngx_http_stytch_tat_verify_keys_t *keys, const char *t,
+verify_twice(const ngx_http_stytch_tat_verify_keys_t *keys, const char *t,
     size_t len, int flags, ngx_http_stytch_tat_verify_result_t *res)
 {
     int                                  rc, again;
@@ -382,7 +451,7 @@ verify(const ngx_http_stytch_tat_verify_keys_t *keys, const char *t,
     params.now = NOW;
     params.leeway = LEEWAY;
     params.skew = LEEWAY;
-    params.max_lifetime = 300;
+    params.max_lifetime = MAX_LIFETIME;
 
     if (flags & 0x0c) {
         params.claim = CLAIM;
@@ -414,7 +483,7 @@ fuzz_fixed(const char *t, size_t len, int flags)
     json_t                               *claims, *v;
     ngx_http_stytch_tat_verify_result_t   res;
 
-    rc = verify(fixed, t, len, flags, &res);
+    rc = verify_twice(fixed, t, len, flags, &res);
     want = ref_verify(t, len, flags & 0x04, &claims);
 
     if (rc != want) {
@@ -426,11 +495,11 @@ fuzz_fixed(const char *t, size_t len, int flags)
 
     if (claims != NULL) {
         /* signed: the outputs are the claims' */
-        check_field(&res.sub, json_object_get(claims, "sub"));
-        check_field(&res.session_id,
+        check_claim(&res.sub, json_object_get(claims, "sub"));
+        check_claim(&res.session_id,
                     json_object_get(json_object_get(claims,
                                         "https://stytch.com/session"), "id"));
-        check_field(&res.organization_id,
+        check_claim(&res.organization_id,
                     json_object_get(json_object_get(claims,
                                         "https://stytch.com/organization"),
                                     "organization_id"));
@@ -461,10 +530,11 @@ fuzz_fixed(const char *t, size_t len, int flags)
     ngx_http_stytch_tat_verify_result_free(&res);
 
     /* with no key set, nothing gets past the kid */
-    rc = verify(NULL, t, len, flags, &res);
+    rc = verify_twice(NULL, t, len, flags, &res);
     FUZZ_CHECK(rc == NGX_HTTP_STYTCH_TAT_VERIFY_TOO_BIG
                || rc == NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED
                || rc == NGX_HTTP_STYTCH_TAT_VERIFY_ALG
+               || rc == NGX_HTTP_STYTCH_TAT_VERIFY_TYP
                || rc == NGX_HTTP_STYTCH_TAT_VERIFY_UNKNOWN_KID);
     FUZZ_CHECK(res.mem == NULL);
     ngx_http_stytch_tat_verify_result_free(&res);
@@ -542,7 +612,7 @@ fuzz_jwks(const uint8_t *doc, size_t dlen, const char *t, size_t len,
 
     json_decref(ref);
 
-    rc = verify(keys, t, len, flags, &res);
+    rc = verify_twice(keys, t, len, flags, &res);
     ngx_http_stytch_tat_verify_result_free(&res);
 
     ngx_http_stytch_tat_verify_keys_free(keys);

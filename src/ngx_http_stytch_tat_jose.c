@@ -25,6 +25,7 @@
 #include "ngx_http_stytch_tat_jose.h"
 
 
+static int ngx_http_stytch_tat_b64url_value(int c);
 static int ngx_http_stytch_tat_refuse_password(char *buf, int size,
     int rwflag, void *data);
 static int ngx_http_stytch_tat_set_b64url(json_t *obj, const char *name,
@@ -36,6 +37,10 @@ static int ngx_http_stytch_tat_key_selftest(EVP_PKEY *pkey, int alg);
 static int ngx_http_stytch_tat_key_alg(EVP_PKEY *key, int *alg, char *err);
 static int ngx_http_stytch_tat_der_to_jose(const unsigned char *der,
     size_t n, unsigned char *sig, size_t *siglen);
+
+
+/* base64url characters decoded at a time: a multiple of 4 */
+#define NGX_HTTP_STYTCH_TAT_B64URL_CHUNK  512
 
 
 struct ngx_http_stytch_tat_signer_s {
@@ -70,6 +75,102 @@ ngx_http_stytch_tat_b64url_encode(unsigned char *dst,
     dst[n] = '\0';
 
     return n;
+}
+
+
+static int
+ngx_http_stytch_tat_b64url_value(int c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+
+    if (c == '-') {
+        return 62;
+    }
+
+    if (c == '_') {
+        return 63;
+    }
+
+    return -1;
+}
+
+
+/*
+ * The characters are checked here; the decoding itself is
+ * EVP_DecodeBlock()'s, on copies in the standard alphabet, padded, a chunk
+ * at a time on the stack: nothing to allocate, nothing to fail on memory.
+ */
+
+int
+ngx_http_stytch_tat_b64url_decode(unsigned char *dst, size_t *n,
+    const char *src, size_t len)
+{
+    int            d, v;
+    size_t         i, k, chunk, blen;
+    unsigned char  b64[NGX_HTTP_STYTCH_TAT_B64URL_CHUNK];
+
+    *n = 0;
+
+    if (len % 4 == 1) {
+        return -1;
+    }
+
+    v = 0;
+
+    for (i = 0; i < len; i++) {
+        v = ngx_http_stytch_tat_b64url_value((unsigned char) src[i]);
+        if (v < 0) {
+            return -1;
+        }
+    }
+
+    /* 2 characters carry 12 bits for 8, 3 carry 18 for 16 */
+    if ((len % 4 == 2 && (v & 0x0f) != 0) || (len % 4 == 3 && (v & 0x03) != 0))
+    {
+        return -1;
+    }
+
+    for (i = 0; i < len; i += chunk) {
+        chunk = len - i;
+
+        if (chunk > NGX_HTTP_STYTCH_TAT_B64URL_CHUNK) {
+            chunk = NGX_HTTP_STYTCH_TAT_B64URL_CHUNK;
+        }
+
+        blen = (chunk + 3) & ~(size_t) 3;
+
+        for (k = 0; k < chunk; k++) {
+            b64[k] = (src[i + k] == '-') ? '+'
+                     : (src[i + k] == '_') ? '/' : src[i + k];
+        }
+
+        for ( /* void */ ; k < blen; k++) {
+            b64[k] = '=';
+        }
+
+        d = EVP_DecodeBlock(dst + *n, b64, (int) blen);
+
+        /* after the checks above, only if OpenSSL disagreed with them */
+        if (d < 0) {
+            *n = 0;
+            return -1;
+        }
+
+        /* it counts each padding character as a zero byte */
+        *n += (size_t) d - (blen - chunk);
+    }
+
+    return 0;
 }
 
 

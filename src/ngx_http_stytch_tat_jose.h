@@ -27,9 +27,23 @@
 /* enough for base64url of len bytes, plus a terminating NUL */
 #define ngx_http_stytch_tat_b64url_len(len)  ((((len) + 2) / 3) * 4 + 1)
 
+/* enough for the bytes of len characters of base64url, decoded */
+#define ngx_http_stytch_tat_b64url_decoded_len(len)  ((((len) + 3) / 4) * 3)
+
 
 size_t ngx_http_stytch_tat_b64url_encode(unsigned char *dst,
     const unsigned char *src, size_t len);
+
+/*
+ * The module's one base64url decoder, strict (RFC 7515 2): the url
+ * alphabet only, no padding, no white space, and zero unused bits in the
+ * last character, so that each byte string has one encoding and a token
+ * one spelling.  dst must hold ngx_http_stytch_tat_b64url_decoded_len(len)
+ * bytes.  Returns 0 and the decoded length in *n, or -1 (and *n 0) for
+ * src[0..len) that is not that.
+ */
+int ngx_http_stytch_tat_b64url_decode(unsigned char *dst, size_t *n,
+    const char *src, size_t len);
 
 const char *ngx_http_stytch_tat_alg_name(int alg);
 

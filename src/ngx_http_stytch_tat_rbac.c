@@ -1,7 +1,7 @@
 /*
  * Stytch RBAC and the session's factors: see ngx_http_stytch_tat_rbac.h.
- * No nginx headers here; jansson for the JSON, OpenSSL's EVP_DecodeBlock()
- * for a JWT's payload.
+ * No nginx headers here; jansson for the JSON, the strict base64url
+ * decoder of ngx_http_stytch_tat_jose.h for a JWT's payload.
  */
 
 
@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
+#include "ngx_http_stytch_tat_jose.h"
 #include "ngx_http_stytch_tat_rbac.h"
 
 
@@ -75,10 +75,14 @@ static int ngx_http_stytch_tat_rbac_cmp(const ngx_http_stytch_tat_field_t *a,
     const ngx_http_stytch_tat_field_t *b);
 static int ngx_http_stytch_tat_rbac_role_cmp(const void *one,
     const void *two);
+static json_t *ngx_http_stytch_tat_rbac_doc_roles(const json_t *root,
+    const char **reason);
 static int ngx_http_stytch_tat_rbac_count_role(const json_t *role,
     ngx_http_stytch_tat_rbac_count_t *count, const char **reason);
 static char *ngx_http_stytch_tat_rbac_copy(ngx_http_stytch_tat_field_t *dst,
     const json_t *v, char *p);
+static ngx_http_stytch_tat_rbac_policy_t *ngx_http_stytch_tat_rbac_alloc(
+    size_t nroles, const ngx_http_stytch_tat_rbac_count_t *count);
 static void ngx_http_stytch_tat_rbac_fill(
     ngx_http_stytch_tat_rbac_policy_t *policy, const json_t *roles, char *p);
 static int ngx_http_stytch_tat_rbac_gather(const json_t *claims,
@@ -354,13 +358,90 @@ ngx_http_stytch_tat_rbac_fill(ngx_http_stytch_tat_rbac_policy_t *policy,
 }
 
 
+/* the document's shape: {"policy": {"roles": [...], ...}}, its roles */
+
+static json_t *
+ngx_http_stytch_tat_rbac_doc_roles(const json_t *root, const char **reason)
+{
+    json_t  *doc, *roles, *v;
+
+    if (!json_is_object(root)) {
+        *reason = "policy document is not a JSON object";
+        return NULL;
+    }
+
+    doc = json_object_get(root, "policy");
+    roles = json_object_get(doc, "roles");
+
+    if (!json_is_object(doc) || !json_is_array(roles)) {
+        *reason = "no \"policy\" object with a \"roles\" array";
+        return NULL;
+    }
+
+    v = json_object_get(doc, "resources");
+
+    if (v != NULL && !json_is_array(v)) {
+        *reason = "policy \"resources\" that are not an array";
+        return NULL;
+    }
+
+    v = json_object_get(doc, "scopes");
+
+    if (v != NULL && !json_is_array(v)) {
+        *reason = "policy \"scopes\" that are not an array";
+        return NULL;
+    }
+
+    if (json_array_size(roles) > NGX_HTTP_STYTCH_TAT_RBAC_ROLES_MAX) {
+        *reason = "policy with more than 1024 roles";
+        return NULL;
+    }
+
+    return roles;
+}
+
+
+/* the policy's one allocation, its arrays laid out, its strings to come */
+
+static ngx_http_stytch_tat_rbac_policy_t *
+ngx_http_stytch_tat_rbac_alloc(size_t nroles,
+    const ngx_http_stytch_tat_rbac_count_t *count)
+{
+    size_t                              size;
+    ngx_http_stytch_tat_rbac_policy_t  *pol;
+
+    /* all counts are bounded by the 1 MB document: no overflow here */
+
+    size = sizeof(ngx_http_stytch_tat_rbac_policy_t)
+           + nroles * sizeof(ngx_http_stytch_tat_rbac_role_t)
+           + count->nperms * sizeof(ngx_http_stytch_tat_rbac_perm_t)
+           + count->nactions * sizeof(ngx_http_stytch_tat_field_t)
+           + count->bytes + 1;
+
+    pol = calloc(1, size);
+    if (pol == NULL) {
+        return NULL;
+    }
+
+    pol->nroles = nroles;
+    pol->nperms = count->nperms;
+    pol->nactions = count->nactions;
+
+    pol->roles = (ngx_http_stytch_tat_rbac_role_t *) (pol + 1);
+    pol->perms = (ngx_http_stytch_tat_rbac_perm_t *)
+                     (pol->roles + pol->nroles);
+    pol->actions = (ngx_http_stytch_tat_field_t *) (pol->perms + pol->nperms);
+
+    return pol;
+}
+
+
 int
 ngx_http_stytch_tat_rbac_policy_parse(const unsigned char *json, size_t len,
     ngx_http_stytch_tat_rbac_policy_t **policy, const char **reason)
 {
-    char                               *p;
-    size_t                              i, size;
-    json_t                             *root, *doc, *roles, *role, *v;
+    size_t                              i;
+    json_t                             *root, *roles, *role;
     ngx_http_stytch_tat_rbac_count_t    count;
     ngx_http_stytch_tat_rbac_policy_t  *pol;
 
@@ -381,40 +462,10 @@ ngx_http_stytch_tat_rbac_policy_parse(const unsigned char *json, size_t len,
 
     root = json_loadb((const char *) json, len, JSON_REJECT_DUPLICATES, NULL);
 
-    if (!json_is_object(root)) {
+    roles = ngx_http_stytch_tat_rbac_doc_roles(root, reason);
+
+    if (roles == NULL) {
         json_decref(root);
-        *reason = "policy document is not a JSON object";
-        return -1;
-    }
-
-    doc = json_object_get(root, "policy");
-    roles = json_object_get(doc, "roles");
-
-    if (!json_is_object(doc) || !json_is_array(roles)) {
-        json_decref(root);
-        *reason = "no \"policy\" object with a \"roles\" array";
-        return -1;
-    }
-
-    v = json_object_get(doc, "resources");
-
-    if (v != NULL && !json_is_array(v)) {
-        json_decref(root);
-        *reason = "policy \"resources\" that are not an array";
-        return -1;
-    }
-
-    v = json_object_get(doc, "scopes");
-
-    if (v != NULL && !json_is_array(v)) {
-        json_decref(root);
-        *reason = "policy \"scopes\" that are not an array";
-        return -1;
-    }
-
-    if (json_array_size(roles) > NGX_HTTP_STYTCH_TAT_RBAC_ROLES_MAX) {
-        json_decref(root);
-        *reason = "policy with more than 1024 roles";
         return -1;
     }
 
@@ -427,32 +478,15 @@ ngx_http_stytch_tat_rbac_policy_parse(const unsigned char *json, size_t len,
         }
     }
 
-    /* all counts are bounded by the 1 MB document: no overflow here */
-
-    size = sizeof(ngx_http_stytch_tat_rbac_policy_t)
-           + json_array_size(roles) * sizeof(ngx_http_stytch_tat_rbac_role_t)
-           + count.nperms * sizeof(ngx_http_stytch_tat_rbac_perm_t)
-           + count.nactions * sizeof(ngx_http_stytch_tat_field_t)
-           + count.bytes + 1;
-
-    pol = calloc(1, size);
+    pol = ngx_http_stytch_tat_rbac_alloc(json_array_size(roles), &count);
     if (pol == NULL) {
         json_decref(root);
         *reason = "out of memory";
         return -1;
     }
 
-    pol->nroles = json_array_size(roles);
-    pol->nperms = count.nperms;
-    pol->nactions = count.nactions;
-
-    pol->roles = (ngx_http_stytch_tat_rbac_role_t *) (pol + 1);
-    pol->perms = (ngx_http_stytch_tat_rbac_perm_t *)
-                     (pol->roles + pol->nroles);
-    pol->actions = (ngx_http_stytch_tat_field_t *) (pol->perms + pol->nperms);
-    p = (char *) (pol->actions + pol->nactions);
-
-    ngx_http_stytch_tat_rbac_fill(pol, roles, p);
+    ngx_http_stytch_tat_rbac_fill(pol, roles,
+                                  (char *) (pol->actions + pol->nactions));
 
     json_decref(root);
 
@@ -784,9 +818,8 @@ int
 ngx_http_stytch_tat_rbac_claims_jwt(const char *jwt, size_t n,
     unsigned char *buf, size_t size, size_t *len, const char **reason)
 {
-    int             rc, d;
-    char           *b64;
-    size_t          i, plen, blen;
+    int             rc;
+    size_t          plen, d;
     const char     *p, *dot;
     unsigned char  *raw;
 
@@ -810,54 +843,24 @@ ngx_http_stytch_tat_rbac_claims_jwt(const char *jwt, size_t n,
         return NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED;
     }
 
-    /* base64url to padded base64, for EVP_DecodeBlock() */
+    raw = malloc(ngx_http_stytch_tat_b64url_decoded_len(plen) + 1);
 
-    blen = (plen + 3) & ~(size_t) 3;
-
-    b64 = malloc(blen + 1);
-    raw = malloc(blen / 4 * 3 + 1);
-
-    if (b64 == NULL || raw == NULL) {
-        free(b64);
-        free(raw);
+    if (raw == NULL) {
         *reason = "out of memory";
         return NGX_HTTP_STYTCH_TAT_RBAC_NOMEM;
     }
 
-    rc = NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED;
-    *reason = "a JWT payload that is not base64url";
+    /* strict, as the verifier reads it */
 
-    for (i = 0; i < plen; i++) {
-        if (!((p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= 'a' && p[i] <= 'z')
-              || (p[i] >= '0' && p[i] <= '9') || p[i] == '-' || p[i] == '_'))
-        {
-            goto done;
-        }
+    if (ngx_http_stytch_tat_b64url_decode(raw, &d, p, plen) != 0) {
+        *reason = "a JWT payload that is not base64url";
+        rc = NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED;
 
-        b64[i] = (p[i] == '-') ? '+' : (p[i] == '_') ? '/' : p[i];
+    } else {
+        rc = ngx_http_stytch_tat_rbac_claims_payload((const char *) raw, d,
+                                                     buf, size, len, reason);
     }
 
-    for ( /* void */ ; i < blen; i++) {
-        b64[i] = '=';
-    }
-
-    b64[blen] = '\0';
-
-    d = EVP_DecodeBlock(raw, (unsigned char *) b64, (int) blen);
-
-    if (d < 0) {
-        goto done;
-    }
-
-    /* it counts each padding character as a zero byte */
-
-    rc = ngx_http_stytch_tat_rbac_claims_payload((const char *) raw,
-                                                 (size_t) d - (blen - plen),
-                                                 buf, size, len, reason);
-
-done:
-
-    free(b64);
     free(raw);
 
     return rc;

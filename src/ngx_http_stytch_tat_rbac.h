@@ -169,8 +169,9 @@ size_t ngx_http_stytch_tat_rbac_policy_permissions(
  * parsed claims object (_json), from the payload's JSON text (_payload),
  * or from a compact JWT whose payload is decoded without verifying it
  * (_jwt: for a JWT verified already, or received from Stytch over
- * verified TLS).  The text forms refuse duplicate names, as the verifier
- * does, and payloads over CLAIMS_MAX bytes.
+ * verified TLS; strict base64url, as the verifier decodes it).  The text
+ * forms refuse duplicate names, as the verifier does, and payloads over
+ * CLAIMS_MAX bytes.
  *
  * What is read, and what is dropped rather than refused:
  *

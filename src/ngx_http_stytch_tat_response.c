@@ -13,8 +13,8 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
+#include "ngx_http_stytch_tat_jose.h"
 #include "ngx_http_stytch_tat_response.h"
 
 
@@ -205,9 +205,7 @@ ngx_http_stytch_tat_response_free(ngx_http_stytch_tat_response_t *resp)
 long long
 ngx_http_stytch_tat_jwt_exp(const char *jwt, size_t len)
 {
-    int             n;
-    char           *b64;
-    size_t          i, plen, blen;
+    size_t          n, plen;
     json_t         *claims, *exp;
     long long       rc;
     const char     *p, *dot;
@@ -230,38 +228,17 @@ ngx_http_stytch_tat_jwt_exp(const char *jwt, size_t len)
         return -1;
     }
 
-    /* base64url to base64 with padding, for EVP_DecodeBlock() */
-
-    blen = (plen + 3) & ~(size_t) 3;
-    b64 = malloc(blen + 1);
-    raw = malloc(blen);
-
-    if (b64 == NULL || raw == NULL) {
-        free(b64);
-        free(raw);
+    raw = malloc(ngx_http_stytch_tat_b64url_decoded_len(plen));
+    if (raw == NULL) {
         return -1;
     }
 
-    for (i = 0; i < plen; i++) {
-        b64[i] = (p[i] == '-') ? '+' : (p[i] == '_') ? '/' : p[i];
-    }
-
-    for ( /* void */ ; i < blen; i++) {
-        b64[i] = '=';
-    }
-
-    b64[blen] = '\0';
-
-    n = EVP_DecodeBlock(raw, (unsigned char *) b64, (int) blen);
-    free(b64);
-
     rc = -1;
 
-    if (n > 0) {
-        /* EVP_DecodeBlock() counts the padding as zero bytes */
-        n -= (int) (blen - plen);
+    /* strict, as every JWT is read here: Stytch's are base64url proper */
 
-        claims = json_loadb((char *) raw, (size_t) n, 0, NULL);
+    if (ngx_http_stytch_tat_b64url_decode(raw, &n, p, plen) == 0) {
+        claims = json_loadb((char *) raw, n, 0, NULL);
         exp = json_object_get(claims, "exp");
 
         if (json_is_integer(exp) && json_integer_value(exp) > 0) {

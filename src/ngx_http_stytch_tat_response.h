@@ -1,6 +1,7 @@
 /*
  * Stytch's answers to attest and authenticate, consumer and B2B, read with
- * jansson.  Free of nginx headers, like ngx_http_stytch_tat_jose.h.
+ * jansson.  Free of nginx headers, like ngx_http_stytch_tat_jose.h, whose
+ * base64url decoder it uses.
  */
 
 #ifndef _NGX_HTTP_STYTCH_TAT_RESPONSE_H_INCLUDED_
@@ -50,7 +51,8 @@ void ngx_http_stytch_tat_response_free(ngx_http_stytch_tat_response_t *resp);
 /*
  * The "exp" of a JWT, read without verifying it: Stytch's session JWT comes
  * over verified TLS, and its expiry only bounds how long it is cached.
- * Returns -1 when the token has no readable exp.
+ * Returns -1 when the token has no readable exp (its payload not strict
+ * base64url of a JSON object with a positive integer exp).
  */
 long long ngx_http_stytch_tat_jwt_exp(const char *jwt, size_t len);
 

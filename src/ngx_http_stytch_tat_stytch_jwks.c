@@ -26,8 +26,20 @@ static ngx_int_t ngx_http_stytch_tat_stytch_jwks_due(
     ngx_uint_t unknown_kid, ngx_uint_t *limited);
 static ngx_int_t ngx_http_stytch_tat_stytch_jwks_parse(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone);
+static ngx_int_t ngx_http_stytch_tat_stytch_jwks_usable(
+    ngx_http_stytch_tat_ctx_t *ctx, const char **reason);
+static u_char *ngx_http_stytch_tat_stytch_jwks_keep(
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
+    ngx_uint_t *same);
 static void ngx_http_stytch_tat_stytch_jwks_cleanup(void *data);
+static void ngx_http_stytch_tat_stytch_jwks_inherit(
+    ngx_http_stytch_tat_loc_conf_t *prev,
+    ngx_http_stytch_tat_loc_conf_t *conf);
+static char *ngx_http_stytch_tat_stytch_jwks_check(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf);
 static char *ngx_http_stytch_tat_stytch_jwks_source(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf);
+static char *ngx_http_stytch_tat_stytch_jwks_bind(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *conf);
 
 
@@ -134,10 +146,55 @@ char *
 ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *prev, ngx_http_stytch_tat_loc_conf_t *conf)
 {
-    ngx_str_t                         name;
-    ngx_pool_cleanup_t               *cln;
-    ngx_http_stytch_tat_main_conf_t  *mcf;
+    ngx_pool_cleanup_t  *cln;
 
+    ngx_http_stytch_tat_stytch_jwks_inherit(prev, conf);
+
+    if (conf->verify == NULL
+        && (conf->uri.len == 0 || !conf->cookie || conf->jwks_uri.len == 0))
+    {
+        return NGX_CONF_OK;
+    }
+
+    /* stytch_tat_verify, or sessions bound and verified: cluster mode */
+
+    if (ngx_http_stytch_tat_stytch_jwks_check(cf, conf) != NGX_CONF_OK
+        || ngx_http_stytch_tat_stytch_jwks_source(cf, conf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    conf->bind = (conf->verify == NULL);
+
+    if (conf->bind
+        && ngx_http_stytch_tat_stytch_jwks_bind(cf, conf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (!conf->cache->keys_cleanup) {
+        /* the worker's parse of the keys goes with the cycle */
+
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln->handler = ngx_http_stytch_tat_stytch_jwks_cleanup;
+        cln->data = conf->cache;
+        conf->cache->keys_cleanup = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the enclosing level's session JWKS and stytch_tat_verify, or defaults */
+
+static void
+ngx_http_stytch_tat_stytch_jwks_inherit(ngx_http_stytch_tat_loc_conf_t *prev,
+    ngx_http_stytch_tat_loc_conf_t *conf)
+{
     if (conf->jwks_uri.data == NULL) {
         conf->jwks_uri = prev->jwks_uri;
         conf->jwks_file = prev->jwks_file;
@@ -174,14 +231,19 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
     if (conf->verify == NGX_CONF_UNSET_PTR) {
         conf->verify = NULL;
     }
+}
 
-    if (conf->verify == NULL
-        && (conf->uri.len == 0 || !conf->cookie || conf->jwks_uri.len == 0))
-    {
-        return NGX_CONF_OK;
-    }
 
-    /* stytch_tat_verify, or sessions bound and verified: cluster mode */
+/*
+ * A location that verifies session JWTs: not also an exchange's, with a
+ * session JWKS, a zone to keep its keys in and the project they are for.
+ */
+
+static char *
+ngx_http_stytch_tat_stytch_jwks_check(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf)
+{
+    ngx_http_stytch_tat_main_conf_t  *mcf;
 
     if (conf->verify && conf->uri.len) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -224,52 +286,43 @@ ngx_http_stytch_tat_stytch_jwks_merge(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_stytch_tat_stytch_jwks_source(cf, conf) != NGX_CONF_OK) {
+    return NGX_CONF_OK;
+}
+
+
+/* sessions bound to their identity: the key and the cookies it reads */
+
+static char *
+ngx_http_stytch_tat_stytch_jwks_bind(ngx_conf_t *cf,
+    ngx_http_stytch_tat_loc_conf_t *conf)
+{
+    ngx_str_t                         name;
+    ngx_http_stytch_tat_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_stytch_tat_module);
+
+    if (ngx_http_stytch_tat_key_binding_init(cf, mcf) != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"stytch_tat_session_jwks %V\" in %V:%ui: no "
+                      "key to bind sessions with: set "
+                      "\"stytch_tat_credentials\" or "
+                      "\"stytch_tat_signing_key\"", &conf->jwks_uri,
+                      &conf->jwks_file, conf->jwks_line);
         return NGX_CONF_ERROR;
     }
 
-    conf->bind = (conf->verify == NULL);
+    /* the cookies that stytch_tat_cookie sets */
 
-    if (conf->bind) {
-        mcf = ngx_http_conf_get_module_main_conf(cf,
-                                                 ngx_http_stytch_tat_module);
+    ngx_str_set(&name, "cookie_stytch_session_jwt");
+    conf->cookie_jwt_index = ngx_http_get_variable_index(cf, &name);
 
-        if (ngx_http_stytch_tat_key_binding_init(cf, mcf) != NGX_OK) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"stytch_tat_session_jwks %V\" in %V:%ui: no "
-                          "key to bind sessions with: set "
-                          "\"stytch_tat_credentials\" or "
-                          "\"stytch_tat_signing_key\"", &conf->jwks_uri,
-                          &conf->jwks_file, conf->jwks_line);
-            return NGX_CONF_ERROR;
-        }
+    ngx_str_set(&name, "cookie_stytch_session");
+    conf->cookie_token_index = ngx_http_get_variable_index(cf, &name);
 
-        /* the cookies that stytch_tat_cookie sets */
-
-        ngx_str_set(&name, "cookie_stytch_session_jwt");
-        conf->cookie_jwt_index = ngx_http_get_variable_index(cf, &name);
-
-        ngx_str_set(&name, "cookie_stytch_session");
-        conf->cookie_token_index = ngx_http_get_variable_index(cf, &name);
-
-        if (conf->cookie_jwt_index == NGX_ERROR
-            || conf->cookie_token_index == NGX_ERROR)
-        {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (!conf->cache->keys_cleanup) {
-        /* the worker's parse of the keys goes with the cycle */
-
-        cln = ngx_pool_cleanup_add(cf->pool, 0);
-        if (cln == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        cln->handler = ngx_http_stytch_tat_stytch_jwks_cleanup;
-        cln->data = conf->cache;
-        conf->cache->keys_cleanup = 1;
+    if (conf->cookie_jwt_index == NGX_ERROR
+        || conf->cookie_token_index == NGX_ERROR)
+    {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -553,43 +606,21 @@ ngx_int_t
 ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    u_char                             *doc;
-    ngx_uint_t                          same;
-    const char                         *reason;
-    ngx_http_stytch_tat_zone_t         *zone;
-    ngx_http_stytch_tat_jwks_shm_t     *j;
-    ngx_http_stytch_tat_verify_keys_t  *keys;
+    u_char                          *doc;
+    ngx_uint_t                       same;
+    const char                      *reason;
+    ngx_http_stytch_tat_zone_t      *zone;
+    ngx_http_stytch_tat_jwks_shm_t  *j;
 
     zone = ctx->zone;
     j = &zone->sh->jwks;
 
     ctx->jwks_leading = 0;
     ctx->jwks_fetched = 1;
-    keys = NULL;
-    reason = NULL;
 
-    if (ctx->sr_misrouted || !ctx->sr_checked) {
-        reason = "the URI reached no location that proxies to Stytch";
+    if (ngx_http_stytch_tat_stytch_jwks_usable(ctx, &reason) != NGX_OK) {
+        ngx_atomic_fetch_add(&zone->sh->stats.jwks_failures, 1);
 
-    } else if (ctx->sr_too_big) {
-        reason = "the answer is larger than stytch_tat_buffer_size";
-
-    } else if (ctx->sr_failed || ctx->sr_status != NGX_HTTP_OK) {
-        reason = ctx->sr_status ? "an answer other than 200"
-                                : "no answer";
-
-    } else if (ngx_http_stytch_tat_verify_keys_parse(ctx->sr_body.data,
-                                                     ctx->sr_body.len,
-                                                     &keys, &reason)
-               != 0)
-    {
-        keys = NULL;
-    }
-
-    ngx_atomic_fetch_add(keys ? &zone->sh->stats.jwks_fetches
-                              : &zone->sh->stats.jwks_failures, 1);
-
-    if (keys == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "stytch_tat: Stytch's session JWKS not fetched "
                       "through \"%V\": %s (status %ui)", &ctx->sr_uri,
@@ -603,7 +634,87 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
+    ngx_atomic_fetch_add(&zone->sh->stats.jwks_fetches, 1);
+
+    doc = ngx_http_stytch_tat_stytch_jwks_keep(lcf, ctx, &same);
+
+    if (doc == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "stytch_tat: Stytch's session JWKS (%uz bytes) does "
+                      "not fit in stytch_tat_zone \"%V\"", ctx->sr_body.len,
+                      &zone->shm_zone->shm.name);
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "stytch_tat: Stytch's session JWKS fetched through \"%V\" "
+                  "into stytch_tat_zone \"%V\"%s", &ctx->sr_uri,
+                  &zone->shm_zone->shm.name, same ? ", unchanged" : "");
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether the subrequest brought a usable JWKS: NGX_OK, or NGX_DECLINED
+ * and why not in *reason (which may also name a key skipped in a usable
+ * one).  The keys are parsed here only to check them: every worker parses
+ * the zone's document for itself.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_stytch_jwks_usable(ngx_http_stytch_tat_ctx_t *ctx,
+    const char **reason)
+{
+    ngx_http_stytch_tat_verify_keys_t  *keys;
+
+    *reason = NULL;
+
+    if (ctx->sr_misrouted || !ctx->sr_checked) {
+        *reason = "the URI reached no location that proxies to Stytch";
+        return NGX_DECLINED;
+    }
+
+    if (ctx->sr_too_big) {
+        *reason = "the answer is larger than stytch_tat_buffer_size";
+        return NGX_DECLINED;
+    }
+
+    if (ctx->sr_failed || ctx->sr_status != NGX_HTTP_OK) {
+        *reason = ctx->sr_status ? "an answer other than 200"
+                                 : "no answer";
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_stytch_tat_verify_keys_parse(ctx->sr_body.data,
+                                              ctx->sr_body.len, &keys, reason)
+        != 0)
+    {
+        return NGX_DECLINED;
+    }
+
     ngx_http_stytch_tat_verify_keys_free(keys);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The usable document into the zone, under its lock, and the lease given
+ * up.  Returns the zone's copy, or NULL when it does not fit (the fetch is
+ * then retried after the backoff); *same: it was the document kept.
+ */
+
+static u_char *
+ngx_http_stytch_tat_stytch_jwks_keep(ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_http_stytch_tat_ctx_t *ctx, ngx_uint_t *same)
+{
+    u_char                          *doc;
+    ngx_http_stytch_tat_zone_t      *zone;
+    ngx_http_stytch_tat_jwks_shm_t  *j;
+
+    zone = ctx->zone;
+    j = &zone->sh->jwks;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -613,16 +724,16 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
      * a key it no longer has among them.
      */
 
-    same = (j->doc != NULL && j->len == ctx->sr_body.len
-            && ngx_memcmp(j->doc, ctx->sr_body.data, j->len) == 0
-            && ngx_memcmp(j->source, lcf->jwks_source,
-                          NGX_HTTP_STYTCH_TAT_SOURCE_LEN) == 0);
+    *same = (j->doc != NULL && j->len == ctx->sr_body.len
+             && ngx_memcmp(j->doc, ctx->sr_body.data, j->len) == 0
+             && ngx_memcmp(j->source, lcf->jwks_source,
+                           NGX_HTTP_STYTCH_TAT_SOURCE_LEN) == 0);
 
-    doc = same ? j->doc : ngx_slab_alloc_locked(zone->shpool,
-                                                ctx->sr_body.len);
+    doc = *same ? j->doc : ngx_slab_alloc_locked(zone->shpool,
+                                                 ctx->sr_body.len);
 
     if (doc) {
-        if (!same) {
+        if (!*same) {
             ngx_memcpy(doc, ctx->sr_body.data, ctx->sr_body.len);
 
             if (j->doc) {
@@ -648,20 +759,7 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    if (doc == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "stytch_tat: Stytch's session JWKS (%uz bytes) does "
-                      "not fit in stytch_tat_zone \"%V\"", ctx->sr_body.len,
-                      &zone->shm_zone->shm.name);
-        return NGX_DECLINED;
-    }
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "stytch_tat: Stytch's session JWKS fetched through \"%V\" "
-                  "into stytch_tat_zone \"%V\"%s", &ctx->sr_uri,
-                  &zone->shm_zone->shm.name, same ? ", unchanged" : "");
-
-    return NGX_OK;
+    return doc;
 }
 
 

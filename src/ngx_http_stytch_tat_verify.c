@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "ngx_http_stytch_tat_jose.h"
 #include "ngx_http_stytch_tat_verify.h"
 
 
@@ -52,10 +53,13 @@ typedef struct {
 } ngx_http_stytch_tat_verify_part_t;
 
 
-static int ngx_http_stytch_tat_verify_b64url_value(int c);
-static int ngx_http_stytch_tat_verify_b64url(const char *src, size_t len,
+static int ngx_http_stytch_tat_verify_part(const char *src, size_t len,
     ngx_http_stytch_tat_verify_part_t *out);
 static BIGNUM *ngx_http_stytch_tat_verify_bn(json_t *jwk, const char *name);
+static int ngx_http_stytch_tat_verify_key_use(json_t *jwk,
+    const char **why);
+static EVP_PKEY *ngx_http_stytch_tat_verify_key_rsa(json_t *jwk,
+    const char **why);
 static int ngx_http_stytch_tat_verify_key_add(
     ngx_http_stytch_tat_verify_keys_t *keys, json_t *jwk, const char **why);
 static EVP_PKEY *ngx_http_stytch_tat_verify_rsa(BIGNUM *n, BIGNUM *e);
@@ -69,6 +73,15 @@ static int ngx_http_stytch_tat_verify_signature(
 static int ngx_http_stytch_tat_verify_claims(json_t *claims,
     const ngx_http_stytch_tat_verify_params_t *params,
     ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_iss(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params);
+static int ngx_http_stytch_tat_verify_aud(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params);
+static int ngx_http_stytch_tat_verify_ids(
+    ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_binding(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res);
 static int ngx_http_stytch_tat_verify_copy_out(json_t *claims,
     const ngx_http_stytch_tat_verify_params_t *params,
     ngx_http_stytch_tat_verify_result_t *res);
@@ -77,6 +90,20 @@ static const char *ngx_http_stytch_tat_verify_string(json_t *v,
 static int ngx_http_stytch_tat_verify_printable(const char *s, size_t len);
 static int ngx_http_stytch_tat_verify_typ(json_t *header);
 static int ngx_http_stytch_tat_verify_times(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_params_ok(
+    const ngx_http_stytch_tat_verify_params_t *params, const char *token,
+    size_t len);
+static int ngx_http_stytch_tat_verify_split(const char *token, size_t len,
+    ngx_http_stytch_tat_verify_part_t *part, size_t *signed_len,
+    ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_header(json_t *header,
+    ngx_http_stytch_tat_verify_result_t *res);
+static int ngx_http_stytch_tat_verify_key_find(
+    const ngx_http_stytch_tat_verify_keys_t *keys,
+    ngx_http_stytch_tat_verify_result_t *res, EVP_PKEY **pkey);
+static int ngx_http_stytch_tat_verify_payload(json_t *claims,
     const ngx_http_stytch_tat_verify_params_t *params,
     ngx_http_stytch_tat_verify_result_t *res);
 
@@ -100,105 +127,30 @@ static const char *const  ngx_http_stytch_tat_verify_names[] = {
 };
 
 
-static int
-ngx_http_stytch_tat_verify_b64url_value(int c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-
-    if (c == '-') {
-        return 62;
-    }
-
-    if (c == '_') {
-        return 63;
-    }
-
-    return -1;
-}
-
-
 /*
- * Strict base64url (RFC 7515 2): the url alphabet only, no padding, no
- * white space, and zero unused bits in the last character, so that each
- * byte string has one encoding and a token one spelling.  The decoding
- * itself is EVP_DecodeBlock()'s, on a copy in the standard alphabet.
- * Returns -1 for input that is not that, -2 when out of memory.
+ * A part of the token, or a JWK member, decoded from strict base64url
+ * (ngx_http_stytch_tat_b64url_decode()) into memory of its own.  Returns
+ * -1 for input that is not that, -2 when out of memory.
  */
 
 static int
-ngx_http_stytch_tat_verify_b64url(const char *src, size_t len,
+ngx_http_stytch_tat_verify_part(const char *src, size_t len,
     ngx_http_stytch_tat_verify_part_t *out)
 {
-    int             n, v;
-    size_t          i, blen;
-    unsigned char  *b64;
-
-    out->data = NULL;
     out->len = 0;
+    out->data = malloc(ngx_http_stytch_tat_b64url_decoded_len(len) + 1);
 
-    if (len % 4 == 1) {
-        return -1;
-    }
-
-    v = 0;
-
-    for (i = 0; i < len; i++) {
-        v = ngx_http_stytch_tat_verify_b64url_value((unsigned char) src[i]);
-        if (v < 0) {
-            return -1;
-        }
-    }
-
-    /* 2 characters carry 12 bits for 8, 3 carry 18 for 16 */
-    if ((len % 4 == 2 && (v & 0x0f) != 0) || (len % 4 == 3 && (v & 0x03) != 0))
-    {
-        return -1;
-    }
-
-    blen = (len + 3) & ~(size_t) 3;
-
-    b64 = malloc(blen + 1);
-    out->data = malloc(blen / 4 * 3 + 1);
-
-    if (b64 == NULL || out->data == NULL) {
-        free(b64);
-        free(out->data);
-        out->data = NULL;
+    if (out->data == NULL) {
         return -2;
     }
 
-    for (i = 0; i < len; i++) {
-        b64[i] = (src[i] == '-') ? '+' : (src[i] == '_') ? '/' : src[i];
-    }
-
-    for ( /* void */ ; i < blen; i++) {
-        b64[i] = '=';
-    }
-
-    b64[blen] = '\0';
-
-    n = (blen == 0) ? 0 : EVP_DecodeBlock(out->data, b64, (int) blen);
-
-    free(b64);
-
-    if (n < 0) {
+    if (ngx_http_stytch_tat_b64url_decode(out->data, &out->len, src, len)
+        != 0)
+    {
         free(out->data);
         out->data = NULL;
         return -1;
     }
-
-    /* EVP_DecodeBlock() counts each padding character as a zero byte */
-    out->len = (size_t) n - (blen - len);
 
     return 0;
 }
@@ -216,7 +168,7 @@ ngx_http_stytch_tat_verify_bn(json_t *jwk, const char *name)
     s = json_string_value(json_object_get(jwk, name));
 
     if (s == NULL || s[0] == '\0'
-        || ngx_http_stytch_tat_verify_b64url(s, strlen(s), &raw) != 0)
+        || ngx_http_stytch_tat_verify_part(s, strlen(s), &raw) != 0)
     {
         return NULL;
     }
@@ -274,17 +226,18 @@ done:
 }
 
 
+/*
+ * A JWK for RS256 signatures, as jose takes one: an object, kty "RSA",
+ * alg and use optional but right when present, key_ops with "verify".
+ */
+
 static int
-ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
-    json_t *jwk, const char **why)
+ngx_http_stytch_tat_verify_key_use(json_t *jwk, const char **why)
 {
-    int                                bits, found;
-    size_t                             i, kid_len;
-    json_t                            *ops, *op;
-    BIGNUM                            *n, *e;
-    EVP_PKEY                          *pkey;
-    const char                        *kty, *alg, *use, *kid;
-    ngx_http_stytch_tat_verify_key_t  *key;
+    int          found;
+    size_t       i;
+    json_t      *ops, *op;
+    const char  *kty, *alg, *use;
 
     if (!json_is_object(jwk)) {
         *why = "a key that is not a JSON object";
@@ -332,14 +285,18 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
         }
     }
 
-    kid = ngx_http_stytch_tat_verify_string(json_object_get(jwk, "kid"),
-                                            &kid_len);
+    return 0;
+}
 
-    if (kid == NULL || kid_len > NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX) {
-        *why = "a key without a kid, or with one over 128 bytes";
-        return -1;
-    }
 
+/* the JWK's RSA public key, if its n and e make a sound one; or NULL */
+
+static EVP_PKEY *
+ngx_http_stytch_tat_verify_key_rsa(json_t *jwk, const char **why)
+{
+    int        bits;
+    BIGNUM    *n, *e;
+    EVP_PKEY  *pkey;
 
     n = ngx_http_stytch_tat_verify_bn(jwk, "n");
     e = ngx_http_stytch_tat_verify_bn(jwk, "e");
@@ -373,7 +330,43 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
 
     if (pkey == NULL) {
         *why = "an RSA key OpenSSL cannot use";
-        goto done;
+    }
+
+done:
+
+    BN_free(n);
+    BN_free(e);
+    ERR_clear_error();
+
+    return pkey;
+}
+
+
+static int
+ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
+    json_t *jwk, const char **why)
+{
+    size_t                             i, kid_len;
+    EVP_PKEY                          *pkey;
+    const char                        *kid;
+    ngx_http_stytch_tat_verify_key_t  *key;
+
+    if (ngx_http_stytch_tat_verify_key_use(jwk, why) != 0) {
+        return -1;
+    }
+
+    kid = ngx_http_stytch_tat_verify_string(json_object_get(jwk, "kid"),
+                                            &kid_len);
+
+    if (kid == NULL || kid_len > NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX) {
+        *why = "a key without a kid, or with one over 128 bytes";
+        return -1;
+    }
+
+    pkey = ngx_http_stytch_tat_verify_key_rsa(jwk, why);
+
+    if (pkey == NULL) {
+        return -1;
     }
 
     /*
@@ -388,8 +381,7 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
             keys->key[i].ambiguous = 1;
             *why = "two keys with one kid";
             EVP_PKEY_free(pkey);
-            pkey = NULL;
-            goto done;
+            return -1;
         }
     }
 
@@ -399,13 +391,7 @@ ngx_http_stytch_tat_verify_key_add(ngx_http_stytch_tat_verify_keys_t *keys,
     memcpy(key->kid, kid, kid_len);
     key->kid[kid_len] = '\0';
 
-done:
-
-    BN_free(n);
-    BN_free(e);
-    ERR_clear_error();
-
-    return (pkey == NULL) ? -1 : 0;
+    return 0;
 }
 
 
@@ -863,14 +849,13 @@ ngx_http_stytch_tat_verify_printable(const char *s, size_t len)
 }
 
 
+/* iss: "stytch.com/" and the project id */
+
 static int
-ngx_http_stytch_tat_verify_claims(json_t *claims,
-    const ngx_http_stytch_tat_verify_params_t *params,
-    ngx_http_stytch_tat_verify_result_t *res)
+ngx_http_stytch_tat_verify_iss(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params)
 {
-    int          rc, found;
-    json_t      *aud, *v;
-    size_t       i, len, plen;
+    size_t       len, plen;
     const char  *s;
 
     plen = sizeof(NGX_HTTP_STYTCH_TAT_VERIFY_ISS_PREFIX) - 1;
@@ -878,18 +863,24 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
     s = ngx_http_stytch_tat_verify_string(json_object_get(claims, "iss"),
                                           &len);
 
-    if (s == NULL || len != plen + params->project_id_len
-        || memcmp(s, NGX_HTTP_STYTCH_TAT_VERIFY_ISS_PREFIX, plen) != 0
-        || memcmp(s + plen, params->project_id, params->project_id_len) != 0)
-    {
-        res->reason = "iss is not stytch.com/ and the project id";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_ISS;
-    }
+    return s != NULL && len == plen + params->project_id_len
+           && memcmp(s, NGX_HTTP_STYTCH_TAT_VERIFY_ISS_PREFIX, plen) == 0
+           && memcmp(s + plen, params->project_id, params->project_id_len)
+              == 0;
+}
 
-    /* RFC 7519 4.1.3: one string, or an array of them */
+
+/* aud: RFC 7519 4.1.3, one string, or an array of them, names the project */
+
+static int
+ngx_http_stytch_tat_verify_aud(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params)
+{
+    size_t       i, len;
+    json_t      *aud, *v;
+    const char  *s;
 
     aud = json_object_get(claims, "aud");
-    found = 0;
 
     if (json_is_array(aud)) {
         json_array_foreach(aud, i, v) {
@@ -898,23 +889,25 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
             if (s != NULL && len == params->project_id_len
                 && memcmp(s, params->project_id, len) == 0)
             {
-                found = 1;
-                break;
+                return 1;
             }
         }
 
-    } else {
-        s = ngx_http_stytch_tat_verify_string(aud, &len);
-
-        found = (s != NULL && len == params->project_id_len
-                 && memcmp(s, params->project_id, len) == 0);
+        return 0;
     }
 
-    if (!found) {
-        res->reason = "aud does not name the project";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_AUD;
-    }
+    s = ngx_http_stytch_tat_verify_string(aud, &len);
 
+    return s != NULL && len == params->project_id_len
+           && memcmp(s, params->project_id, len) == 0;
+}
+
+
+/* the ids copied out: a sub and a session id, all headed upstream */
+
+static int
+ngx_http_stytch_tat_verify_ids(ngx_http_stytch_tat_verify_result_t *res)
+{
     if (res->sub.data == NULL) {
         res->reason = "no sub";
         return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
@@ -938,10 +931,18 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
         return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
-    rc = ngx_http_stytch_tat_verify_times(claims, params, res);
-    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
-        return rc;
-    }
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
+
+
+/* the binding claim, when the caller expects a value of it */
+
+static int
+ngx_http_stytch_tat_verify_binding(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    json_t  *v;
 
     if (params->expected.data == NULL) {
         return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
@@ -966,41 +967,68 @@ ngx_http_stytch_tat_verify_claims(json_t *claims,
 }
 
 
-int
-ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
-    const ngx_http_stytch_tat_verify_params_t *params, const char *token,
-    size_t len, ngx_http_stytch_tat_verify_result_t *res)
+static int
+ngx_http_stytch_tat_verify_claims(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res)
 {
-    int                                 rc, n;
-    json_t                             *header, *claims, *v;
-    size_t                              i, kid_len;
-    EVP_PKEY                           *pkey;
-    const char                         *dot1, *dot2, *alg, *kid, *why;
-    ngx_http_stytch_tat_verify_part_t   part[3];
+    int  rc;
 
-    memset(res, 0, sizeof(ngx_http_stytch_tat_verify_result_t));
-    memset(part, 0, sizeof(part));
-
-    header = NULL;
-    claims = NULL;
-
-    if (params == NULL || params->project_id == NULL
-        || params->project_id_len == 0
-        || params->now < 0 || params->now > NGX_HTTP_STYTCH_TAT_VERIFY_NOW_MAX
-        || params->max_lifetime < 1 || params->max_lifetime > (1LL << 31)
-        || (params->expected.data != NULL && params->claim == NULL)
-        || (token == NULL && len != 0))
-    {
-        res->reason = "bad verification parameters";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
+    if (!ngx_http_stytch_tat_verify_iss(claims, params)) {
+        res->reason = "iss is not stytch.com/ and the project id";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ISS;
     }
 
-    if (len > NGX_HTTP_STYTCH_TAT_VERIFY_TOKEN_MAX) {
-        res->reason = "token over 8192 bytes";
-        return NGX_HTTP_STYTCH_TAT_VERIFY_TOO_BIG;
+    if (!ngx_http_stytch_tat_verify_aud(claims, params)) {
+        res->reason = "aud does not name the project";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_AUD;
     }
 
-    /* header.payload.signature: exactly two dots */
+    rc = ngx_http_stytch_tat_verify_ids(res);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_stytch_tat_verify_times(claims, params, res);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        return rc;
+    }
+
+    return ngx_http_stytch_tat_verify_binding(claims, params, res);
+}
+
+
+/* the parameters a caller must get right, whatever the token */
+
+static int
+ngx_http_stytch_tat_verify_params_ok(
+    const ngx_http_stytch_tat_verify_params_t *params, const char *token,
+    size_t len)
+{
+    return !(params == NULL || params->project_id == NULL
+             || params->project_id_len == 0
+             || params->now < 0
+             || params->now > NGX_HTTP_STYTCH_TAT_VERIFY_NOW_MAX
+             || params->max_lifetime < 1
+             || params->max_lifetime > (1LL << 31)
+             || (params->expected.data != NULL && params->claim == NULL)
+             || (token == NULL && len != 0));
+}
+
+
+/*
+ * header.payload.signature: exactly two dots, three strict base64url
+ * parts, decoded into part[]; *signed_len is the length of the signing
+ * input, the token's text up to the second dot.
+ */
+
+static int
+ngx_http_stytch_tat_verify_split(const char *token, size_t len,
+    ngx_http_stytch_tat_verify_part_t *part, size_t *signed_len,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    int          n;
+    const char  *dot1, *dot2;
 
     dot1 = (len == 0) ? NULL : memchr(token, '.', len);
     dot2 = (dot1 == NULL) ? NULL : memchr(dot1 + 1, '.',
@@ -1013,34 +1041,39 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
         return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
-    n = ngx_http_stytch_tat_verify_b64url(token, dot1 - token, &part[0]);
+    n = ngx_http_stytch_tat_verify_part(token, dot1 - token, &part[0]);
 
     if (n == 0) {
-        n = ngx_http_stytch_tat_verify_b64url(dot1 + 1, dot2 - dot1 - 1,
-                                              &part[1]);
+        n = ngx_http_stytch_tat_verify_part(dot1 + 1, dot2 - dot1 - 1,
+                                            &part[1]);
     }
 
     if (n == 0) {
-        n = ngx_http_stytch_tat_verify_b64url(dot2 + 1,
-                                              len - (dot2 + 1 - token),
-                                              &part[2]);
+        n = ngx_http_stytch_tat_verify_part(dot2 + 1, len - (dot2 + 1 - token),
+                                            &part[2]);
     }
 
     if (n != 0) {
         res->reason = (n == -2) ? "out of memory"
                                 : "a part that is not strict base64url";
-        rc = (n == -2) ? NGX_HTTP_STYTCH_TAT_VERIFY_ERROR
-                       : NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
+        return (n == -2) ? NGX_HTTP_STYTCH_TAT_VERIFY_ERROR
+                         : NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
-    header = ngx_http_stytch_tat_verify_json(&part[0]);
+    *signed_len = dot2 - token;
 
-    if (header == NULL) {
-        res->reason = "header is not a JSON object";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
-    }
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
+
+
+/* the JOSE header: alg, typ, crit and the kid, copied into res */
+
+static int
+ngx_http_stytch_tat_verify_header(json_t *header,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    size_t       kid_len;
+    const char  *alg, *kid;
 
     /*
      * Only RS256: "none", HMAC with the public key as its secret and
@@ -1052,22 +1085,19 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
 
     if (alg == NULL || strcmp(alg, "RS256") != 0) {
         res->reason = "alg is not RS256";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_ALG;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ALG;
     }
 
     if (!ngx_http_stytch_tat_verify_typ(header)) {
         res->reason = "typ is not JWT";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_TYP;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_TYP;
     }
 
     /* RFC 7515 4.1.11: no extension is understood here, so none is */
 
     if (json_object_get(header, "crit") != NULL) {
         res->reason = "header with crit";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
     kid = ngx_http_stytch_tat_verify_string(json_object_get(header, "kid"),
@@ -1075,58 +1105,64 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
 
     if (kid == NULL || kid_len > NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX) {
         res->reason = "no kid, or one over 128 bytes";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
     }
 
     memcpy(res->kid, kid, kid_len);
     res->kid[kid_len] = '\0';
     res->kid_len = kid_len;
 
-    pkey = NULL;
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
+
+
+/* the one key of the set under the token's kid (keys may be NULL) */
+
+static int
+ngx_http_stytch_tat_verify_key_find(
+    const ngx_http_stytch_tat_verify_keys_t *keys,
+    ngx_http_stytch_tat_verify_result_t *res, EVP_PKEY **pkey)
+{
+    size_t  i;
+
+    *pkey = NULL;
 
     for (i = 0; keys != NULL && i < keys->nkeys; i++) {
-        if (keys->key[i].kid_len == kid_len
-            && memcmp(keys->key[i].kid, kid, kid_len) == 0)
+        if (keys->key[i].kid_len == res->kid_len
+            && memcmp(keys->key[i].kid, res->kid, res->kid_len) == 0)
         {
-            pkey = keys->key[i].pkey;
+            *pkey = keys->key[i].pkey;
             break;
         }
     }
 
-    if (pkey == NULL) {
+    if (*pkey == NULL) {
         res->reason = "kid not in the JWKS";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_UNKNOWN_KID;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_UNKNOWN_KID;
     }
 
     if (keys->key[i].ambiguous) {
         res->reason = "kid of two keys in the JWKS";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_KID_AMBIGUOUS;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_KID_AMBIGUOUS;
     }
 
-    /* the signing input is the token's text up to the second dot */
+    return NGX_HTTP_STYTCH_TAT_VERIFY_OK;
+}
 
-    rc = ngx_http_stytch_tat_verify_signature(keys, pkey, token,
-                                              dot2 - token, &part[2], &why);
-    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
-        res->reason = why;
-        goto done;
-    }
 
-    claims = ngx_http_stytch_tat_verify_json(&part[1]);
+/* the claims of a token whose signature has verified: outputs, checks */
 
-    if (claims == NULL) {
-        res->reason = "claims are not a JSON object";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
-        goto done;
-    }
+static int
+ngx_http_stytch_tat_verify_payload(json_t *claims,
+    const ngx_http_stytch_tat_verify_params_t *params,
+    ngx_http_stytch_tat_verify_result_t *res)
+{
+    int      rc;
+    json_t  *v;
 
     if (ngx_http_stytch_tat_verify_copy_out(claims, params, res) != 0) {
         res->reason = "out of memory";
-        rc = NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
-        goto done;
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
     }
 
     v = json_object_get(claims, "exp");
@@ -1141,6 +1177,78 @@ ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
     if (rc == NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
         res->reason = "ok";
     }
+
+    return rc;
+}
+
+
+int
+ngx_http_stytch_tat_verify(const ngx_http_stytch_tat_verify_keys_t *keys,
+    const ngx_http_stytch_tat_verify_params_t *params, const char *token,
+    size_t len, ngx_http_stytch_tat_verify_result_t *res)
+{
+    int                                 rc;
+    json_t                             *header, *claims;
+    size_t                              i, signed_len;
+    EVP_PKEY                           *pkey;
+    const char                         *why;
+    ngx_http_stytch_tat_verify_part_t   part[3];
+
+    memset(res, 0, sizeof(ngx_http_stytch_tat_verify_result_t));
+    memset(part, 0, sizeof(part));
+
+    header = NULL;
+    claims = NULL;
+
+    if (!ngx_http_stytch_tat_verify_params_ok(params, token, len)) {
+        res->reason = "bad verification parameters";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_ERROR;
+    }
+
+    if (len > NGX_HTTP_STYTCH_TAT_VERIFY_TOKEN_MAX) {
+        res->reason = "token over 8192 bytes";
+        return NGX_HTTP_STYTCH_TAT_VERIFY_TOO_BIG;
+    }
+
+    rc = ngx_http_stytch_tat_verify_split(token, len, part, &signed_len, res);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        goto done;
+    }
+
+    header = ngx_http_stytch_tat_verify_json(&part[0]);
+
+    if (header == NULL) {
+        res->reason = "header is not a JSON object";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+        goto done;
+    }
+
+    rc = ngx_http_stytch_tat_verify_header(header, res);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        goto done;
+    }
+
+    rc = ngx_http_stytch_tat_verify_key_find(keys, res, &pkey);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        goto done;
+    }
+
+    rc = ngx_http_stytch_tat_verify_signature(keys, pkey, token, signed_len,
+                                              &part[2], &why);
+    if (rc != NGX_HTTP_STYTCH_TAT_VERIFY_OK) {
+        res->reason = why;
+        goto done;
+    }
+
+    claims = ngx_http_stytch_tat_verify_json(&part[1]);
+
+    if (claims == NULL) {
+        res->reason = "claims are not a JSON object";
+        rc = NGX_HTTP_STYTCH_TAT_VERIFY_MALFORMED;
+        goto done;
+    }
+
+    rc = ngx_http_stytch_tat_verify_payload(claims, params, res);
 
 done:
 

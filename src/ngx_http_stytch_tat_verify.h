@@ -108,9 +108,9 @@ typedef struct {
  * ISS, AUD, EXPIRED, NOT_YET_VALID, LIFETIME or BINDING they say whose
  * token it was, for the log line.  sub, the session id and the
  * organization id are free of control characters (a token whose ids have
- * any is MALFORMED): they are headed upstream.  kid is the token's, as soon as the header is read:
- * chosen by whoever sent the token, like the other strings before OK, so
- * escape them all before logging.
+ * any is MALFORMED): they are headed upstream.  kid is the token's, as
+ * soon as the header is read: chosen by whoever sent the token, like the
+ * other strings before OK, so escape them all before logging.
  */
 
 typedef struct {
@@ -169,11 +169,11 @@ void ngx_http_stytch_tat_verify_keys_free(
  * NULL: no JWKS yet) naming one key only (KID_AMBIGUOUS); the
  * RSASSA-PKCS1-v1_5 SHA-256 signature (SIGNATURE); the claims a JSON
  * object without duplicate names, nested at most DEPTH_MAX deep
- * (MALFORMED); iss (ISS); aud (AUD); exp and iat non-negative integers,
- * nbf absent or one (MALFORMED); iat <= now + skew and nbf <= now + skew
- * (NOT_YET_VALID); iat <= exp <= iat + max_lifetime (LIFETIME); now < exp
- * + leeway (EXPIRED); a sub and a session id without control characters
- * (MALFORMED); the binding claim (BINDING).
+ * (MALFORMED); iss (ISS); aud (AUD); a sub and a session id, and any
+ * organization id, without control characters (MALFORMED); exp and iat
+ * non-negative integers, nbf absent or one (MALFORMED); iat <= now + skew
+ * and nbf <= now + skew (NOT_YET_VALID); iat <= exp <= iat + max_lifetime
+ * (LIFETIME); now < exp + leeway (EXPIRED); the binding claim (BINDING).
  *
  * ERROR: out of memory, or parameters the caller got wrong (no project
  * id, now outside 0..2^62, max_lifetime outside 1..2^31, an expected

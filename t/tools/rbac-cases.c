@@ -17,7 +17,8 @@
  * session is then denied).
  *
  *   cc -Isrc t/tools/rbac-cases.c src/ngx_http_stytch_tat_rbac.c \
- *       src/ngx_http_stytch_tat_response.c -ljansson -lcrypto
+ *       src/ngx_http_stytch_tat_response.c src/ngx_http_stytch_tat_jose.c \
+ *       -ljansson -lcrypto
  */
 
 #include <stdio.h>
@@ -54,7 +55,7 @@ print(json_t *out)
 
 
 static void
-decide(json_t *line)
+decide_case(json_t *line)
 {
     int                                  rc, v;
     char                                *doc, names[4096];
@@ -202,7 +203,7 @@ main(void)
             return 2;
         }
 
-        decide(j);
+        decide_case(j);
         json_decref(j);
     }
 

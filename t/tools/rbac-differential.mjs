@@ -37,9 +37,11 @@ const jsonl = (text) => text.split('\n').filter((l) => l.trim()).map((l) => JSON
 export function buildRunner(dir) {
   const bin = join(dir, 'rbac-cases');
   execFileSync(process.env.CC || 'cc', [
-    '-Wall', '-Wextra', '-Werror', '-O1', '-g', `-I${join(root, 'src')}`,
+    // the module's sources take nginx's -Wno-unused-parameter (see t/unit/Makefile)
+    '-Wall', '-Wextra', '-Wno-unused-parameter', '-Werror', '-O1', '-g', `-I${join(root, 'src')}`,
     join(here, 'rbac-cases.c'), join(root, 'src', 'ngx_http_stytch_tat_rbac.c'),
-    join(root, 'src', 'ngx_http_stytch_tat_response.c'), '-ljansson', '-lcrypto', '-o', bin,
+    join(root, 'src', 'ngx_http_stytch_tat_response.c'), join(root, 'src', 'ngx_http_stytch_tat_jose.c'),
+    '-ljansson', '-lcrypto', '-o', bin,
   ], { stdio: ['ignore', 'inherit', 'inherit'] });
   return bin;
 }

@@ -67,7 +67,7 @@ rfc8037_key(void)
 
 
 static json_t *
-parse(const char *json)
+json_of(const char *json)
 {
     json_t        *v;
     json_error_t   error;
@@ -195,7 +195,7 @@ test_rfc7638_rsa_public_members(void **state)
                                        "2011-04-29");
     assert_non_null(json);
 
-    obj = parse(json);
+    obj = json_of(json);
     assert_string_equal(member(obj, "n"), rfc7638_n);
     assert_string_equal(member(obj, "e"), "AQAB");
     assert_string_equal(member(obj, "kid"), "2011-04-29");
@@ -230,7 +230,7 @@ test_rfc8037_ed25519_thumbprint(void **state)
                                        rfc8037_thumbprint);
     assert_non_null(json);
 
-    obj = parse(json);
+    obj = json_of(json);
     assert_int_equal(json_object_size(obj), 6);
     assert_string_equal(member(obj, "kty"), "OKP");
     assert_string_equal(member(obj, "crv"), "Ed25519");
@@ -374,7 +374,7 @@ test_thumbprint_ec_independent(void **state)
     json = ngx_http_stytch_tat_key_jwk(keys.p256,
                                        NGX_HTTP_STYTCH_TAT_ALG_ES256, "k");
     assert_non_null(json);
-    obj = parse(json);
+    obj = json_of(json);
 
     snprintf(canon, sizeof(canon),
              "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
@@ -410,7 +410,7 @@ test_jwk_rsa(void **state)
     /* compact: no white space at all */
     assert_null(strpbrk(json, " \t\r\n"));
 
-    obj = parse(json);
+    obj = json_of(json);
     assert_int_equal(json_object_size(obj), 6);
     assert_string_equal(member(obj, "kty"), "RSA");
     assert_string_equal(member(obj, "kid"), "rsa-kid");
@@ -440,7 +440,7 @@ check_ec_jwk(EVP_PKEY *pkey)
                                        "ec-kid");
     assert_non_null(json);
 
-    obj = parse(json);
+    obj = json_of(json);
     assert_int_equal(json_object_size(obj), 7);
     assert_string_equal(member(obj, "kty"), "EC");
     assert_string_equal(member(obj, "crv"), "P-256");
@@ -531,7 +531,7 @@ test_jwk_okp(void **state)
                                        "ed-kid");
     assert_non_null(json);
 
-    obj = parse(json);
+    obj = json_of(json);
     assert_int_equal(json_object_size(obj), 6);
     assert_string_equal(member(obj, "kty"), "OKP");
     assert_string_equal(member(obj, "crv"), "Ed25519");
@@ -703,7 +703,7 @@ test_jws_header(void **state)
         assert_true(n > 0);
         json[n] = '\0';
 
-        obj = parse((char *) json);
+        obj = json_of((char *) json);
         assert_int_equal(json_object_size(obj), 3);
         assert_string_equal(member(obj, "alg"), "RS256");
         assert_string_equal(member(obj, "typ"), "JWT");

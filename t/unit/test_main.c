@@ -14,6 +14,12 @@ main(void)
         cmocka_unit_test(test_b64url_empty),
         cmocka_unit_test(test_b64url_len_macro),
         cmocka_unit_test(test_b64url_roundtrip),
+        cmocka_unit_test(test_b64url_decode_rfc4648),
+        cmocka_unit_test(test_b64url_decode_padding),
+        cmocka_unit_test(test_b64url_decode_alphabet),
+        cmocka_unit_test(test_b64url_decode_unused_bits),
+        cmocka_unit_test(test_b64url_decode_length),
+        cmocka_unit_test(test_b64url_decode_roundtrip),
 
         cmocka_unit_test(test_alg_name),
         cmocka_unit_test(test_rfc7638_rsa_thumbprint),
@@ -83,6 +89,7 @@ main(void)
         cmocka_unit_test(test_response_malformed),
         cmocka_unit_test(test_response_rfc3339),
         cmocka_unit_test(test_response_jwt_exp),
+        cmocka_unit_test(test_response_jwt_exp_strict),
 
         cmocka_unit_test(test_cache_state_new_entry),
         cmocka_unit_test(test_cache_state_pending_lease),
@@ -134,6 +141,7 @@ main(void)
         cmocka_unit_test(test_rbac_claims_dropped),
         cmocka_unit_test(test_rbac_claims_malformed),
         cmocka_unit_test(test_rbac_claims_forms),
+        cmocka_unit_test(test_rbac_claims_jwt_strict),
         cmocka_unit_test(test_rbac_session_view),
         cmocka_unit_test(test_rbac_blob_size),
         cmocka_unit_test(test_rbac_factor_check),

@@ -161,7 +161,7 @@ session_with(const char *roles, const char *org, session_t *ss)
 
 
 static int
-decide(ngx_http_stytch_tat_rbac_policy_t *p, session_t *ss, const char *org,
+ruling(ngx_http_stytch_tat_rbac_policy_t *p, session_t *ss, const char *org,
     const char *resource, const char *action, uint64_t *granted)
 {
     ngx_http_stytch_tat_rbac_check_t  c;
@@ -423,51 +423,51 @@ test_rbac_decide_consumer(void **state)
     session_with("\"stytch_member\",\"editor\",\"ghost\",\"admin\"", NULL,
                  &ss);
 
-    assert_int_equal(decide(p, &ss, NULL, "documents", "read", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "documents", "read", &g), ALLOW);
     assert_int_equal(g, 0x1 | 0x2 | 0x8);
 
-    assert_int_equal(decide(p, &ss, NULL, "documents", "write", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "documents", "write", &g), ALLOW);
     assert_int_equal(g, 0x2 | 0x8);
 
     /* "*" is every action, an empty one and the literal "*" included */
-    assert_int_equal(decide(p, &ss, NULL, "documents", "purge", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "documents", "purge", &g), ALLOW);
     assert_int_equal(g, 0x8);
-    assert_int_equal(decide(p, &ss, NULL, "documents", "", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "documents", "", &g), ALLOW);
     assert_int_equal(g, 0x8);
-    assert_int_equal(decide(p, &ss, NULL, "documents", "*", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "documents", "*", &g), ALLOW);
     assert_int_equal(g, 0x8);
 
     /* the second "editor" entry grants too */
-    assert_int_equal(decide(p, &ss, NULL, "reports", "export", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "reports", "export", &g), ALLOW);
     assert_int_equal(g, 0x2);
 
     /* resource ids match exactly: no wildcard, no prefix, no case folding */
-    assert_int_equal(decide(p, &ss, NULL, "images", "upload", &g), ALLOW);
-    assert_int_equal(decide(p, &ss, NULL, "image", "upload", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "images", "upload", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "image", "upload", &g), DENIED);
     assert_int_equal(g, 0);
-    assert_int_equal(decide(p, &ss, NULL, "images/1", "upload", &g), DENIED);
-    assert_int_equal(decide(p, &ss, NULL, "Documents", "read", &g), DENIED);
-    assert_int_equal(decide(p, &ss, NULL, "anything", "audit", &g), DENIED);
-    assert_int_equal(decide(p, &ss, NULL, "*", "audit", &g), ALLOW);
-    assert_int_equal(decide(p, &ss, NULL, "images", "*", &g), DENIED);
-    assert_int_equal(decide(p, &ss, NULL, "images", "Upload", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "images/1", "upload", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "Documents", "read", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "anything", "audit", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "*", "audit", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "images", "*", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "images", "Upload", &g), DENIED);
 
     /* a consumer check ignores the organization the session may have */
     session_with("\"editor\"", ORG2, &ss);
-    assert_int_equal(decide(p, &ss, NULL, "documents", "write", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "documents", "write", &g), ALLOW);
 
     /* unknown roles, a role without permissions, no roles: nothing */
     session_with("\"ghost\",\"nobody\",\"blank\",\"EDITOR\"", NULL, &ss);
-    assert_int_equal(decide(p, &ss, NULL, "documents", "read", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "documents", "read", &g), DENIED);
     assert_int_equal(g, 0);
 
     session_with("", NULL, &ss);
-    assert_int_equal(decide(p, &ss, NULL, "documents", "read", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "documents", "read", &g), DENIED);
 
     /* granted may be NULL; no policy grants nothing */
     session_with("\"admin\"", NULL, &ss);
-    assert_int_equal(decide(p, &ss, NULL, "documents", "x", NULL), ALLOW);
-    assert_int_equal(decide(NULL, &ss, NULL, "documents", "x", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "documents", "x", NULL), ALLOW);
+    assert_int_equal(ruling(NULL, &ss, NULL, "documents", "x", &g), DENIED);
     assert_int_equal(g, 0);
 
     ngx_http_stytch_tat_rbac_policy_free(p);
@@ -487,36 +487,36 @@ test_rbac_decide_b2b(void **state)
 
     session_with("\"stytch_member\",\"admin\"", ORG, &ss);
 
-    assert_int_equal(decide(p, &ss, ORG, "documents", "delete", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, ORG, "documents", "delete", &g), ALLOW);
     assert_int_equal(g, 0x2);
-    assert_int_equal(decide(p, &ss, ORG, "images", "upload", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, ORG, "images", "upload", &g), DENIED);
 
     /* another organization: tenancy, before any permission is looked at */
     g = 42;
-    assert_int_equal(decide(p, &ss, ORG2, "documents", "read", &g), TENANCY);
+    assert_int_equal(ruling(p, &ss, ORG2, "documents", "read", &g), TENANCY);
     assert_int_equal(g, 0);
-    assert_int_equal(decide(NULL, &ss, ORG2, "documents", "read", &g),
+    assert_int_equal(ruling(NULL, &ss, ORG2, "documents", "read", &g),
                      TENANCY);
 
     /* by id, never the slug ("slug" here), exactly */
-    assert_int_equal(decide(p, &ss, "slug", "documents", "read", &g), TENANCY);
-    assert_int_equal(decide(p, &ss, ORG "x", "documents", "read", &g),
+    assert_int_equal(ruling(p, &ss, "slug", "documents", "read", &g), TENANCY);
+    assert_int_equal(ruling(p, &ss, ORG "x", "documents", "read", &g),
                      TENANCY);
-    assert_int_equal(decide(p, &ss, "", "documents", "read", &g), TENANCY);
+    assert_int_equal(ruling(p, &ss, "", "documents", "read", &g), TENANCY);
 
     /* no organization claim: never in the check's organization */
     session_with("\"admin\"", NULL, &ss);
-    assert_int_equal(decide(p, &ss, ORG, "documents", "read", &g), TENANCY);
-    assert_int_equal(decide(p, &ss, "", "documents", "read", &g), TENANCY);
+    assert_int_equal(ruling(p, &ss, ORG, "documents", "read", &g), TENANCY);
+    assert_int_equal(ruling(p, &ss, "", "documents", "read", &g), TENANCY);
 
     /* an empty organization id equals an empty one, as in JavaScript */
     session_with("\"admin\"", "", &ss);
-    assert_int_equal(decide(p, &ss, "", "documents", "read", &g), ALLOW);
-    assert_int_equal(decide(p, &ss, ORG, "documents", "read", &g), TENANCY);
+    assert_int_equal(ruling(p, &ss, "", "documents", "read", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, ORG, "documents", "read", &g), TENANCY);
 
     /* tenancy passes, no permission */
     session_with("\"ghost\"", ORG, &ss);
-    assert_int_equal(decide(p, &ss, ORG, "documents", "read", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, ORG, "documents", "read", &g), DENIED);
 
     ngx_http_stytch_tat_rbac_policy_free(p);
 }
@@ -544,13 +544,13 @@ test_rbac_duplicate_roles(void **state)
 
     session_with("\"m\"", NULL, &ss);
 
-    assert_int_equal(decide(p, &ss, NULL, "a", "1", &g), ALLOW);
-    assert_int_equal(decide(p, &ss, NULL, "b", "2", &g), ALLOW);
-    assert_int_equal(decide(p, &ss, NULL, "c", "3", &g), ALLOW);
-    assert_int_equal(decide(p, &ss, NULL, "a", "2", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "a", "1", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "b", "2", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "c", "3", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, NULL, "a", "2", &g), DENIED);
 
     session_with("\"a\",\"z\",\"m0\",\"\"", NULL, &ss);
-    assert_int_equal(decide(p, &ss, NULL, "a", "1", &g), DENIED);
+    assert_int_equal(ruling(p, &ss, NULL, "a", "1", &g), DENIED);
 
     ngx_http_stytch_tat_rbac_policy_free(p);
 }
@@ -953,6 +953,67 @@ test_rbac_claims_forms(void **state)
 }
 
 
+
+/*
+ * The JWT form decodes the payload as strictly as the verifier: its last
+ * character's unused bits zero, the url alphabet only.
+ */
+void
+test_rbac_claims_jwt_strict(void **state)
+{
+    char           *jwt, *dot, *last;
+    size_t          i, len;
+    const char     *reason;
+    unsigned char   blob[NGX_HTTP_STYTCH_TAT_RBAC_BLOB_MAX];
+
+    (void) state;
+
+    /* payloads of 2 and 3 characters past a group: 4 and 2 unused bits */
+
+    for (i = 1; i <= 2; i++) {
+        char  c[64];
+
+        sprintf(c, "{\"https://stytch.com/session\":{}%.*s}", (int) i, "  ");
+        jwt = jwt_of(c);
+
+        dot = strchr(jwt, '.');
+        last = strchr(dot + 1, '.') - 1;
+        assert_int_not_equal((last - dot) % 4, 0);
+
+        assert_int_equal(ngx_http_stytch_tat_rbac_claims_jwt(jwt, strlen(jwt),
+                             blob, sizeof(blob), &len, &reason),
+                         NGX_HTTP_STYTCH_TAT_RBAC_OK);
+
+        /* the same bytes, but 1 in the lowest unused bit */
+        (*last)++;
+        reason = NULL;
+        assert_int_equal(ngx_http_stytch_tat_rbac_claims_jwt(jwt, strlen(jwt),
+                             blob, sizeof(blob), &len, &reason),
+                         NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED);
+        assert_string_equal(reason, "a JWT payload that is not base64url");
+
+        free(jwt);
+    }
+
+    /* base64's own alphabet: {"a":"~~~"} is e30 with "-" in base64url */
+    jwt = jwt_of("{\"https://stytch.com/session\":{},\"a\":\"~~~\"}");
+    dot = strchr(jwt, '-');
+    assert_non_null(dot);
+
+    assert_int_equal(ngx_http_stytch_tat_rbac_claims_jwt(jwt, strlen(jwt),
+                         blob, sizeof(blob), &len, &reason),
+                     NGX_HTTP_STYTCH_TAT_RBAC_OK);
+
+    *dot = '+';
+    reason = NULL;
+    assert_int_equal(ngx_http_stytch_tat_rbac_claims_jwt(jwt, strlen(jwt),
+                         blob, sizeof(blob), &len, &reason),
+                     NGX_HTTP_STYTCH_TAT_RBAC_MALFORMED);
+    assert_non_null(reason);
+
+    free(jwt);
+}
+
 void
 test_rbac_session_view(void **state)
 {
@@ -1157,7 +1218,7 @@ test_rbac_join(void **state)
     assert_int_equal(buf[16], 'x');
 
     p = policy_of(POLICY);
-    assert_int_equal(decide(p, &ss, ORG, "documents", "read", &g), ALLOW);
+    assert_int_equal(ruling(p, &ss, ORG, "documents", "read", &g), ALLOW);
     n = ngx_http_stytch_tat_rbac_roles_join(&ss.s, g, buf, sizeof(buf));
     assert_int_equal(n, strlen("stytch_member,editor"));
     assert_memory_equal(buf, "stytch_member,editor", n);

@@ -294,3 +294,44 @@ test_response_jwt_exp(void **state)
                          -1);
     }
 }
+
+
+void
+test_response_jwt_exp_strict(void **state)
+{
+    size_t  i;
+
+    /* the url alphabet's own characters, "-" and "_" */
+    static const char  *good[] = {
+        "h.eyJleHAiOjE3OTU4OTgwMDAsImEiOiJ-fn4ifQ.s",
+        "h.eyJleHAiOjE3OTU4OTgwMDAsImEiOiI_Pz8ifQ.s",
+    };
+
+    /*
+     * The same payloads in base64's alphabet, with nonzero unused bits,
+     * padded, with white space or one character too many: not base64url
+     */
+    static const char  *bad[] = {
+        "h.eyJleHAiOjE3OTU4OTgwMDAsImEiOiJ+fn4ifQ.s",
+        "h.eyJleHAiOjE3OTU4OTgwMDAsImEiOiI/Pz8ifQ.s",
+        "h.eyJleHAiOjE3OTU4OTgwMDAsImEiOiJiIn1.s",
+        "h.eyJleHAiOjE3OTU4OTgwMDAsImEiOiJiIn0=.s",
+        "h.eyJleHAiOjE3OTU4OTgwMDAsImEiOiJ-fn4ifQ==.s",
+        "h. eyJleHAiOjE3OTU4OTgwMDAsImEiOiJiIn0.s",
+        "h.eyJleHAiOjE3OTU4OTgwMDAsImEiOiJiIn0\n.s",
+        "h.eyJleHAiOjE3OTU4OTgwMDB9A.s",
+    };
+
+    (void) state;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_int_equal(ngx_http_stytch_tat_jwt_exp(good[i], strlen(good[i])),
+                         1795898000);
+    }
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (ngx_http_stytch_tat_jwt_exp(bad[i], strlen(bad[i])) != -1) {
+            fail_msg("exp read from \"%s\"", bad[i]);
+        }
+    }
+}

@@ -88,6 +88,12 @@ void test_b64url_url_alphabet(void **state);
 void test_b64url_empty(void **state);
 void test_b64url_len_macro(void **state);
 void test_b64url_roundtrip(void **state);
+void test_b64url_decode_rfc4648(void **state);
+void test_b64url_decode_padding(void **state);
+void test_b64url_decode_alphabet(void **state);
+void test_b64url_decode_unused_bits(void **state);
+void test_b64url_decode_length(void **state);
+void test_b64url_decode_roundtrip(void **state);
 
 void test_alg_name(void **state);
 void test_rfc7638_rsa_thumbprint(void **state);
@@ -158,6 +164,7 @@ void test_response_error(void **state);
 void test_response_malformed(void **state);
 void test_response_rfc3339(void **state);
 void test_response_jwt_exp(void **state);
+void test_response_jwt_exp_strict(void **state);
 
 /* test_cache_state.c */
 void test_cache_state_new_entry(void **state);
@@ -202,6 +209,7 @@ void test_rbac_claims(void **state);
 void test_rbac_claims_dropped(void **state);
 void test_rbac_claims_malformed(void **state);
 void test_rbac_claims_forms(void **state);
+void test_rbac_claims_jwt_strict(void **state);
 void test_rbac_session_view(void **state);
 void test_rbac_blob_size(void **state);
 void test_rbac_factor_check(void **state);
