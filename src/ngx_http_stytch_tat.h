@@ -1,37 +1,66 @@
 /*
- * ngx_http_stytch_tat_module: types shared by the module's files, the
- * request context and its accessor.
+ * ngx_http_stytch_tat_module: types shared by the module's files, and the
+ * files' functions.  The file map, "(pure)" for the files free of nginx
+ * headers (unit-tested and fuzzed):
  *
- *   ngx_http_stytch_tat_module.c        directives, configuration checks,
- *                                       variables, init
- *   src/ngx_http_stytch_tat_exchange.c  the precontent handler: starting
- *                                       the exchange, its subrequest, the
- *                                       completion handler
- *   src/ngx_http_stytch_tat_capture.c   filters keeping Stytch's answer
- *   src/ngx_http_stytch_tat_outcome.c   answer or failure -> status, error
- *   src/ngx_http_stytch_tat_headers.c   client X-Stytch-* dropped, session
- *                                       headers and cookies added
- *   src/ngx_http_stytch_tat_cache.c     the shared-memory zone: lookup and
- *                                       store under its lock, LRU, reload
- *   src/ngx_http_stytch_tat_mint.c      minting the JWT for a request
- *   src/ngx_http_stytch_tat_keys.c      signing keys and the JWKS document
- *   src/ngx_http_stytch_tat_jwks.c      the JWKS content handler
+ * The module
+ *   ngx_http_stytch_tat_module.c         the module, its directive table,
+ *                                        configuration, merge, variables
+ *   src/ngx_http_stytch_tat_ctx.c        the request's context, found again
+ *                                        after a redirect, its leases freed
+ *
+ * The exchange: identity -> token -> Stytch -> session upstream
+ *   src/ngx_http_stytch_tat_identity.c   the identity's directives, and its
+ *                                        values read per request
+ *   src/ngx_http_stytch_tat_mint.c       minting the token, $stytch_tat_jwt
+ *   src/ngx_http_stytch_tat_keys.c       signing keys and their JWKS
  *   src/ngx_http_stytch_tat_credentials.c  stytch_tat_credentials
- *   src/ngx_http_stytch_tat_status.c    stytch_tat_status
- *   src/ngx_http_stytch_tat_response.c  Stytch's answers (no nginx)
- *   src/ngx_http_stytch_tat_cache_state.c  the cache's single-flight and
- *                                       refresh rules (no nginx)
- *   src/ngx_http_stytch_tat_jose.c      JOSE primitives (no nginx)
- *   src/ngx_http_stytch_tat_claims.c    claims JSON (no nginx)
- *   src/ngx_http_stytch_tat_client.c    the session the client brings: its
- *                                       Stytch session JWT verified here
- *                                       (stytch_tat_verify, and cookies of
- *                                       sessions bound to the identity)
- *   src/ngx_http_stytch_tat_stytch_jwks.c  Stytch's session JWKS, fetched by
- *                                       subrequest and kept in the zone
- *   src/ngx_http_stytch_tat_verify.c    Stytch session JWTs checked against
- *                                       Stytch's JWKS (no nginx)
- *   src/ngx_http_stytch_tat_version.h   the release's version
+ *   src/ngx_http_stytch_tat_exchange.c   the precontent handler: the
+ *                                        exchange orchestrated, every session
+ *                                        granted and handed on
+ *   src/ngx_http_stytch_tat_subrequest.c the module's subrequests to Stytch,
+ *                                        their credentials, their checks
+ *   src/ngx_http_stytch_tat_capture.c    filters keeping Stytch's answer
+ *   src/ngx_http_stytch_tat_outcome.c    answer or failure -> status, error
+ *   src/ngx_http_stytch_tat_response.c   Stytch's answers read (pure)
+ *   src/ngx_http_stytch_tat_headers.c    client X-Stytch-* dropped, session
+ *                                        headers and cookies added
+ *
+ * The zone
+ *   src/ngx_http_stytch_tat_zone.c       the zone itself: directives, slab,
+ *                                        rbtree, LRU, expiry, counters
+ *   src/ngx_http_stytch_tat_key.c        the identity's key, and cluster
+ *                                        mode's keyed binding
+ *   src/ngx_http_stytch_tat_session.c    sessions in the zone: lookup and
+ *                                        store under the lock
+ *   src/ngx_http_stytch_tat_cache_state.c  the single-flight and refresh
+ *                                        rules (pure)
+ *   src/ngx_http_stytch_tat_doc.c        a Stytch document kept in a zone
+ *
+ * Sessions the client brings
+ *   src/ngx_http_stytch_tat_client.c     stytch_tat_verify, and
+ *                                        $stytch_session_claim_NAME
+ *   src/ngx_http_stytch_tat_cluster.c    cluster mode's bound cookie
+ *   src/ngx_http_stytch_tat_verified.c   a client's session JWT checked,
+ *                                        known good in the zone
+ *   src/ngx_http_stytch_tat_stytch_jwks.c  Stytch's session JWKS, fetched
+ *                                        and kept in the zone
+ *   src/ngx_http_stytch_tat_verify.c     session JWTs verified (pure)
+ *
+ * Authorization at the edge
+ *   src/ngx_http_stytch_tat_authz.c      the requirements, decided per
+ *                                        request; the session's variables
+ *   src/ngx_http_stytch_tat_policy.c     Stytch's RBAC policy, fetched and
+ *                                        kept in the zone
+ *   src/ngx_http_stytch_tat_rbac.c       policy, roles, factors, verdicts
+ *                                        (pure)
+ *
+ * Elsewhere
+ *   src/ngx_http_stytch_tat_jwks.c       the JWKS content handler
+ *   src/ngx_http_stytch_tat_status.c     stytch_tat_status
+ *   src/ngx_http_stytch_tat_jose.c       JOSE primitives (pure)
+ *   src/ngx_http_stytch_tat_claims.c     claims JSON (pure)
+ *   src/ngx_http_stytch_tat_version.h    the release's version
  */
 
 

@@ -3,7 +3,7 @@
  * given what an entry holds, the times, and whether the request has waited
  * already, what a lookup does and what it writes back into the entry;
  * when an entry may be evicted; what a leader that fails or gives up
- * leaves behind.  ngx_http_stytch_tat_cache.c applies them under the
+ * leaves behind.  ngx_http_stytch_tat_session.c applies them under the
  * zone's lock.
  *
  * Two clocks: seconds on the wall clock (ngx_time()) for the session and

@@ -7,11 +7,12 @@
  *
  * It runs in the precontent phase, after the whole access phase, so that
  * identity set by auth_request_set is there.  It runs once per client
- * request: its context is found again after an internal redirect.
- *
- * Elsewhere: the cache (ngx_http_stytch_tat_cache.c), the capture of
- * Stytch's answer (_capture.c), its meaning (_outcome.c), the headers
- * (_headers.c).
+ * request: its context is found again after an internal redirect.  It
+ * orchestrates; the others do not call back into it: the session in the
+ * zone (ngx_http_stytch_tat_session.c), the session the client brings
+ * (_client.c, _cluster.c), the subrequests (_subrequest.c), Stytch's
+ * answer (_capture.c, _outcome.c), what the location requires of the
+ * session (_authz.c), the headers (_headers.c).
  */
 
 
