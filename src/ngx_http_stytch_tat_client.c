@@ -252,8 +252,8 @@ ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
 static json_t *
 ngx_http_stytch_tat_client_payload(ngx_http_request_t *r, ngx_str_t *jwt)
 {
-    u_char     *p, *dot;
-    ngx_str_t   src, dst;
+    u_char  *p, *dot, *buf;
+    size_t   len;
 
     /* the payload, the token's middle part: verified, so well formed */
 
@@ -267,15 +267,19 @@ ngx_http_stytch_tat_client_payload(ngx_http_request_t *r, ngx_str_t *jwt)
         return NULL;
     }
 
-    src.data = p + 1;
-    src.len = dot - src.data;
+    p++;
 
-    dst.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(src.len));
-    if (dst.data == NULL || ngx_decode_base64url(&dst, &src) != NGX_OK) {
+    len = ngx_http_stytch_tat_b64url_decoded_len(dot - p);
+
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL
+        || ngx_http_stytch_tat_b64url_decode(buf, &len, (char *) p, dot - p)
+           != 0)
+    {
         return NULL;
     }
 
-    return json_loadb((char *) dst.data, dst.len, 0, NULL);
+    return json_loadb((char *) buf, len, 0, NULL);
 }
 
 
