@@ -205,31 +205,14 @@ typedef struct {
 } ngx_http_stytch_tat_stats_t;
 
 
-/*
- * Stytch's session JWKS as the zone keeps it: the document's text (every
- * worker parses it into keys of its own when the generation moves on) and
- * who may fetch it when.  Times in seconds are ngx_time(); fetch_until is
- * a lease in ngx_current_msec, as the cache's.
- */
-
-typedef struct {
-    u_char                     *doc;         /* slab, or NULL */
-    size_t                      len;
-    ngx_uint_t                  generation;  /* of doc, from 1 */
-    time_t                      fetched;     /* doc's arrival */
-    time_t                      retry_at;    /* no fetch before, but ... */
-    time_t                      kid_at;      /* ... a kid refetch after
-                                                this + min_refetch */
-    ngx_msec_t                  fetch_until; /* a fetch in flight, or 0 */
-    ngx_pid_t                   fetch_pid;   /* ... by this process */
-    /* where doc came from: the URI and project of stytch_tat_session_jwks */
-    u_char                      source[NGX_HTTP_STYTCH_TAT_SOURCE_LEN];
-} ngx_http_stytch_tat_jwks_shm_t;
 
 
 /*
  * A document of Stytch's in the zone (ngx_http_stytch_tat_doc.c): the
- * RBAC policy's text, and who may fetch it when.
+ * session JWKS's or the RBAC policy's text, which every worker parses
+ * for itself when the generation moves on, and who may fetch it when.
+ * Times in seconds are ngx_time(); fetch_until is a lease in
+ * ngx_current_msec, as the cache's.
  */
 
 #define NGX_HTTP_STYTCH_TAT_DOC_BACKOFF  5   /* s after a failed fetch */
@@ -244,6 +227,18 @@ typedef struct {
     ngx_pid_t                   fetch_pid;   /* ... by this process */
     u_char                      source[NGX_HTTP_STYTCH_TAT_SOURCE_LEN];
 } ngx_http_stytch_tat_doc_shm_t;
+
+
+/*
+ * Stytch's session JWKS as the zone keeps it: the document (see above),
+ * and when a token whose kid no key has may fetch it again.
+ */
+
+typedef struct {
+    ngx_http_stytch_tat_doc_shm_t   doc;
+    time_t                      kid_at;      /* a kid refetch after
+                                                this + min_refetch */
+} ngx_http_stytch_tat_jwks_shm_t;
 
 
 /* a zone's layout, checked when a reload reuses a zone */
@@ -534,6 +529,8 @@ typedef struct {
 
 
 ngx_http_stytch_tat_ctx_t *ngx_http_stytch_tat_ctx_get(ngx_http_request_t *r);
+ngx_uint_t ngx_http_stytch_tat_ctx_waiting(ngx_msec_t *started,
+    ngx_msec_t timeout);
 char *ngx_http_stytch_tat_exchange_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_stytch_tat_exchange_refresh_directive(ngx_conf_t *cf,
@@ -598,6 +595,8 @@ void ngx_http_stytch_tat_outcome_count(ngx_http_stytch_tat_loc_conf_t *lcf,
 
 ngx_int_t ngx_http_stytch_tat_headers_drop(ngx_http_request_t *r);
 ngx_int_t ngx_http_stytch_tat_headers_drop_cookies(ngx_http_request_t *r);
+ngx_int_t ngx_http_stytch_tat_headers_challenge(ngx_http_request_t *r,
+    ngx_str_t *value);
 ngx_int_t ngx_http_stytch_tat_headers_add(ngx_http_request_t *r,
     ngx_list_t *list, char *key, ngx_str_t *value);
 ngx_int_t ngx_http_stytch_tat_headers_hand_off(ngx_http_request_t *r,
@@ -669,6 +668,11 @@ ngx_int_t ngx_http_stytch_tat_client_claim_variable(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_stytch_tat_doc_due(ngx_http_stytch_tat_doc_shm_t *d,
     u_char *source, time_t refresh, ngx_msec_t lease);
+ngx_uint_t ngx_http_stytch_tat_doc_busy(ngx_http_stytch_tat_doc_shm_t *d);
+void ngx_http_stytch_tat_doc_take(ngx_http_stytch_tat_doc_shm_t *d,
+    ngx_msec_t lease);
+void ngx_http_stytch_tat_doc_release(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_doc_shm_t *d);
 ngx_uint_t ngx_http_stytch_tat_doc_ours(ngx_http_stytch_tat_doc_shm_t *d,
     u_char *source);
 ngx_int_t ngx_http_stytch_tat_doc_store(ngx_http_stytch_tat_zone_t *zone,

@@ -543,12 +543,8 @@ ngx_http_stytch_tat_authz_permissions(ngx_http_request_t *r,
 
         /* another request fetches the policy: wait for it, as for a lease */
 
-        if (ctx->policy_wait_started == 0) {
-            ctx->policy_wait_started = ngx_current_msec;
-            return NGX_AGAIN;
-        }
-
-        if (ngx_current_msec - ctx->policy_wait_started < lcf->lock_timeout)
+        if (ngx_http_stytch_tat_ctx_waiting(&ctx->policy_wait_started,
+                                            lcf->lock_timeout))
         {
             return NGX_AGAIN;
         }
@@ -773,9 +769,9 @@ static ngx_int_t
 ngx_http_stytch_tat_authz_challenge(ngx_http_request_t *r,
     ngx_http_stytch_tat_factor_t *f)
 {
-    u_char           *p;
-    size_t            len;
-    ngx_table_elt_t  *h;
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   value;
 
     len = sizeof("Bearer realm=\"stytch\", "
                  "error=\"insufficient_user_authentication\", "
@@ -787,17 +783,7 @@ ngx_http_stytch_tat_authz_challenge(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "WWW-Authenticate");
-    h->value.data = p;
+    value.data = p;
 
     p = ngx_sprintf(p, "Bearer realm=\"stytch\", "
                     "error=\"insufficient_user_authentication\", "
@@ -808,10 +794,9 @@ ngx_http_stytch_tat_authz_challenge(ngx_http_request_t *r,
         p = ngx_sprintf(p, ", max_age=%T", f->max_age);
     }
 
-    h->value.len = p - h->value.data;
-    r->headers_out.www_authenticate = h;
+    value.len = p - value.data;
 
-    return NGX_OK;
+    return ngx_http_stytch_tat_headers_challenge(r, &value);
 }
 
 

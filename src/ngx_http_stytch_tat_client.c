@@ -71,12 +71,9 @@ ngx_http_stytch_tat_client_verify(ngx_http_request_t *r,
 
         /* another request fetches the keys: wait for it, as for a lease */
 
-        if (ctx->wait_started == 0) {
-            ctx->wait_started = ngx_current_msec;
-            return ngx_http_stytch_tat_subrequest_delay(r);
-        }
-
-        if (ngx_current_msec - ctx->wait_started < lcf->lock_timeout) {
+        if (ngx_http_stytch_tat_ctx_waiting(&ctx->wait_started,
+                                            lcf->lock_timeout))
+        {
             return ngx_http_stytch_tat_subrequest_delay(r);
         }
 
@@ -115,9 +112,9 @@ static ngx_int_t
 ngx_http_stytch_tat_client_refused(ngx_http_request_t *r,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_int_t code)
 {
-    u_char           *p;
-    const char       *name;
-    ngx_table_elt_t  *h;
+    u_char      *p;
+    ngx_str_t    value;
+    const char  *name;
 
     if (code >= 0) {
         name = ngx_http_stytch_tat_verify_code_name(code);
@@ -132,28 +129,16 @@ ngx_http_stytch_tat_client_refused(ngx_http_request_t *r,
         ctx->error.len = ngx_sprintf(p, "session_jwt_%s", name) - p;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "WWW-Authenticate");
-
     if (code >= 0) {
-        ngx_str_set(&h->value, "Bearer realm=\"stytch\", "
-                               "error=\"invalid_token\"");
+        ngx_str_set(&value, "Bearer realm=\"stytch\", "
+                            "error=\"invalid_token\"");
 
     } else {
-        ngx_str_set(&h->value, "Bearer realm=\"stytch\"");
+        ngx_str_set(&value, "Bearer realm=\"stytch\"");
     }
 
-    r->headers_out.www_authenticate = h;
-
-    return NGX_HTTP_UNAUTHORIZED;
+    return (ngx_http_stytch_tat_headers_challenge(r, &value) == NGX_OK)
+           ? NGX_HTTP_UNAUTHORIZED : NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
 

@@ -194,10 +194,8 @@ ngx_http_stytch_tat_cluster_refresh(ngx_http_request_t *r,
     case NGX_HTTP_STYTCH_TAT_CACHE_WAIT:
         ngx_memcpy(ctx->digest, ctx->identity, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
 
-        if (ctx->wait_started == 0) {
-            ctx->wait_started = ngx_current_msec;
-
-        } else if (ngx_current_msec - ctx->wait_started >= lcf->lock_timeout)
+        if (!ngx_http_stytch_tat_ctx_waiting(&ctx->wait_started,
+                                             lcf->lock_timeout))
         {
             goto zone;
         }

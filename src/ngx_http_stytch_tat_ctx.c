@@ -98,3 +98,21 @@ ngx_http_stytch_tat_ctx_sr_cleanup(void *data)
 {
     ngx_http_stytch_tat_ctx_cleanup(data);
 }
+
+
+/*
+ * A request waiting on another's work (its exchange, a fetch of Stytch's
+ * JWKS or policy) waits on: 1 until timeout ms after it first looked
+ * (*started, 0 before; the monotonic clock, as the leases'), then 0.
+ */
+
+ngx_uint_t
+ngx_http_stytch_tat_ctx_waiting(ngx_msec_t *started, ngx_msec_t timeout)
+{
+    if (*started == 0) {
+        *started = ngx_current_msec;
+        return 1;
+    }
+
+    return ngx_current_msec - *started < timeout;
+}

@@ -27,10 +27,7 @@ ngx_http_stytch_tat_doc_due(ngx_http_stytch_tat_doc_shm_t *d, u_char *source,
 
     now = ngx_time();
 
-    if (d->fetch_until
-        && (ngx_msec_int_t) (d->fetch_until - ngx_current_msec) > 0
-        && !ngx_http_stytch_tat_zone_gone(d->fetch_pid))
-    {
+    if (ngx_http_stytch_tat_doc_busy(d)) {
         return NGX_BUSY;
     }
 
@@ -44,10 +41,43 @@ ngx_http_stytch_tat_doc_due(ngx_http_stytch_tat_doc_shm_t *d, u_char *source,
         return NGX_DECLINED;
     }
 
-    d->fetch_until = ngx_current_msec + lease;
-    d->fetch_pid = ngx_pid;
+    ngx_http_stytch_tat_doc_take(d, lease);
 
     return NGX_OK;
+}
+
+
+/* a fetch in flight, unless the process fetching is gone (SIGKILL) */
+
+ngx_uint_t
+ngx_http_stytch_tat_doc_busy(ngx_http_stytch_tat_doc_shm_t *d)
+{
+    return d->fetch_until
+           && (ngx_msec_int_t) (d->fetch_until - ngx_current_msec) > 0
+           && !ngx_http_stytch_tat_zone_gone(d->fetch_pid);
+}
+
+
+/* this process fetches, for ms at the most */
+
+void
+ngx_http_stytch_tat_doc_take(ngx_http_stytch_tat_doc_shm_t *d,
+    ngx_msec_t lease)
+{
+    d->fetch_until = ngx_current_msec + lease;
+    d->fetch_pid = ngx_pid;
+}
+
+
+/* a fetching request that went away gives the lease up */
+
+void
+ngx_http_stytch_tat_doc_release(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_doc_shm_t *d)
+{
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    d->fetch_until = 0;
+    ngx_shmtx_unlock(&zone->shpool->mutex);
 }
 
 

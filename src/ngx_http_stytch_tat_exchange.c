@@ -523,19 +523,13 @@ static ngx_int_t
 ngx_http_stytch_tat_exchange_wait(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    ngx_msec_t  now;
-
-    /* monotonic, as the cache's leases */
-    now = ngx_current_msec;
-
-    if (ctx->wait_started == 0) {
-        ctx->wait_started = now;
-
-    } else if (now - ctx->wait_started >= lcf->lock_timeout) {
+    if (!ngx_http_stytch_tat_ctx_waiting(&ctx->wait_started,
+                                         lcf->lock_timeout))
+    {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "stytch_tat: waited %M ms for another request's "
                       "exchange in stytch_tat_zone \"%V\", going on alone",
-                      now - ctx->wait_started,
+                      ngx_current_msec - ctx->wait_started,
                       &lcf->cache->shm_zone->shm.name);
         ctx->cache_status = NGX_HTTP_STYTCH_TAT_BYPASS;
         return ngx_http_stytch_tat_exchange_attest(r, lcf, ctx);

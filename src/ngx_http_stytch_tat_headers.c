@@ -550,3 +550,29 @@ ngx_http_stytch_tat_headers_cookie(ngx_http_request_t *r, char *name,
 
     return NGX_OK;
 }
+
+
+/* a 401's WWW-Authenticate, as auth_basic and auth_request set it */
+
+ngx_int_t
+ngx_http_stytch_tat_headers_challenge(ngx_http_request_t *r,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "WWW-Authenticate");
+    h->value = *value;
+
+    r->headers_out.www_authenticate = h;
+
+    return NGX_OK;
+}

@@ -422,7 +422,5 @@ ngx_http_stytch_tat_policy_answered(ngx_http_request_t *r,
 void
 ngx_http_stytch_tat_policy_release(ngx_http_stytch_tat_zone_t *zone)
 {
-    ngx_shmtx_lock(&zone->shpool->mutex);
-    zone->sh->policy.fetch_until = 0;
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_stytch_tat_doc_release(zone, &zone->sh->policy);
 }

@@ -17,20 +17,15 @@
 
 #define NGX_HTTP_STYTCH_TAT_JWKS_REFRESH      600
 #define NGX_HTTP_STYTCH_TAT_JWKS_MIN_REFETCH  30
-/* after a failed fetch, requests do without for this long, s */
-#define NGX_HTTP_STYTCH_TAT_JWKS_BACKOFF      5
 
 
-static ngx_int_t ngx_http_stytch_tat_stytch_jwks_due(
+static ngx_int_t ngx_http_stytch_tat_stytch_jwks_kid_due(
     ngx_http_stytch_tat_jwks_shm_t *j, ngx_http_stytch_tat_loc_conf_t *lcf,
-    ngx_uint_t unknown_kid, ngx_uint_t *limited);
+    ngx_uint_t *limited);
 static ngx_int_t ngx_http_stytch_tat_stytch_jwks_parse(ngx_http_request_t *r,
     ngx_http_stytch_tat_zone_t *zone);
 static ngx_int_t ngx_http_stytch_tat_stytch_jwks_usable(
     ngx_http_stytch_tat_ctx_t *ctx, const char **reason);
-static u_char *ngx_http_stytch_tat_stytch_jwks_keep(
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
-    ngx_uint_t *same);
 static void ngx_http_stytch_tat_stytch_jwks_cleanup(void *data);
 static void ngx_http_stytch_tat_stytch_jwks_inherit(
     ngx_http_stytch_tat_loc_conf_t *prev,
@@ -341,9 +336,6 @@ static char *
 ngx_http_stytch_tat_stytch_jwks_source(ngx_conf_t *cf,
     ngx_http_stytch_tat_loc_conf_t *conf)
 {
-    u_char                       md[EVP_MAX_MD_SIZE];
-    unsigned int                 len;
-    EVP_MD_CTX                  *ctx;
     ngx_http_stytch_tat_zone_t  *zone;
 
     zone = conf->cache;
@@ -374,26 +366,13 @@ ngx_http_stytch_tat_stytch_jwks_source(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    ctx = EVP_MD_CTX_new();
-    if (ctx == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1
-        || EVP_DigestUpdate(ctx, conf->jwks_uri.data, conf->jwks_uri.len)
-           != 1
-        || EVP_DigestUpdate(ctx, "", 1) != 1
-        || EVP_DigestUpdate(ctx, conf->jwks_project_id.data,
-                            conf->jwks_project_id.len) != 1
-        || EVP_DigestFinal_ex(ctx, md, &len) != 1)
+    if (ngx_http_stytch_tat_doc_source(&conf->jwks_uri,
+                                       &conf->jwks_project_id,
+                                       conf->jwks_source)
+        != NGX_OK)
     {
-        EVP_MD_CTX_free(ctx);
         return NGX_CONF_ERROR;
     }
-
-    EVP_MD_CTX_free(ctx);
-
-    ngx_memcpy(conf->jwks_source, md, NGX_HTTP_STYTCH_TAT_SOURCE_LEN);
 
     return NGX_CONF_OK;
 }
@@ -437,23 +416,21 @@ ngx_http_stytch_tat_stytch_jwks_keys(ngx_http_request_t *r,
 
     /* one fetch per request: the answer it got is the one there is */
 
-    rc = ctx->jwks_fetched ? NGX_DECLINED
-         : ngx_http_stytch_tat_stytch_jwks_due(j, lcf, unknown_kid, &limited);
+    if (ctx->jwks_fetched) {
+        rc = NGX_DECLINED;
 
-    if (rc == NGX_OK) {
-        j->fetch_until = ngx_current_msec + lcf->lock_timeout;
-        j->fetch_pid = ngx_pid;
+    } else if (unknown_kid) {
+        rc = ngx_http_stytch_tat_stytch_jwks_kid_due(j, lcf, &limited);
 
-        if (unknown_kid) {
-            j->kid_at = ngx_time();
-        }
+    } else {
+        rc = ngx_http_stytch_tat_doc_due(&j->doc, lcf->jwks_source,
+                                         lcf->jwks_refresh, lcf->lock_timeout);
     }
 
     /* a document from elsewhere (before a reload) verifies nothing here */
 
-    other = (j->doc != NULL
-             && ngx_memcmp(j->source, lcf->jwks_source,
-                           NGX_HTTP_STYTCH_TAT_SOURCE_LEN) != 0);
+    other = (j->doc.doc != NULL
+             && !ngx_http_stytch_tat_doc_ours(&j->doc, lcf->jwks_source));
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -467,7 +444,7 @@ ngx_http_stytch_tat_stytch_jwks_keys(ngx_http_request_t *r,
         return NGX_AGAIN;
     }
 
-    if (zone->keys_generation != j->generation
+    if (zone->keys_generation != j->doc.generation
         && ngx_http_stytch_tat_stytch_jwks_parse(r, zone) != NGX_OK)
     {
         return NGX_ERROR;
@@ -480,47 +457,28 @@ ngx_http_stytch_tat_stytch_jwks_keys(ngx_http_request_t *r,
 
 
 /*
- * Whether to fetch now, under the zone's lock: NGX_OK yes, NGX_BUSY a fetch
- * is in flight, NGX_DECLINED no.
+ * A token whose kid no key has: fetch now?  Under the zone's lock: NGX_OK
+ * yes (the lease is taken), NGX_BUSY a fetch is in flight, NGX_DECLINED
+ * not before min_refetch since the last (*limited: counted as held back).
  */
 
 static ngx_int_t
-ngx_http_stytch_tat_stytch_jwks_due(ngx_http_stytch_tat_jwks_shm_t *j,
-    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_uint_t unknown_kid,
-    ngx_uint_t *limited)
+ngx_http_stytch_tat_stytch_jwks_kid_due(ngx_http_stytch_tat_jwks_shm_t *j,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_uint_t *limited)
 {
-    time_t  now;
-
-    now = ngx_time();
-
-    /* a fetch in flight, unless the process fetching is gone (SIGKILL) */
-
-    if (j->fetch_until
-        && (ngx_msec_int_t) (j->fetch_until - ngx_current_msec) > 0
-        && !ngx_http_stytch_tat_zone_gone(j->fetch_pid))
-    {
+    if (ngx_http_stytch_tat_doc_busy(&j->doc)) {
         return NGX_BUSY;
     }
 
-    if (unknown_kid) {
-        if (now - j->kid_at < lcf->jwks_min_refetch) {
-            *limited = 1;
-            return NGX_DECLINED;
-        }
-
-        return NGX_OK;
-    }
-
-    if (now < j->retry_at) {
+    if (ngx_time() - j->kid_at < lcf->jwks_min_refetch) {
+        *limited = 1;
         return NGX_DECLINED;
     }
 
-    /* another source's document, after a reload: fetch this one's now */
+    ngx_http_stytch_tat_doc_take(&j->doc, lcf->lock_timeout);
+    j->kid_at = ngx_time();
 
-    return (j->doc == NULL || now - j->fetched >= lcf->jwks_refresh
-            || ngx_memcmp(j->source, lcf->jwks_source,
-                          NGX_HTTP_STYTCH_TAT_SOURCE_LEN) != 0)
-           ? NGX_OK : NGX_DECLINED;
+    return NGX_OK;
 }
 
 
@@ -536,20 +494,11 @@ ngx_http_stytch_tat_stytch_jwks_parse(ngx_http_request_t *r,
     const char                         *reason;
     ngx_http_stytch_tat_verify_keys_t  *keys;
 
-    doc = NULL;
-
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    generation = zone->sh->jwks.generation;
-    len = zone->sh->jwks.len;
-
-    if (len) {
-        doc = ngx_alloc(len, r->connection->log);
-
-        if (doc) {
-            ngx_memcpy(doc, zone->sh->jwks.doc, len);
-        }
-    }
+    generation = zone->sh->jwks.doc.generation;
+    doc = ngx_http_stytch_tat_doc_copy(&zone->sh->jwks.doc, &len,
+                                       r->connection->log);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -606,7 +555,7 @@ ngx_int_t
 ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx)
 {
-    u_char                          *doc;
+    ngx_int_t                        rc;
     ngx_uint_t                       same;
     const char                      *reason;
     ngx_http_stytch_tat_zone_t      *zone;
@@ -614,6 +563,7 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
 
     zone = ctx->zone;
     j = &zone->sh->jwks;
+    same = 0;
 
     ctx->jwks_leading = 0;
     ctx->jwks_fetched = 1;
@@ -627,8 +577,7 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
                       reason ? reason : "unusable", ctx->sr_status);
 
         ngx_shmtx_lock(&zone->shpool->mutex);
-        j->fetch_until = 0;
-        j->retry_at = ngx_time() + NGX_HTTP_STYTCH_TAT_JWKS_BACKOFF;
+        ngx_http_stytch_tat_doc_failed(&j->doc);
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
         return NGX_DECLINED;
@@ -636,9 +585,23 @@ ngx_http_stytch_tat_stytch_jwks_answered(ngx_http_request_t *r,
 
     ngx_atomic_fetch_add(&zone->sh->stats.jwks_fetches, 1);
 
-    doc = ngx_http_stytch_tat_stytch_jwks_keep(lcf, ctx, &same);
+    /*
+     * The same document again (a refresh) keeps its generation, and so do
+     * the verifications made with it.  A new one invalidates them all, a
+     * key it no longer has among them.
+     */
 
-    if (doc == NULL) {
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    rc = ngx_http_stytch_tat_doc_store(zone, &j->doc, lcf->jwks_source,
+                                       &ctx->sr_body, &same);
+    if (rc == NGX_OK) {
+        j->kid_at = j->doc.fetched;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "stytch_tat: Stytch's session JWKS (%uz bytes) does "
                       "not fit in stytch_tat_zone \"%V\"", ctx->sr_body.len,
@@ -699,76 +662,10 @@ ngx_http_stytch_tat_stytch_jwks_usable(ngx_http_stytch_tat_ctx_t *ctx,
 }
 
 
-/*
- * The usable document into the zone, under its lock, and the lease given
- * up.  Returns the zone's copy, or NULL when it does not fit (the fetch is
- * then retried after the backoff); *same: it was the document kept.
- */
-
-static u_char *
-ngx_http_stytch_tat_stytch_jwks_keep(ngx_http_stytch_tat_loc_conf_t *lcf,
-    ngx_http_stytch_tat_ctx_t *ctx, ngx_uint_t *same)
-{
-    u_char                          *doc;
-    ngx_http_stytch_tat_zone_t      *zone;
-    ngx_http_stytch_tat_jwks_shm_t  *j;
-
-    zone = ctx->zone;
-    j = &zone->sh->jwks;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    /*
-     * The same document again (a refresh): its generation stays, and so
-     * do the verifications made with it.  A new one invalidates them all,
-     * a key it no longer has among them.
-     */
-
-    *same = (j->doc != NULL && j->len == ctx->sr_body.len
-             && ngx_memcmp(j->doc, ctx->sr_body.data, j->len) == 0
-             && ngx_memcmp(j->source, lcf->jwks_source,
-                           NGX_HTTP_STYTCH_TAT_SOURCE_LEN) == 0);
-
-    doc = *same ? j->doc : ngx_slab_alloc_locked(zone->shpool,
-                                                 ctx->sr_body.len);
-
-    if (doc) {
-        if (!*same) {
-            ngx_memcpy(doc, ctx->sr_body.data, ctx->sr_body.len);
-
-            if (j->doc) {
-                ngx_slab_free_locked(zone->shpool, j->doc);
-            }
-
-            j->doc = doc;
-            j->len = ctx->sr_body.len;
-            j->generation++;
-            ngx_memcpy(j->source, lcf->jwks_source,
-                       NGX_HTTP_STYTCH_TAT_SOURCE_LEN);
-        }
-
-        j->fetched = ngx_time();
-        j->kid_at = j->fetched;
-        j->retry_at = 0;
-
-    } else {
-        j->retry_at = ngx_time() + NGX_HTTP_STYTCH_TAT_JWKS_BACKOFF;
-    }
-
-    j->fetch_until = 0;
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    return doc;
-}
-
-
 /* a fetching request that went away gives the lease up */
 
 void
 ngx_http_stytch_tat_stytch_jwks_release(ngx_http_stytch_tat_zone_t *zone)
 {
-    ngx_shmtx_lock(&zone->shpool->mutex);
-    zone->sh->jwks.fetch_until = 0;
-    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_http_stytch_tat_doc_release(zone, &zone->sh->jwks.doc);
 }

@@ -376,7 +376,7 @@ ngx_http_stytch_tat_verified_lookup(ngx_http_request_t *r,
 
     if (p && tn->entry.state == NGX_HTTP_STYTCH_TAT_NODE_SESSION
         && tn->entry.jwt_exp > ngx_time() - leeway
-        && tn->entry.generation == zone->sh->jwks.generation)
+        && tn->entry.generation == zone->sh->jwks.doc.generation)
     {
         ngx_http_stytch_tat_zone_touch(zone, tn);
 
