@@ -46,6 +46,8 @@
  *   src/ngx_http_stytch_tat_stytch_jwks.c  Stytch's session JWKS, fetched
  *                                        and kept in the zone
  *   src/ngx_http_stytch_tat_verify.c     session JWTs verified (pure)
+ *   src/ngx_http_stytch_tat_verify_keys.c  Stytch's JWKS parsed into keys
+ *                                        (pure)
  *
  * Authorization at the edge
  *   src/ngx_http_stytch_tat_authz.c      the requirements, decided per

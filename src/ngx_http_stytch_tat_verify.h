@@ -191,4 +191,46 @@ void ngx_http_stytch_tat_verify_result_free(
 const char *ngx_http_stytch_tat_verify_code_name(int rc);
 
 
+/*
+ * Between the verifier's two files (ngx_http_stytch_tat_verify.c, the
+ * token; _verify_keys.c, the key set), not for their callers: a key set's
+ * layout, and the helpers both use.
+ */
+
+#include <openssl/evp.h>
+
+struct json_t;
+
+typedef struct {
+    EVP_PKEY                          *pkey;
+    unsigned                           ambiguous:1;  /* another key's kid */
+    size_t                             kid_len;
+    char                               kid[NGX_HTTP_STYTCH_TAT_VERIFY_KID_MAX
+                                           + 1];
+} ngx_http_stytch_tat_verify_key_t;
+
+
+struct ngx_http_stytch_tat_verify_keys_s {
+    EVP_MD                            *sha256;   /* fetched once per set */
+    size_t                             nkeys;
+    size_t                             skipped;
+    ngx_http_stytch_tat_verify_key_t   key[NGX_HTTP_STYTCH_TAT_VERIFY_KEYS_MAX];
+};
+
+
+/* a base64url part of a token or a JWK member, decoded */
+typedef struct {
+    unsigned char                     *data;
+    size_t                             len;
+} ngx_http_stytch_tat_verify_part_t;
+
+
+/* strict base64url into memory of its own: 0, -1 not that, -2 no memory */
+int ngx_http_stytch_tat_verify_part(const char *src, size_t len,
+    ngx_http_stytch_tat_verify_part_t *out);
+
+/* a non-empty JSON string and its length, or NULL */
+const char *ngx_http_stytch_tat_verify_string(struct json_t *v, size_t *len);
+
+
 #endif /* _NGX_HTTP_STYTCH_TAT_VERIFY_H_INCLUDED_ */
