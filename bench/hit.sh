@@ -15,6 +15,11 @@
 #             every request carries the session cookie another node (a
 #             probe instance) got for the identity; this node's zone never
 #             attests it, it verifies the cookie's JWT (once) and hands it on
+#   authz-1   hit-1 with authorization at the edge: the location requires
+#             one permission (stytch_tat_require_permission documents read,
+#             granted by the identity's role "reader" in the emulator's
+#             RBAC policy, fetched through /_stytch_rbac_policy) and one
+#             factor (stytch_tat_require_factor trusted_auth_token)
 #   node-1, node-10k  likewise: auth_request to a Node sidecar
 #             (bench/peers/node/sidecar.mjs); its CPU per request is given
 #             apart ("sidecar us/req")
@@ -57,7 +62,7 @@ conns=${BENCH_CONNECTIONS:-32}
 many=${BENCH_IDENTITIES:-10000}
 cg_secs=${BENCH_CG_SECONDS:-10}
 port=${BENCH_PORT:-18680}
-only=${BENCH_ONLY:-plain static hit-1 hit-10k hit-1c cookie-1${BENCH_PEERS:+ lua-1 lua-10k node-1 node-10k}}
+only=${BENCH_ONLY:-plain static hit-1 hit-10k hit-1c cookie-1 authz-1${BENCH_PEERS:+ lua-1 lua-10k node-1 node-10k}}
 up=$((port + 5))
 module=${BENCH_MODULE:-$root/build/ngx_http_stytch_tat_module.so}
 
@@ -69,10 +74,10 @@ declare -A vport=([plain]=$port [static]=$((port + 1)) [hit-1]=$((port + 2))
                   [hit-10k]=$((port + 3)) [lua-1]=$((port + 6))
                   [lua-10k]=$((port + 7)) [node-1]=$((port + 8))
                   [node-10k]=$((port + 9)) [hit-1c]=$((port + 21))
-                  [cookie-1]=$((port + 20)))
+                  [cookie-1]=$((port + 20)) [authz-1]=$((port + 22)))
 declare -A vids=([plain]=1 [static]=1 [hit-1]=1 [hit-10k]=$many [lua-1]=1
                  [lua-10k]=$many [node-1]=1 [node-10k]=$many [hit-1c]=1
-                 [cookie-1]=1)
+                 [cookie-1]=1 [authz-1]=1)
 # the sidecars' ports: the variant's + 10, callgrind's instance's + 10
 sidecar_port() { echo $(( $1 + 10 )); }
 cg_port=$((port + 4))
@@ -115,6 +120,7 @@ conf() {
     local mod=0 lua=0 node=0 extra=""
     case $1 in
     hit-*) mod=1; extra=$module_lines ;;
+    authz-*) mod=1; extra=$authz_lines ;;
     cookie-*) mod=1; extra=$cookie_lines ;;
     lua-*) lua=1; extra=$lua_lines ;;
     node-*) node=1; extra=$node_lines ;;
@@ -148,6 +154,15 @@ $( [ $mod = 1 ] && cat <<EOM
         location = /_stytch_session_jwks {
             internal;
             proxy_pass https://stytch_api/v1/sessions/jwks/project-test-00000000-0000-0000-0000-000000000000;
+            proxy_ssl_trusted_certificate $work/emu-$(emu_of "$1")/ca.pem;
+            proxy_ssl_verify on;
+            proxy_ssl_name localhost;
+        }
+        location = /_stytch_rbac_policy {
+            internal;
+            proxy_pass https://stytch_api/v1/rbac/policy;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
             proxy_ssl_trusted_certificate $work/emu-$(emu_of "$1")/ca.pem;
             proxy_ssl_verify on;
             proxy_ssl_name localhost;
@@ -198,6 +213,13 @@ module_lines=$(bench_app_lines "${BENCH_SUBJECT:-}")
 cookie_lines=$module_lines'
             stytch_tat_cookie on;
             stytch_tat_session_jwks /_stytch_session_jwks leeway=5m;'
+# authorization at the edge: the identity's roles (X-Groups, mapped to
+# role_ids by the emulator's profile) are editor and reader, and reader
+# may read documents in t/emulator/config.example.json's policy
+authz_lines=$module_lines'
+            stytch_tat_rbac_policy /_stytch_rbac_policy;
+            stytch_tat_require_permission documents read;
+            stytch_tat_require_factor trusted_auth_token;'
 # the cookie variants talk to the emulator whose session the cookie holds
 emu_of() { case $1 in cookie-*|cg-cookie-*) echo cookie-probe ;; *) echo "$1" ;; esac; }
 cookie=""
@@ -229,7 +251,7 @@ worker_cpu_affinity 10;" "${4:-0}" > "$d/conf/nginx.conf"
 trim=${BENCH_BASELINE_TRIM:-8388608}
 tunables() {
     case $1 in
-    hit-*) ;;
+    hit-*|authz-*) ;;
     *) [ "$trim" = 0 ] || echo "glibc.malloc.trim_threshold=$trim" ;;
     esac
 }
@@ -312,7 +334,7 @@ declare -A rps cpu flt side
 for v in $only; do
     case $v in
     cookie-*) start "$v" "${vport[$v]}" "$cemu" ;;
-    hit-*|lua-*) start "$v" "${vport[$v]}" "$(emulator "$v" "${vport[$v]}")" ;;
+    hit-*|authz-*|lua-*) start "$v" "${vport[$v]}" "$(emulator "$v" "${vport[$v]}")" ;;
     node-*)
         e=$(emulator "$v" "${vport[$v]}")
         sidecar "$v" "$(sidecar_port "${vport[$v]}")" "$e"
@@ -324,7 +346,7 @@ done
 # the module's instances get every identity cached; all of them get a
 # first load, so that no round pays for a new worker's heap growing
 for v in $only; do
-    case $v in hit-*|lua-*|node-*)
+    case $v in hit-*|authz-*|lua-*|node-*)
         echo "  warming $v: ${vids[$v]} identities"
         warm "${vport[$v]}" "${vids[$v]}"
     esac
@@ -335,7 +357,7 @@ for r in $(seq "$rounds"); do
     for v in $only; do
         p=${vport[$v]}
         w=$(worker "$v")
-        h0=$(case $v in hit-*) hits "$p" ;; cookie-*) clients "$p" ;; *) echo 0 ;; esac)
+        h0=$(case $v in hit-*|authz-*) hits "$p" ;; cookie-*) clients "$p" ;; *) echo 0 ;; esac)
         sc=$(cat "$work/node-$v/pid" 2>/dev/null || true)
         read -r f0 u0 s0 < <(bench_stat "$w")
         [ -z "$sc" ] || read -r _ nu0 ns0 < <(bench_stat "$sc")
@@ -349,7 +371,7 @@ for r in $(seq "$rounds"); do
             [ $((h1 - h0)) -ge "$n" ] \
                 || echo "  warning: $v: $((h1 - h0)) cookies taken for $n requests" >&2
         fi
-        if [ "${v#hit-}" != "$v" ]; then
+        if [ "${v#hit-}" != "$v" ] || [ "${v#authz-}" != "$v" ]; then
             h1=$(hits "$p")
             # the status requests themselves are no hits; wrk's last
             # in-flight requests are counted by nginx, not by wrk
@@ -384,7 +406,7 @@ if [ -z "${BENCH_NO_CALLGRIND:-}" ]; then
         case $v in
         cookie-*) eport=$cemu; cg_cookie=$cookie ;;
         hit-1c) eport=$(emulator "cg-$v" "$cg_port"); cg_cookie=$cookie ;;
-        hit-*|lua-*) eport=$(emulator "cg-$v" "$cg_port") ;;
+        hit-*|authz-*|lua-*) eport=$(emulator "cg-$v" "$cg_port") ;;
         node-*)
             eport=$(emulator "cg-$v" "$cg_port")
             sidecar "cg-$v" "$(sidecar_port "$cg_port")" "$eport"
@@ -399,7 +421,7 @@ daemon off;" "$(sidecar_port "$cg_port")" \
         GLIBC_TUNABLES=$(tunables "$v") bench_callgrind "$d" \
             $(case $v in lua-*) echo --smc-check=all-non-file ;; esac)
         bench_wait_http "http://127.0.0.1:$cg_port/app"
-        case $v in hit-*|lua-*|node-*) warm "$cg_port" "${vids[$v]}" ;; esac
+        case $v in hit-*|authz-*|lua-*|node-*) warm "$cg_port" "${vids[$v]}" ;; esac
         bench_cg_measure "$d" "$cg_secs" 2 load "$cg_port" "${vids[$v]}"
         f=$cg_file n=$cg_n t=$cg_t
         ir[$v]=$(awk -v t="$t" -v n="$n" 'BEGIN { printf "%d", t / n }')
@@ -441,6 +463,10 @@ ratio() { bench_ratio "$@"; }
         echo
         echo "cookie-1 (a session cookie from another node, zone never saw the identity) of $b (zone hit): req/s $(ratio "$(median ${rps[cookie-1]})" "$(median ${rps[$b]})"), instructions $( [ -n "${ir[cookie-1]:-}" ] && [ -n "${ir[$b]:-}" ] && printf '%+d' $(( ${ir[cookie-1]} - ${ir[$b]} )) || echo -)"
     done
+    if [[ " $only " == *" authz-1 "* && " $only " == *" hit-1 "* ]]; then
+        echo
+        echo "authz-1 (one permission and one factor required) of hit-1 (the same zone hit without them): req/s $(ratio "$(median ${rps[authz-1]})" "$(median ${rps[hit-1]})") (target 97%), by round$(for i in $(seq "$rounds"); do set -- ${rps[authz-1]}; a=${!i}; set -- ${rps[hit-1]}; printf ' %s' "$(ratio "$a" "${!i}")"; done), instructions $( [ -n "${ir[authz-1]:-}" ] && [ -n "${ir[hit-1]:-}" ] && printf '%+d' $(( ${ir[authz-1]} - ${ir[hit-1]} )) || echo -)"
+    fi
     echo
     for v in $only; do
         echo "rounds $v: req/s${rps[$v]}; us/req${cpu[$v]}; faults/1000${flt[$v]}${side[$v]:+; sidecar us/req${side[$v]}}"

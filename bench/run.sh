@@ -8,4 +8,5 @@ if [ -f bench/mint.sh ]; then
     bash bench/mint.sh || status=1
 fi
 bash bench/exchange.sh || status=1
+bash bench/authz-zone.sh || status=1
 exit $status

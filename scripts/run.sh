@@ -359,6 +359,7 @@ say "ngx_http_stytch_tat_module demo, runtime files in $RUN_DIR:"
 say "  nginx          http://127.0.0.1:$PORT   (pid $(cat "$RUN_DIR/nginx.pid"); $RUN_DIR/nginx.conf, error log $RUN_DIR/error.log)"
 say "    /app         identity -> Trusted Auth Token -> Stytch session -> upstream"
 say "    /step-up     a second factor added to the session of the stytch_session cookie"
+say "    /documents   authorization at the edge: the session's roles against the RBAC policy"
 if [ -s "$RUN_DIR/b2b.conf" ] && grep -q location "$RUN_DIR/b2b.conf"; then
     say "    /org         the same for a B2B member of $TPL_ORGANIZATION_ID"
 fi
@@ -402,6 +403,23 @@ say "of the stytch_session cookie the first request stored; the same session id 
 say "back, with two authentication factors, and its length unchanged:"
 say ""
 say "  curl -s -b $RUN_DIR/cookies http://127.0.0.1:$PORT/step-up -H 'X-Email: ada.lovelace@example.com' -H 'X-User: user_123456' -H \"X-Validation-Id: pin-check-\$RANDOM\""
+say ""
+if [ $MODE = emulator ]; then
+    say "Authorization at the edge: /documents requires documents:write, which the"
+    say "demo user's role editor grants (reader does not), and /documents/delete"
+    say "documents:delete, which only admin has (the emulator's RBAC policy, from"
+    say "scripts/run/emulator.json.in); nginx decides, with no call to Stytch per request:"
+else
+    say "Authorization at the edge: /documents requires documents:write and"
+    say "/documents/delete documents:delete, decided in nginx against your project's"
+    say "RBAC policy (GET /v1/rbac/policy) and the session's roles:"
+fi
+say ""
+say "  curl -s -o /dev/null -D - http://127.0.0.1:$PORT/documents -H 'X-Email: ada.lovelace@example.com' -H 'X-User: user_123456' -H 'X-Groups: editor,reader'"
+say "  curl -s -o /dev/null -D - http://127.0.0.1:$PORT/documents/delete -H 'X-Email: ada.lovelace@example.com' -H 'X-User: user_123456' -H 'X-Groups: editor,reader'"
+say ""
+say "The first is 200 with X-Stytch-Tat-Granted-Roles: editor; the second 403 with"
+say "X-Stytch-Tat-Error: permission_denied (X-Groups: admin gets 200 there)."
 say ""
 
 if [ "${RUN_DETACH:-}" = 1 ]; then
