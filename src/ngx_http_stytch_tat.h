@@ -243,8 +243,12 @@ typedef struct {
 } ngx_http_stytch_tat_jwks_shm_t;
 
 
-/* a zone's layout, checked when a reload reuses a zone */
-#define NGX_HTTP_STYTCH_TAT_LAYOUT  0x53540300   /* "ST", 3, 0 */
+/*
+ * A zone's layout, checked when a reload reuses a zone: a change to the
+ * zone's structures or its nodes' (ngx_http_stytch_tat_zone.h,
+ * ngx_http_stytch_tat_cache_state.h) changes it.
+ */
+#define NGX_HTTP_STYTCH_TAT_LAYOUT  0x53540301   /* "ST", 3, 1 */
 
 typedef struct {
     uint32_t                    layout;      /* NGX_HTTP_STYTCH_TAT_LAYOUT */
@@ -289,6 +293,9 @@ typedef struct {
     unsigned                    declared:1;  /* by stytch_tat_zone */
     unsigned                    keys_cleanup:1;
     unsigned                    policy_cleanup:1;
+    unsigned                    rbac:1;      /* some location requires of
+                                                its sessions: they keep
+                                                their roles and factors */
 } ngx_http_stytch_tat_zone_t;
 
 

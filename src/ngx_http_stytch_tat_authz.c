@@ -147,14 +147,24 @@ ngx_http_stytch_tat_authz_permission_directive(ngx_conf_t *cf,
     ccv.value = &value[1];
     ccv.complex_value = &p->resource;
 
-    if (value[1].len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+    /* a value without variables is checked here, once, not per request */
+
+    if (value[1].len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK
+        || (p->resource.lengths == NULL
+            && ngx_http_stytch_tat_value_check(value[1].data, value[1].len)
+               != NGX_HTTP_STYTCH_TAT_CLAIM_OK))
+    {
         return "has an empty or invalid resource";
     }
 
     ccv.value = &value[2];
     ccv.complex_value = &p->action;
 
-    if (value[2].len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+    if (value[2].len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK
+        || (p->action.lengths == NULL
+            && ngx_http_stytch_tat_value_check(value[2].data, value[2].len)
+               != NGX_HTTP_STYTCH_TAT_CLAIM_OK))
+    {
         return "has an empty or invalid action";
     }
 
@@ -168,8 +178,12 @@ ngx_http_stytch_tat_authz_permission_directive(ngx_conf_t *cf,
         ccv.value = &org;
         ccv.complex_value = p->organization;
 
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-            return NGX_CONF_ERROR;
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK
+            || (p->organization->lengths == NULL
+                && ngx_http_stytch_tat_value_check(org.data, org.len)
+                   != NGX_HTTP_STYTCH_TAT_CLAIM_OK))
+        {
+            return "has an invalid organization";
         }
     }
 
@@ -375,6 +389,12 @@ ngx_http_stytch_tat_authz_merge(ngx_conf_t *cf,
 
     conf->authz = (conf->permissions || conf->factors || conf->requires);
 
+    /* where requirements apply, sessions keep their roles and factors */
+
+    if (conf->authz && conf->cache && (conf->uri.len || conf->verify)) {
+        conf->cache->rbac = 1;
+    }
+
     return ngx_http_stytch_tat_policy_merge(cf, prev, conf);
 }
 
@@ -507,13 +527,15 @@ ngx_http_stytch_tat_authz_view(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ctx->rbac.len == 0
-        || ngx_http_stytch_tat_rbac_session_view(ctx->rbac.data,
-                                                 ctx->rbac.len, s)
-           != 0)
-    {
-        ngx_memzero(s, sizeof(ngx_http_stytch_tat_rbac_session_t));
+    if (ctx->rbac.len == 0) {
+        ngx_http_stytch_tat_rbac_session_clear(s);
+        return NGX_OK;
     }
+
+    /* a blob the view refuses is an empty session: it is cleared */
+
+    (void) ngx_http_stytch_tat_rbac_session_view(ctx->rbac.data,
+                                                 ctx->rbac.len, s);
 
     return NGX_OK;
 }
@@ -587,6 +609,7 @@ ngx_http_stytch_tat_authz_permission(ngx_http_request_t *r,
     uint64_t                           granted;
     ngx_str_t                          v[3];
     ngx_uint_t                         i, bad;
+    ngx_http_complex_value_t          *cv[3];
     ngx_http_stytch_tat_loc_conf_t    *lcf;
     ngx_http_stytch_tat_rbac_check_t   check;
 
@@ -605,9 +628,12 @@ ngx_http_stytch_tat_authz_permission(ngx_http_request_t *r,
     /* values from variables can be the client's: only plausible ids */
 
     bad = 0;
+    cv[0] = &p->resource;
+    cv[1] = &p->action;
+    cv[2] = p->organization;
 
     for (i = 0; i < 3; i++) {
-        if ((i < 2 || p->organization)
+        if (cv[i] && cv[i]->lengths
             && ngx_http_stytch_tat_value_check(v[i].data, v[i].len)
                != NGX_HTTP_STYTCH_TAT_CLAIM_OK)
         {

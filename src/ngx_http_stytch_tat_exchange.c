@@ -776,8 +776,9 @@ ngx_http_stytch_tat_exchange_session(ngx_http_request_t *r,
 
         /* the session's roles and factors, read once, kept with it */
 
-        if (ngx_http_stytch_tat_authz_claims(r, ctx, &ctx->session_jwt)
-            != NGX_OK)
+        if (lcf->cache->rbac
+            && ngx_http_stytch_tat_authz_claims(r, ctx, &ctx->session_jwt)
+               != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

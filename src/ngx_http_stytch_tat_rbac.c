@@ -903,7 +903,13 @@ ngx_http_stytch_tat_rbac_session_view(const unsigned char *blob, size_t len,
     const unsigned char                *p, *end;
     ngx_http_stytch_tat_rbac_factor_t  *f;
 
-    memset(s, 0, sizeof(ngx_http_stytch_tat_rbac_session_t));
+    /*
+     * Per request: what the view's readers look at is set, not the whole
+     * view (1.7 KB); the roles and factors past nroles and nfactors are
+     * never read.
+     */
+
+    ngx_http_stytch_tat_rbac_session_clear(s);
 
     if (blob == NULL || len < 4
         || blob[0] != NGX_HTTP_STYTCH_TAT_RBAC_BLOB_VERSION
@@ -969,9 +975,23 @@ ngx_http_stytch_tat_rbac_session_view(const unsigned char *blob, size_t len,
 
 failed:
 
-    memset(s, 0, sizeof(ngx_http_stytch_tat_rbac_session_t));
+    ngx_http_stytch_tat_rbac_session_clear(s);
 
     return -1;
+}
+
+
+/* an empty session: no organization, no role, no factor */
+
+void
+ngx_http_stytch_tat_rbac_session_clear(ngx_http_stytch_tat_rbac_session_t *s)
+{
+    s->organization_id.data = NULL;
+    s->organization_id.len = 0;
+    s->organization_slug.data = NULL;
+    s->organization_slug.len = 0;
+    s->nroles = 0;
+    s->nfactors = 0;
 }
 
 

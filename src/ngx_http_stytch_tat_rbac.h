@@ -209,6 +209,10 @@ int ngx_http_stytch_tat_rbac_claims_jwt(const char *jwt, size_t n,
 int ngx_http_stytch_tat_rbac_session_view(const unsigned char *blob,
     size_t len, ngx_http_stytch_tat_rbac_session_t *s);
 
+/* an empty session (no organization, roles or factors), cheaply */
+void ngx_http_stytch_tat_rbac_session_clear(
+    ngx_http_stytch_tat_rbac_session_t *s);
+
 
 /*
  * The decision, as the SDKs' authenticateJwtLocal() with an

@@ -213,7 +213,7 @@ ngx_http_stytch_tat_session_copy_fields(ngx_http_request_t *r,
 {
     u_char      *p, *q;
     size_t       len;
-    ngx_str_t   *dst[5];
+    ngx_str_t   *dst[4];
     ngx_uint_t   i, field;
 
     ctx->expires_at = tn->entry.expires_at;
@@ -225,7 +225,6 @@ ngx_http_stytch_tat_session_copy_fields(ngx_http_request_t *r,
     dst[1] = &ctx->session_jwt;
     dst[2] = &ctx->user_id;
     dst[3] = &ctx->session_id;
-    dst[4] = &ctx->rbac;
 
     q = tn->data;
     len = 0;
@@ -234,9 +233,11 @@ ngx_http_stytch_tat_session_copy_fields(ngx_http_request_t *r,
         q += tn->len[i];
     }
 
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 4; i++) {
         len += tn->len[NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN + i];
     }
+
+    len += tn->len[NGX_HTTP_STYTCH_TAT_F_CLAIMS];
 
     /* one allocation from the request pool for the five, on a hit */
 
@@ -245,7 +246,7 @@ ngx_http_stytch_tat_session_copy_fields(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 4; i++) {
         field = NGX_HTTP_STYTCH_TAT_F_SESSION_TOKEN + i;
 
         dst[i]->len = tn->len[field];
@@ -253,6 +254,15 @@ ngx_http_stytch_tat_session_copy_fields(ngx_http_request_t *r,
 
         p = ngx_cpymem(p, q, tn->len[field]);
         q += tn->len[field];
+    }
+
+    /* the session's roles and factors, from their own slot */
+
+    ctx->rbac.len = tn->len[NGX_HTTP_STYTCH_TAT_F_CLAIMS];
+    ctx->rbac.data = ctx->rbac.len ? p : NULL;
+
+    if (ctx->rbac.len) {
+        ngx_memcpy(p, tn->claims, ctx->rbac.len);
     }
 
     return NGX_OK;

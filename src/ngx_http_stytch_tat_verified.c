@@ -108,7 +108,9 @@ ngx_http_stytch_tat_verified_check(ngx_http_request_t *r,
 
             /* its roles and factors, read once, kept with it */
 
-            if (ngx_http_stytch_tat_authz_claims(r, ctx, token) != NGX_OK) {
+            if (lcf->cache->rbac
+                && ngx_http_stytch_tat_authz_claims(r, ctx, token) != NGX_OK)
+            {
                 return NGX_ERROR;
             }
 

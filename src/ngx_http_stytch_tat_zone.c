@@ -19,6 +19,9 @@
 
 static ngx_http_stytch_tat_zone_t *ngx_http_stytch_tat_zone_add(
     ngx_conf_t *cf, ngx_str_t *name);
+static u_char *ngx_http_stytch_tat_zone_claims(
+    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_node_t *tn,
+    ngx_str_t *value);
 static ngx_int_t ngx_http_stytch_tat_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_stytch_tat_zone_rbtree_insert_value(
@@ -396,6 +399,11 @@ ngx_http_stytch_tat_zone_delete(ngx_http_stytch_tat_zone_t *zone,
 
     ngx_queue_remove(&tn->queue);
     ngx_rbtree_delete(&zone->sh->rbtree, node);
+
+    if (tn->claims) {
+        ngx_slab_free_locked(zone->shpool, tn->claims);
+    }
+
     ngx_slab_free_locked(zone->shpool, node);
 
     zone->sh->entries--;
@@ -456,6 +464,43 @@ ngx_http_stytch_tat_zone_expire(ngx_http_stytch_tat_zone_t *zone,
 
 
 /*
+ * A node's claims in a slot of their own (a power of two: 256 bytes for
+ * most sessions), evicting as a node's allocation does; NULL when they do
+ * not fit (the session is kept without, its requirements then read its
+ * JWT per request).
+ */
+
+static u_char *
+ngx_http_stytch_tat_zone_claims(ngx_http_stytch_tat_zone_t *zone,
+    ngx_http_stytch_tat_node_t *tn, ngx_str_t *value)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    if (value->len == 0) {
+        return NULL;
+    }
+
+    p = ngx_slab_alloc_locked(zone->shpool, value->len);
+
+    for (i = 0; p == NULL && i < 16; i++) {
+        if (ngx_queue_empty(&zone->sh->queue)) {
+            break;
+        }
+
+        ngx_http_stytch_tat_zone_expire(zone, 1);
+        p = ngx_slab_alloc_locked(zone->shpool, value->len);
+    }
+
+    if (p) {
+        ngx_memcpy(p, value->data, value->len);
+    }
+
+    return p;
+}
+
+
+/*
  * A new node in place of old (which may be NULL): the digest, the times and
  * state of old are kept unless the caller changes them after; fields[i]
  * with data == NULL keeps old's field.  Called with the zone locked.
@@ -466,7 +511,7 @@ ngx_http_stytch_tat_zone_replace(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_request_t *r, ngx_http_stytch_tat_node_t *old, u_char *digest,
     ngx_str_t *fields)
 {
-    u_char                      *p, *q;
+    u_char                      *p, *q, *claims;
     size_t                       len, flen[NGX_HTTP_STYTCH_TAT_FIELDS];
     ngx_uint_t                   i;
     ngx_rbtree_node_t           *node;
@@ -482,7 +527,7 @@ ngx_http_stytch_tat_zone_replace(ngx_http_stytch_tat_zone_t *zone,
             return NULL;
         }
 
-        len += flen[i];
+        len += (i == NGX_HTTP_STYTCH_TAT_F_CLAIMS) ? 0 : flen[i];
     }
 
     /* the old node must not be evicted to make room for its successor */
@@ -493,6 +538,11 @@ ngx_http_stytch_tat_zone_replace(ngx_http_stytch_tat_zone_t *zone,
     }
 
     tn = ngx_http_stytch_tat_zone_alloc(zone, r, len);
+
+    claims = (tn && fields && fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS].data)
+             ? ngx_http_stytch_tat_zone_claims(zone, tn,
+                                     &fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS])
+             : NULL;
 
     if (old) {
         ngx_queue_insert_head(&zone->sh->queue, &old->queue);
@@ -506,12 +556,29 @@ ngx_http_stytch_tat_zone_replace(ngx_http_stytch_tat_zone_t *zone,
         ngx_memcpy(tn, old, offsetof(ngx_http_stytch_tat_node_t, data));
     }
 
+    /* the claims given, or old's: its slot passes to the new node */
+
+    if (fields && fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS].data) {
+        tn->claims = claims;
+        flen[NGX_HTTP_STYTCH_TAT_F_CLAIMS] = claims
+                                 ? fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS].len : 0;
+
+    } else if (old) {
+        tn->claims = old->claims;
+        old->claims = NULL;
+    }
+
     ngx_memcpy(tn->digest, digest, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
 
     p = tn->data;
     q = old ? old->data : NULL;
 
     for (i = 0; i < NGX_HTTP_STYTCH_TAT_FIELDS; i++) {
+        if (i == NGX_HTTP_STYTCH_TAT_F_CLAIMS) {
+            tn->len[i] = (uint16_t) flen[i];
+            continue;
+        }
+
         if (fields && fields[i].data) {
             ngx_memcpy(p, fields[i].data, flen[i]);
 
@@ -584,6 +651,10 @@ ngx_http_stytch_tat_zone_copy_out(ngx_http_request_t *r,
 
     for (i = 0; i < field; i++) {
         p += tn->len[i];
+    }
+
+    if (field == NGX_HTTP_STYTCH_TAT_F_CLAIMS) {
+        p = tn->claims;
     }
 
     dst->len = tn->len[field];

@@ -15,9 +15,14 @@
 #define NGX_HTTP_STYTCH_TAT_F_SESSION_JWT    2
 #define NGX_HTTP_STYTCH_TAT_F_USER_ID        3
 #define NGX_HTTP_STYTCH_TAT_F_SESSION_ID     4
-#define NGX_HTTP_STYTCH_TAT_F_CLAIMS         5   /* roles, factors, org */
-#define NGX_HTTP_STYTCH_TAT_F_ERROR          6
-#define NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER    7
+#define NGX_HTTP_STYTCH_TAT_F_ERROR          5
+#define NGX_HTTP_STYTCH_TAT_F_RETRY_AFTER    6
+/*
+ * The session's roles, factors and organization (a blob, see _rbac.h):
+ * in a small slot of its own, not in the node's data, so that it never
+ * pushes a node of about 2 KB into a whole 4 KB page of the slab.
+ */
+#define NGX_HTTP_STYTCH_TAT_F_CLAIMS         7
 #define NGX_HTTP_STYTCH_TAT_FIELDS           8
 
 /*
@@ -35,6 +40,7 @@ typedef struct {
     uint16_t                      status;        /* FAILED: the answer */
     uint16_t                      len[NGX_HTTP_STYTCH_TAT_FIELDS];
     uint32_t                      touched;       /* last to the LRU head */
+    u_char                       *claims;        /* F_CLAIMS, or NULL */
     ngx_queue_t                   queue;
     u_char                        digest[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
     ngx_http_stytch_tat_entry_t   entry;
