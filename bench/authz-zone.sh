@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Zone bytes per cached session against the number of roles it has
 # (issue 19, "Cost": at most 256 bytes more per session, on average, for
-# sessions with up to 8 roles).  Since authorization at the edge, every
-# session stored in a zone keeps, beside its JWT, its roles, factors and
-# organization read from the JWT once (the claims blob), whether or not a
-# location requires anything of it.
+# sessions with up to 8 roles).  Since authorization at the edge, a
+# session stored in a zone where some location requires anything of it
+# keeps, beside its JWT, its roles, factors and organization read from
+# the JWT once (the claims blob), in a slab slot of its own.
 #
 # One nginx (one worker) with one zone per role count N of BENCH_COUNTS,
 # all of the same size, each filled with BENCH_IDENTITIES new identities
@@ -29,9 +29,10 @@
 #
 # With BENCH_BASE_MODULE=FILE (a build from before authorization at the
 # edge, e.g. of 1c2861c~3) the same is measured with that build, for the
-# same sessions, and the last column is what the blob costs.  No
-# stytch_tat_rbac_policy is configured: the policy is one document per
-# zone, not per session.
+# same sessions, and the last column is what the blob costs.  The
+# module's locations require a factor (stytch_tat_require_factor), so
+# that the zone keeps the sessions' roles; no stytch_tat_rbac_policy is
+# configured: the policy is one document per zone, not per session.
 #
 # Environment: BENCH_IDENTITIES (1000), BENCH_ZONE_SIZE (16m),
 # BENCH_COUNTS ("0 2 8"), BENCH_ROLES (eight comma-separated role ids),
@@ -92,7 +93,9 @@ emulator() {
 }
 
 conf() {
-    # $1: module file, $2: port, $3: emulator port, $4: emulator dir
+    # $1: module file, $2: port, $3: emulator port, $4: emulator dir,
+    # $5: 1 when the build has authorization at the edge: a requirement
+    # (a factor: no policy needed) makes the zone keep the sessions' roles
     local c
     cat <<EOC
 load_module $1;
@@ -124,6 +127,7 @@ $(for c in $counts; do cat <<EOL
             stytch_tat_email roles-$c-\$http_x_email;
             stytch_tat_subject roles-$c-\$http_x_user;
             $( [ "$c" = 0 ] || echo "stytch_tat_claim assignments \"$(assigned "$c")\" list=,;" )
+            $( [ "$5" = 1 ] && echo "stytch_tat_require_factor trusted_auth_token;" )
             proxy_set_header X-Token \$stytch_session_token;
             proxy_pass http://127.0.0.1:$(($2 + 10));
         }
@@ -192,7 +196,8 @@ measure() {
     local name=$1 d=$work/$1 e c size free entries free0="" nr jl fl bl
     mkdir -p "$d/logs" "$d/conf"
     e=$(emulator "$work/emu-$name" "$3")
-    conf "$2" "$3" "$e" "$work/emu-$name" > "$d/conf/nginx.conf"
+    conf "$2" "$3" "$e" "$work/emu-$name" "$([ "$1" = module ] && echo 1 || echo 0)" \
+        > "$d/conf/nginx.conf"
     bench_nginx_start "$d"
     for c in $counts; do
         fill "$3" "roles-$c"
