@@ -52,6 +52,8 @@ typedef struct {
 } ngx_http_stytch_tat_require_t;
 
 
+static ngx_int_t ngx_http_stytch_tat_authz_compile(ngx_conf_t *cf,
+    ngx_str_t *value, ngx_http_complex_value_t *cv);
 static ngx_int_t ngx_http_stytch_tat_authz_status(ngx_conf_t *cf,
     ngx_str_t *value, ngx_uint_t *status);
 static ngx_int_t ngx_http_stytch_tat_authz_view(ngx_http_request_t *r,
@@ -94,7 +96,6 @@ ngx_http_stytch_tat_authz_permission_directive(ngx_conf_t *cf,
 
     ngx_str_t                         *value, org;
     ngx_uint_t                         i;
-    ngx_http_compile_complex_value_t   ccv;
     ngx_http_stytch_tat_permission_t  *p;
 
     value = cf->args->elts;
@@ -141,29 +142,14 @@ ngx_http_stytch_tat_authz_permission_directive(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-
-    ccv.value = &value[1];
-    ccv.complex_value = &p->resource;
-
-    /* a value without variables is checked here, once, not per request */
-
-    if (value[1].len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK
-        || (p->resource.lengths == NULL
-            && ngx_http_stytch_tat_value_check(value[1].data, value[1].len)
-               != NGX_HTTP_STYTCH_TAT_CLAIM_OK))
+    if (ngx_http_stytch_tat_authz_compile(cf, &value[1], &p->resource)
+        != NGX_OK)
     {
         return "has an empty or invalid resource";
     }
 
-    ccv.value = &value[2];
-    ccv.complex_value = &p->action;
-
-    if (value[2].len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK
-        || (p->action.lengths == NULL
-            && ngx_http_stytch_tat_value_check(value[2].data, value[2].len)
-               != NGX_HTTP_STYTCH_TAT_CLAIM_OK))
+    if (ngx_http_stytch_tat_authz_compile(cf, &value[2], &p->action)
+        != NGX_OK)
     {
         return "has an empty or invalid action";
     }
@@ -171,17 +157,10 @@ ngx_http_stytch_tat_authz_permission_directive(ngx_conf_t *cf,
     if (org.len) {
         p->organization = ngx_palloc(cf->pool,
                                      sizeof(ngx_http_complex_value_t));
-        if (p->organization == NULL) {
-            return NGX_CONF_ERROR;
-        }
 
-        ccv.value = &org;
-        ccv.complex_value = p->organization;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK
-            || (p->organization->lengths == NULL
-                && ngx_http_stytch_tat_value_check(org.data, org.len)
-                   != NGX_HTTP_STYTCH_TAT_CLAIM_OK))
+        if (p->organization == NULL
+            || ngx_http_stytch_tat_authz_compile(cf, &org, p->organization)
+               != NGX_OK)
         {
             return "has an invalid organization";
         }
@@ -191,6 +170,38 @@ ngx_http_stytch_tat_authz_permission_directive(ngx_conf_t *cf,
     lcf->authz_line = cf->conf_file->line;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A value of a requirement: non-empty, with variables or without; one
+ * without is checked here, once, not per request.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_authz_compile(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_complex_value_t *cv)
+{
+    ngx_http_compile_complex_value_t  ccv;
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+
+    if (value->len == 0 || ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (cv->lengths == NULL
+        && ngx_http_stytch_tat_value_check(value->data, value->len)
+           != NGX_HTTP_STYTCH_TAT_CLAIM_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -17,6 +17,8 @@
 static ngx_int_t ngx_http_stytch_tat_cluster_refresh(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_str_t *token);
+static ngx_int_t ngx_http_stytch_tat_cluster_token(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_str_t *token);
 static ngx_int_t ngx_http_stytch_tat_cluster_send(ngx_http_request_t *r,
     ngx_http_stytch_tat_loc_conf_t *lcf, ngx_http_stytch_tat_ctx_t *ctx,
     ngx_str_t *token);
@@ -143,20 +145,7 @@ ngx_http_stytch_tat_cluster_refresh(ngx_http_request_t *r,
     ngx_int_t   rc;
     ngx_str_t   token;
 
-    ngx_http_stytch_tat_cluster_cookie(r, lcf->cookie_token_index, &token);
-
-    if (token.len == 0 || lcf->refresh_uri.len == 0) {
-        goto zone;
-    }
-
-    /* a sibling domain can set any bytes: only a plausible token is sent */
-
-    if (ngx_http_stytch_tat_value_check(token.data, token.len)
-        != NGX_HTTP_STYTCH_TAT_CLAIM_OK)
-    {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "stytch_tat: stytch_session cookie ignored: too "
-                      "long, control characters or invalid UTF-8");
+    if (ngx_http_stytch_tat_cluster_token(r, lcf, &token) != NGX_OK) {
         goto zone;
     }
 
@@ -235,6 +224,34 @@ zone:
     ngx_http_stytch_tat_verified_forget(ctx);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The stytch_session cookie, when there is a refresh to send it to and it
+ * is a plausible token: a sibling domain can set any bytes.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_cluster_token(ngx_http_request_t *r,
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_str_t *token)
+{
+    ngx_http_stytch_tat_cluster_cookie(r, lcf->cookie_token_index, token);
+
+    if (token->len == 0 || lcf->refresh_uri.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_stytch_tat_value_check(token->data, token->len)
+        != NGX_HTTP_STYTCH_TAT_CLAIM_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "stytch_tat: stytch_session cookie ignored: too "
+                      "long, control characters or invalid UTF-8");
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 

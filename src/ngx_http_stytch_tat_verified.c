@@ -17,6 +17,8 @@
     ((len) ? ngx_cpymem(dst, src, len) : (u_char *) (dst))
 
 
+static ngx_int_t ngx_http_stytch_tat_verified_key(
+    ngx_http_stytch_tat_loc_conf_t *lcf, ngx_str_t *token, u_char *digest);
 static ngx_int_t ngx_http_stytch_tat_verified_token(
     ngx_http_request_t *r, ngx_http_stytch_tat_loc_conf_t *lcf,
     ngx_http_stytch_tat_ctx_t *ctx, ngx_str_t *token, ngx_str_t *binding,
@@ -36,6 +38,31 @@ static void ngx_http_stytch_tat_verified_store(ngx_http_request_t *r,
 
 
 /*
+ * A token verified before is known good until it expires.  It is found
+ * by its signature, a quarter of it (the digest of the whole token would
+ * cost more than the rest of the request), and must then equal the token
+ * kept, byte for byte.
+ */
+
+static ngx_int_t
+ngx_http_stytch_tat_verified_key(ngx_http_stytch_tat_loc_conf_t *lcf,
+    ngx_str_t *token, u_char *digest)
+{
+    ngx_str_t  sig;
+
+    sig.data = ngx_strlchr(token->data, token->data + token->len, '.');
+    sig.data = sig.data ? ngx_strlchr(sig.data + 1, token->data + token->len,
+                                      '.')
+                        : NULL;
+    sig.data = sig.data ? sig.data + 1 : token->data;
+    sig.len = token->data + token->len - sig.data;
+
+    return ngx_http_stytch_tat_verified_digest(lcf, "stytch_tat verified",
+                                               &sig, digest);
+}
+
+
+/*
  * NGX_OK: the check is done, *code is its result (NGX_HTTP_STYTCH_TAT_
  * VERIFY_*); NGX_AGAIN: a JWKS fetch is under way; NGX_BUSY: another
  * request fetches the JWKS and there are no keys yet; NGX_DECLINED: no
@@ -49,7 +76,7 @@ ngx_http_stytch_tat_verified_check(ngx_http_request_t *r,
 {
     u_char                       digest[NGX_HTTP_STYTCH_TAT_DIGEST_LEN];
     ngx_int_t                    rc;
-    ngx_str_t                    claim, sig;
+    ngx_str_t                    claim;
     ngx_http_stytch_tat_stats_t *st;
 
     st = &lcf->cache->sh->stats;
@@ -65,24 +92,7 @@ ngx_http_stytch_tat_verified_check(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /*
-     * A token verified before is known good until it expires.  It is found
-     * by its signature, a quarter of it (the digest of the whole token
-     * would cost more than the rest of the request), and must then equal
-     * the token kept, byte for byte.
-     */
-
-    sig.data = ngx_strlchr(token->data, token->data + token->len, '.');
-    sig.data = sig.data ? ngx_strlchr(sig.data + 1, token->data + token->len,
-                                      '.')
-                        : NULL;
-    sig.data = sig.data ? sig.data + 1 : token->data;
-    sig.len = token->data + token->len - sig.data;
-
-    if (ngx_http_stytch_tat_verified_digest(lcf, "stytch_tat verified", &sig,
-                                          digest)
-        != NGX_OK)
-    {
+    if (ngx_http_stytch_tat_verified_key(lcf, token, digest) != NGX_OK) {
         return NGX_ERROR;
     }
 

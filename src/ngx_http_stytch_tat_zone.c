@@ -19,6 +19,8 @@
 
 static ngx_http_stytch_tat_zone_t *ngx_http_stytch_tat_zone_add(
     ngx_conf_t *cf, ngx_str_t *name);
+static void ngx_http_stytch_tat_zone_fill(ngx_http_stytch_tat_node_t *tn,
+    ngx_http_stytch_tat_node_t *old, ngx_str_t *fields, size_t *flen);
 static u_char *ngx_http_stytch_tat_zone_claims(
     ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_node_t *tn,
     ngx_str_t *value);
@@ -500,6 +502,41 @@ ngx_http_stytch_tat_zone_claims(ngx_http_stytch_tat_zone_t *zone,
 }
 
 
+/* the new node's fields: those given, else old's (the claims aside) */
+
+static void
+ngx_http_stytch_tat_zone_fill(ngx_http_stytch_tat_node_t *tn,
+    ngx_http_stytch_tat_node_t *old, ngx_str_t *fields, size_t *flen)
+{
+    u_char      *p, *q;
+    ngx_uint_t   i;
+
+    p = tn->data;
+    q = old ? old->data : NULL;
+
+    for (i = 0; i < NGX_HTTP_STYTCH_TAT_FIELDS; i++) {
+        tn->len[i] = (uint16_t) flen[i];
+
+        if (i == NGX_HTTP_STYTCH_TAT_F_CLAIMS) {
+            continue;
+        }
+
+        if (fields && fields[i].data) {
+            ngx_memcpy(p, fields[i].data, flen[i]);
+
+        } else if (old) {
+            ngx_memcpy(p, q, flen[i]);
+        }
+
+        if (q) {
+            q += old->len[i];
+        }
+
+        p += flen[i];
+    }
+}
+
+
 /*
  * A new node in place of old (which may be NULL): the digest, the times and
  * state of old are kept unless the caller changes them after; fields[i]
@@ -511,7 +548,7 @@ ngx_http_stytch_tat_zone_replace(ngx_http_stytch_tat_zone_t *zone,
     ngx_http_request_t *r, ngx_http_stytch_tat_node_t *old, u_char *digest,
     ngx_str_t *fields)
 {
-    u_char                      *p, *q, *claims;
+    u_char                      *claims;
     size_t                       len, flen[NGX_HTTP_STYTCH_TAT_FIELDS];
     ngx_uint_t                   i;
     ngx_rbtree_node_t           *node;
@@ -570,29 +607,7 @@ ngx_http_stytch_tat_zone_replace(ngx_http_stytch_tat_zone_t *zone,
 
     ngx_memcpy(tn->digest, digest, NGX_HTTP_STYTCH_TAT_DIGEST_LEN);
 
-    p = tn->data;
-    q = old ? old->data : NULL;
-
-    for (i = 0; i < NGX_HTTP_STYTCH_TAT_FIELDS; i++) {
-        if (i == NGX_HTTP_STYTCH_TAT_F_CLAIMS) {
-            tn->len[i] = (uint16_t) flen[i];
-            continue;
-        }
-
-        if (fields && fields[i].data) {
-            ngx_memcpy(p, fields[i].data, flen[i]);
-
-        } else if (old) {
-            ngx_memcpy(p, q, flen[i]);
-        }
-
-        if (q) {
-            q += old->len[i];
-        }
-
-        tn->len[i] = (uint16_t) flen[i];
-        p += flen[i];
-    }
+    ngx_http_stytch_tat_zone_fill(tn, old, fields, flen);
 
     if (old) {
         ngx_http_stytch_tat_zone_delete(zone, old);
