@@ -22,8 +22,7 @@ static ngx_http_stytch_tat_zone_t *ngx_http_stytch_tat_zone_add(
 static void ngx_http_stytch_tat_zone_fill(ngx_http_stytch_tat_node_t *tn,
     ngx_http_stytch_tat_node_t *old, ngx_str_t *fields, size_t *flen);
 static u_char *ngx_http_stytch_tat_zone_claims(
-    ngx_http_stytch_tat_zone_t *zone, ngx_http_stytch_tat_node_t *tn,
-    ngx_str_t *value);
+    ngx_http_stytch_tat_zone_t *zone, ngx_str_t *value);
 static ngx_int_t ngx_http_stytch_tat_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_stytch_tat_zone_rbtree_insert_value(
@@ -474,7 +473,7 @@ ngx_http_stytch_tat_zone_expire(ngx_http_stytch_tat_zone_t *zone,
 
 static u_char *
 ngx_http_stytch_tat_zone_claims(ngx_http_stytch_tat_zone_t *zone,
-    ngx_http_stytch_tat_node_t *tn, ngx_str_t *value)
+    ngx_str_t *value)
 {
     u_char      *p;
     ngx_uint_t   i;
@@ -577,7 +576,7 @@ ngx_http_stytch_tat_zone_replace(ngx_http_stytch_tat_zone_t *zone,
     tn = ngx_http_stytch_tat_zone_alloc(zone, r, len);
 
     claims = (tn && fields && fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS].data)
-             ? ngx_http_stytch_tat_zone_claims(zone, tn,
+             ? ngx_http_stytch_tat_zone_claims(zone,
                                      &fields[NGX_HTTP_STYTCH_TAT_F_CLAIMS])
              : NULL;
 
